@@ -1,0 +1,1 @@
+//! The tiny_http front. (Filled in by the http work.)

@@ -1,0 +1,31 @@
+//! ZooWeeper: a ZooKeeper-class coordination service.
+//!
+//! An ensemble of servers keeps a replicated tree of znodes, totally ordered and durable,
+//! through the Zab protocol (election, discovery, synchronisation, broadcast) spoken over
+//! raw TCP in the binary format of `wire-spec.md`. Clients use HTTP+JSON.
+//!
+//! The crate is split into a pure protocol core and a thin IO shell:
+//!
+//! | module    | what                                                     | IO?  |
+//! |-----------|----------------------------------------------------------|------|
+//! | [`wire`]  | frames, peer messages, txns: bytes <-> types             | pure |
+//! | [`zab`]   | election, discovery, sync, broadcast ([`zab::Core`])     | pure |
+//! | [`ztree`] | the znode tree, paths, stats, txn apply, digest          | pure |
+//! | [`store`] | txn log segments, snapshots, epochs, recovery            | files, own thread |
+//! | [`net`]   | the mio event loop that owns the core and peer sockets   | sockets |
+//! | [`http`]  | the tiny_http front: routes (pure), workers, JSON        | sockets |
+//! | [`runtime`] | starts and wires the threads of one server             | threads |
+//! | [`client`]| a small blocking client of the HTTP API                  | sockets |
+//! | `sim`     | deterministic simulation of N cores (tests, `sim` feature) | none |
+
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod net;
+pub mod runtime;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+pub mod store;
+pub mod wire;
+pub mod zab;
+pub mod ztree;

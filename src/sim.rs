@@ -1,0 +1,1 @@
+//! Deterministic simulation of N cores. (Filled in by the simulation work.)

@@ -1,0 +1,360 @@
+//! Transactions: what the leader proposes, every server logs, and the tree applies.
+//! Pure. Encoding: `wire-spec.md`, section "Txn".
+//!
+//! A txn carries the client's operation as asked (path, data, expected version); the
+//! tree decides its outcome when it applies it, deterministically, so every server
+//! reaches the same result (`NodeExists`, `BadVersion`, ...) at the same zxid.
+
+use byteorder::{BigEndian, ByteOrder, WriteBytesExt};
+
+use super::frame::DecodeError;
+use crate::zab::{PeerId, Zxid};
+
+/// Largest path accepted in a txn, in bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Largest znode data accepted in a txn, in bytes (ZooKeeper's jute.maxbuffer default is 1 MiB).
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+/// The server and request a txn came from, so that server can answer its client when it
+/// applies the txn. `server == 0` means no client waits for it.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
+pub struct Origin {
+    /// Id of the server whose HTTP front received the request.
+    pub server: PeerId,
+    /// That server's request number.
+    pub req: u64,
+}
+
+/// One client operation, as carried in REQUEST frames and in txns.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum TxnOp {
+    /// Create a znode (ZooKeeper op code 1). `sequential` appends a 10-digit counter taken
+    /// from the parent's cversion; `ephemeral_owner` is a session id, 0 for persistent.
+    Create {
+        path: String,
+        data: Vec<u8>,
+        sequential: bool,
+        ephemeral_owner: u64,
+    },
+    /// Delete a znode (op code 2), if its version matches when given.
+    Delete {
+        path: String,
+        expected_version: Option<i32>,
+    },
+    /// Replace a znode's data (op code 5), if its version matches when given.
+    SetData {
+        path: String,
+        data: Vec<u8>,
+        expected_version: Option<i32>,
+    },
+    /// The original ZooWeeper's metadata write (`POST /metadata`, op code 101): record the
+    /// broker `sender`'s process znode, bumping its version when its `clients` list changes.
+    PutProcess {
+        sender: String,
+        receiver: String,
+        timestamp: String,
+        clients: String,
+    },
+}
+
+/// A transaction: an operation with its zxid, the leader's clock and its origin.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Txn {
+    /// Its place in the one total order.
+    pub zxid: Zxid,
+    /// The leader's wall clock when it proposed, in ms since the Unix epoch (becomes
+    /// ctime/mtime, so applying stays deterministic).
+    pub time_ms: u64,
+    /// Who waits for its result.
+    pub origin: Origin,
+    /// What to do.
+    pub op: TxnOp,
+}
+
+const OP_CREATE: u8 = 1;
+const OP_DELETE: u8 = 2;
+const OP_SET_DATA: u8 = 5;
+const OP_PUT_PROCESS: u8 = 101;
+
+const FLAG_SEQUENTIAL: u8 = 1;
+
+impl TxnOp {
+    /// The op code written on the wire.
+    pub fn code(&self) -> u8 {
+        match self {
+            TxnOp::Create { .. } => OP_CREATE,
+            TxnOp::Delete { .. } => OP_DELETE,
+            TxnOp::SetData { .. } => OP_SET_DATA,
+            TxnOp::PutProcess { .. } => OP_PUT_PROCESS,
+        }
+    }
+
+    /// Short name for logs and `zw-wire`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TxnOp::Create { .. } => "create",
+            TxnOp::Delete { .. } => "delete",
+            TxnOp::SetData { .. } => "setData",
+            TxnOp::PutProcess { .. } => "putProcess",
+        }
+    }
+
+    /// Appends the op (code byte, then fields) to `out`. Cannot fail.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.code());
+        match self {
+            TxnOp::Create {
+                path,
+                data,
+                sequential,
+                ephemeral_owner,
+            } => {
+                put_str(out, path);
+                put_bytes(out, data);
+                out.push(if *sequential { FLAG_SEQUENTIAL } else { 0 });
+                out.write_u64::<BigEndian>(*ephemeral_owner).unwrap();
+            }
+            TxnOp::Delete {
+                path,
+                expected_version,
+            } => {
+                put_str(out, path);
+                out.write_i32::<BigEndian>(expected_version.unwrap_or(-1))
+                    .unwrap();
+            }
+            TxnOp::SetData {
+                path,
+                data,
+                expected_version,
+            } => {
+                put_str(out, path);
+                put_bytes(out, data);
+                out.write_i32::<BigEndian>(expected_version.unwrap_or(-1))
+                    .unwrap();
+            }
+            TxnOp::PutProcess {
+                sender,
+                receiver,
+                timestamp,
+                clients,
+            } => {
+                put_str(out, sender);
+                put_str(out, receiver);
+                put_str(out, timestamp);
+                put_str(out, clients);
+            }
+        }
+    }
+
+    /// Decodes an op from the front of `r`, advancing it.
+    ///
+    /// # Errors
+    /// `Malformed` on a short buffer, an unknown op code, bad UTF-8 or a field over its limit.
+    pub fn decode(r: &mut Reader<'_>) -> Result<TxnOp, DecodeError> {
+        let code = r.u8()?;
+        Ok(match code {
+            OP_CREATE => {
+                let path = r.str(MAX_PATH_BYTES)?;
+                let data = r.bytes(MAX_DATA_BYTES)?;
+                let flags = r.u8()?;
+                if flags & !FLAG_SEQUENTIAL != 0 {
+                    return Err(DecodeError::Malformed);
+                }
+                TxnOp::Create {
+                    path,
+                    data,
+                    sequential: flags & FLAG_SEQUENTIAL != 0,
+                    ephemeral_owner: r.u64()?,
+                }
+            }
+            OP_DELETE => TxnOp::Delete {
+                path: r.str(MAX_PATH_BYTES)?,
+                expected_version: version(r.i32()?)?,
+            },
+            OP_SET_DATA => TxnOp::SetData {
+                path: r.str(MAX_PATH_BYTES)?,
+                data: r.bytes(MAX_DATA_BYTES)?,
+                expected_version: version(r.i32()?)?,
+            },
+            OP_PUT_PROCESS => TxnOp::PutProcess {
+                sender: r.str(MAX_PATH_BYTES)?,
+                receiver: r.str(MAX_PATH_BYTES)?,
+                timestamp: r.str(MAX_PATH_BYTES)?,
+                clients: r.str(MAX_PATH_BYTES)?,
+            },
+            _ => return Err(DecodeError::Malformed),
+        })
+    }
+}
+
+fn version(v: i32) -> Result<Option<i32>, DecodeError> {
+    match v {
+        -1 => Ok(None),
+        v if v >= 0 => Ok(Some(v)),
+        _ => Err(DecodeError::Malformed),
+    }
+}
+
+impl Txn {
+    /// Appends the txn to `out`: zxid, time, origin, then the op. Cannot fail.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.write_u64::<BigEndian>(self.zxid.0).unwrap();
+        out.write_u64::<BigEndian>(self.time_ms).unwrap();
+        out.write_u64::<BigEndian>(self.origin.server).unwrap();
+        out.write_u64::<BigEndian>(self.origin.req).unwrap();
+        self.op.encode(out);
+    }
+
+    /// The txn's encoding as a new buffer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes a txn from the front of `r`, advancing it.
+    ///
+    /// # Errors
+    /// `Malformed` when the bytes are not a txn.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Txn, DecodeError> {
+        Ok(Txn {
+            zxid: Zxid(r.u64()?),
+            time_ms: r.u64()?,
+            origin: Origin {
+                server: r.u64()?,
+                req: r.u64()?,
+            },
+            op: TxnOp::decode(r)?,
+        })
+    }
+
+    /// Decodes a buffer that holds exactly one txn.
+    ///
+    /// # Errors
+    /// `Malformed` when the bytes are not exactly one txn.
+    pub fn from_bytes(buf: &[u8]) -> Result<Txn, DecodeError> {
+        let mut r = Reader::new(buf);
+        let txn = Txn::decode(&mut r)?;
+        r.finish()?;
+        Ok(txn)
+    }
+}
+
+/// Appends a `u32` length and the UTF-8 bytes of `s`.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+/// Appends a `u32` length and the bytes.
+pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.write_u32::<BigEndian>(b.len() as u32).unwrap();
+    out.extend_from_slice(b);
+}
+
+/// A bounds-checked big-endian reader over a byte slice. Every read that would run past
+/// the end, or claims a length over its limit, fails with `Malformed` before allocating.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// Reads from the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf }
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Malformed);
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    /// One byte.
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// A big-endian `u16`.
+    pub fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(BigEndian::read_u16(self.take(2)?))
+    }
+
+    /// A big-endian `u32`.
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(BigEndian::read_u32(self.take(4)?))
+    }
+
+    /// A big-endian `i32`.
+    pub fn i32(&mut self) -> Result<i32, DecodeError> {
+        Ok(BigEndian::read_i32(self.take(4)?))
+    }
+
+    /// A big-endian `u64`.
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(BigEndian::read_u64(self.take(8)?))
+    }
+
+    /// A `u32` length then that many bytes, at most `max`.
+    pub fn bytes(&mut self, max: usize) -> Result<Vec<u8>, DecodeError> {
+        let len = self.u32()? as usize;
+        if len > max || len > self.buf.len() {
+            return Err(DecodeError::Malformed);
+        }
+        Ok(self.take(len)?.to_vec())
+    }
+
+    /// A `u32` length then that many bytes of UTF-8, at most `max`.
+    pub fn str(&mut self, max: usize) -> Result<String, DecodeError> {
+        String::from_utf8(self.bytes(max)?).map_err(|_| DecodeError::Malformed)
+    }
+
+    /// Succeeds only if every byte was read.
+    pub fn finish(self) -> Result<(), DecodeError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::Malformed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Txn {
+        Txn {
+            zxid: Zxid::new(2, 9),
+            time_ms: 1_700_000_000_000,
+            origin: Origin { server: 3, req: 77 },
+            op: TxnOp::Create {
+                path: "/a/b".into(),
+                data: b"hi".to_vec(),
+                sequential: true,
+                ephemeral_owner: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn txn_round_trips() {
+        let t = sample();
+        assert_eq!(Txn::from_bytes(&t.to_bytes()).unwrap(), t);
+    }
+
+    #[test]
+    fn truncated_txn_is_malformed_not_a_panic() {
+        let b = sample().to_bytes();
+        for cut in 0..b.len() {
+            assert_eq!(Txn::from_bytes(&b[..cut]), Err(DecodeError::Malformed));
+        }
+    }
+}
