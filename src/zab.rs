@@ -8,4 +8,6 @@ pub mod zxid;
 pub use self::core::{
     Action, ClientError, Core, CoreConfig, Input, Recovered, ReqId, Role, Status,
 };
+#[cfg(any(test, feature = "sim"))]
+pub use self::core::Mutation;
 pub use zxid::{Millis, PeerId, Zxid};

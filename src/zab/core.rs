@@ -28,6 +28,54 @@ pub struct CoreConfig {
     pub snap_count: u64,
     /// Proposals in flight before new writes are refused as busy.
     pub max_outstanding: usize,
+    /// A deliberately broken rule, for proving the simulation catches it.
+    #[cfg(any(test, feature = "sim"))]
+    pub mutation: Option<Mutation>,
+}
+
+impl CoreConfig {
+    /// Defaults for server `id` in an ensemble of `voters`: 100 ms ticks, initLimit 20,
+    /// syncLimit 10, 50 ms finalize wait.
+    pub fn new(id: PeerId, voters: Vec<PeerId>) -> CoreConfig {
+        CoreConfig {
+            id,
+            voters,
+            tick_ms: 100,
+            init_limit: 20,
+            sync_limit: 10,
+            finalize_wait_ms: 50,
+            max_diff_txns: 100_000,
+            snap_count: 100_000,
+            max_outstanding: 10_000,
+            #[cfg(any(test, feature = "sim"))]
+            mutation: None,
+        }
+    }
+}
+
+/// Deliberately broken protocol rules (simulation builds only).
+#[cfg(any(test, feature = "sim"))]
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Mutation {
+    /// A follower ACKs a proposal before its store reports it durable.
+    AckBeforeDurable,
+    /// The leader commits on its own ACK, without a quorum.
+    CommitWithoutQuorum,
+    /// Votes compare server ids only, ignoring epoch and zxid.
+    VoteIgnoresZxid,
+    /// The leader never sends TRUNC (it sends DIFF instead).
+    SkipTrunc,
+}
+
+#[cfg(any(test, feature = "sim"))]
+impl Mutation {
+    /// Every mutation, with its command-line name.
+    pub const ALL: [(&'static str, Mutation); 4] = [
+        ("ack-before-durable", Mutation::AckBeforeDurable),
+        ("commit-without-quorum", Mutation::CommitWithoutQuorum),
+        ("vote-ignores-zxid", Mutation::VoteIgnoresZxid),
+        ("skip-trunc", Mutation::SkipTrunc),
+    ];
 }
 
 /// What the store recovered at start-up: the durable state the core starts from.
@@ -79,9 +127,10 @@ pub enum Action {
     SaveEpochs { accepted: u32, current: u32 },
     /// Write a snapshot of the committed tree at `zxid` (in the background).
     WriteSnapshot { zxid: Zxid, tree: ZTree },
-    /// Answer client request `req`.
+    /// Answer client request `req`; `zxid` is the txn's zxid (zero if it never got one).
     Reply {
         req: ReqId,
+        zxid: Zxid,
         result: Result<OpOk, ClientError>,
     },
     /// The server's role, leader or epoch changed.
@@ -151,4 +200,39 @@ pub struct Status {
 }
 
 /// The Zab core of one server.
+///
+/// Drive it with [`Core::handle`], then drain [`Core::poll_action`] until `None`, and call
+/// `handle(now, Input::Tick)` again by [`Core::next_deadline`].
 pub struct Core {}
+
+impl Core {
+    /// A core starting from durable state `rec`. It begins LOOKING at the first input.
+    pub fn new(_cfg: CoreConfig, _rec: Recovered) -> Core {
+        unimplemented!("zab core in progress")
+    }
+
+    /// Feeds one input at time `now`.
+    pub fn handle(&mut self, _now: Millis, _input: Input) {
+        unimplemented!("zab core in progress")
+    }
+
+    /// The next action to execute, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        unimplemented!("zab core in progress")
+    }
+
+    /// When the core next needs an `Input::Tick`.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        unimplemented!("zab core in progress")
+    }
+
+    /// A summary for status pages.
+    pub fn status(&self) -> Status {
+        unimplemented!("zab core in progress")
+    }
+
+    /// The applied (committed) tree.
+    pub fn tree(&self) -> &ZTree {
+        unimplemented!("zab core in progress")
+    }
+}
