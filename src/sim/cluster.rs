@@ -1,0 +1,864 @@
+//! `Cluster`: N real cores, their disks, the network and the clients, driven by one event
+//! queue in virtual time. This file holds the event loop and the shell around each core
+//! (what the server's IO threads do for real); `fault.rs` holds the fault injection, the
+//! client workload and the healing phase.
+
+use std::collections::BTreeMap;
+
+use super::check::{Checker, Violation};
+use super::client::{Clients, Outcome};
+use super::net::{pair, ConnState, Net, NetConfig, Pair};
+use super::queue::EventQueue;
+use super::rng::Rng;
+use super::store::{LogOp, MemStore, StoreError};
+use super::trace::{self, Trace};
+use super::{Coverage, Options, RunReport};
+use crate::wire::PeerMsg;
+use crate::zab::{Action, ClientError, Core, CoreConfig, Input, Millis, PeerId, ReqId, Role, Zxid};
+use crate::ztree::OpOk;
+
+/// Something that happens at a point of virtual time.
+#[derive(Debug)]
+pub(super) enum Ev {
+    /// First boot of a server.
+    Start { node: PeerId },
+    /// A crashed server comes back.
+    Restart { node: PeerId },
+    /// A core's deadline.
+    Tick { node: PeerId, inc: u64, token: u64 },
+    /// A message arrives on connection `conn`.
+    Deliver {
+        from: PeerId,
+        to: PeerId,
+        conn: u64,
+        msg: PeerMsg,
+    },
+    /// `node` learns its connection to `peer` is up.
+    PeerUp {
+        node: PeerId,
+        peer: PeerId,
+        conn: u64,
+    },
+    /// `node` learns its connection to `peer` is gone.
+    PeerDown {
+        node: PeerId,
+        peer: PeerId,
+        conn: u64,
+    },
+    /// A connection's handshake completes.
+    Connect { pair: Pair, conn: u64 },
+    /// A crashed server's last bytes have arrived: the connection ends.
+    CloseConn {
+        pair: Pair,
+        conn: u64,
+        survivor: PeerId,
+    },
+    /// Try to connect a pair again.
+    Reconnect { pair: Pair },
+    /// A server's disk finishes a group of log operations.
+    Flush { node: PeerId, inc: u64 },
+    /// A server's disk finishes writing a snapshot.
+    SnapDone { node: PeerId, inc: u64, id: u64 },
+    /// Inject a fault.
+    Fault,
+    /// A client sends a write.
+    ClientWrite,
+    /// Partitions may have expired.
+    Unblock,
+    /// The fault phase ends: everything heals.
+    Heal,
+    /// The healed cluster must have made progress by now.
+    LivenessDeadline,
+}
+
+/// One simulated server: its core (none while crashed) and what its shell knows.
+#[derive(Default)]
+pub(super) struct Node {
+    pub(super) core: Option<Core>,
+    /// Incarnation: grows at every start, so events of an older life are ignored.
+    pub(super) inc: u64,
+    pub(super) store: MemStore,
+    /// Peers this server was told are up, with the connection's id.
+    up: BTreeMap<PeerId, u64>,
+    tick_at: Option<Millis>,
+    tick_token: u64,
+    /// Log operations issued when the last NEWLEADER was handled: its ACK and the
+    /// currentEpoch it brings must wait until they are durable.
+    newleader_seq: Option<u64>,
+    in_newleader: bool,
+    flush_scheduled: bool,
+}
+
+/// The per-run settings the seed picks.
+#[derive(Clone, Debug)]
+pub(super) struct Params {
+    pub(super) max_diff_txns: usize,
+    pub(super) snap_count: u64,
+    pub(super) max_outstanding: usize,
+    pub(super) client_gap: Millis,
+    pub(super) fault_gap: Millis,
+    /// May crash more servers than a quorum tolerates.
+    pub(super) wild: bool,
+    pub(super) slow_disk_per_mille: u64,
+    pub(super) restart_max: Millis,
+}
+
+impl Params {
+    fn pick(rng: &mut Rng) -> Params {
+        Params {
+            max_diff_txns: [3, 10, 40, 100_000][rng.index(4)],
+            snap_count: [5, 20, 100, 100_000][rng.index(4)],
+            max_outstanding: [3, 50, 10_000][rng.index(3)],
+            client_gap: rng.range(3, 80),
+            fault_gap: rng.range(150, 1500),
+            wild: rng.chance(250),
+            slow_disk_per_mille: [0, 30, 150][rng.index(3)],
+            restart_max: rng.range(300, 4000),
+        }
+    }
+}
+
+/// Where the run is.
+pub(super) enum Phase {
+    /// Faults and client writes.
+    Faults,
+    /// Everything healed; waiting for one leader, a batch of acknowledged writes and every
+    /// server caught up.
+    Healing { since: Millis, step: HealStep },
+    /// Converged.
+    Done,
+}
+
+/// A write's answer: its zxid and result.
+pub(super) type Answer = (Zxid, Result<OpOk, ClientError>);
+
+/// The steps of the healing phase.
+pub(super) enum HealStep {
+    /// Waiting for one serving leader that every server follows.
+    Stabilizing,
+    /// A batch of writes was sent; their answers so far.
+    Acking(BTreeMap<ReqId, Option<Answer>>),
+    /// Every write answered; waiting for every server to apply `target`.
+    CatchingUp { target: Zxid },
+}
+
+/// N cores, their disks, the network and the clients.
+pub struct Cluster {
+    pub(super) seed: u64,
+    pub(super) n: usize,
+    pub(super) now: Millis,
+    pub(super) rng: Rng,
+    pub(super) queue: EventQueue<Ev>,
+    pub(super) net: Net,
+    pub(super) nodes: BTreeMap<PeerId, Node>,
+    pub(super) clients: Clients,
+    pub(super) checker: Checker,
+    pub(super) cov: Coverage,
+    pub(super) opts: Options,
+    pub(super) trace: Trace,
+    pub(super) events: u64,
+    pub(super) params: Params,
+    pub(super) phase: Phase,
+    last_leader: Option<PeerId>,
+}
+
+impl Cluster {
+    /// A cluster of `n` servers whose whole run is fixed by `seed` and `opts`.
+    pub fn new(seed: u64, n: usize, opts: Options, trace: Trace) -> Cluster {
+        let mut rng = Rng::new(seed);
+        let params = Params::pick(&mut rng);
+        let nodes = (1..=n as PeerId).map(|id| (id, Node::default())).collect();
+        Cluster {
+            seed,
+            n,
+            now: 0,
+            rng,
+            queue: EventQueue::new(),
+            net: Net::new(NetConfig::default()),
+            nodes,
+            clients: Clients::new(),
+            checker: Checker::new(),
+            cov: Coverage::default(),
+            opts,
+            trace,
+            events: 0,
+            params,
+            phase: Phase::Faults,
+            last_leader: None,
+        }
+    }
+
+    /// Runs to convergence after healing, or to the first violation.
+    pub fn run(mut self) -> RunReport {
+        if self.trace.on() {
+            let line = format!("seed={} servers={} {:?}", self.seed, self.n, self.params);
+            self.trace.line(line);
+        }
+        self.boot();
+        let violation = self.run_loop().err();
+        if let Some(v) = &violation {
+            if self.trace.on() {
+                self.trace.line(format!("{:>7} VIOLATION {v}", self.now));
+            }
+        }
+        self.report(violation)
+    }
+
+    fn boot(&mut self) {
+        for id in 1..=self.n as PeerId {
+            let at = self.rng.range(0, 200);
+            self.queue.push(at, Ev::Start { node: id });
+        }
+        self.queue.push(self.rng.range(0, 50), Ev::ClientWrite);
+        self.queue.push(self.rng.range(300, 1000), Ev::Fault);
+        self.queue.push(self.opts.fault_ms, Ev::Heal);
+        let deadline = self.opts.fault_ms + self.opts.liveness_bound_ms;
+        self.queue.push(deadline, Ev::LivenessDeadline);
+    }
+
+    fn run_loop(&mut self) -> Result<(), Violation> {
+        while !matches!(self.phase, Phase::Done) {
+            let Some((at, ev)) = self.queue.pop() else {
+                return Err(Violation::new("liveness", "nothing left to happen"));
+            };
+            self.now = at;
+            self.events += 1;
+            if self.events > self.opts.max_events {
+                let detail = format!("more than {} events by {} ms", self.opts.max_events, at);
+                return Err(Violation::new("event-budget", detail));
+            }
+            if self.trace.on() && !matches!(ev, Ev::Deliver { .. } | Ev::Tick { .. }) {
+                self.trace.line(format!("{at:>7} {}", short(&ev)));
+            }
+            self.dispatch(ev)?;
+            if matches!(self.phase, Phase::Healing { .. }) {
+                self.liveness_step()?;
+            }
+        }
+        self.checker.final_check()
+    }
+
+    fn report(mut self, violation: Option<Violation>) -> RunReport {
+        let s = self.clients.stats;
+        let mut coverage = self.cov;
+        coverage.writes = s.sent;
+        coverage.acked = s.ok + s.tree_errors;
+        coverage.refused = s.no_leader + s.busy;
+        coverage.lost_before_ack = s.lost_to_crash + s.uncertain;
+        RunReport {
+            seed: self.seed,
+            servers: self.n,
+            events: self.events,
+            virtual_ms: self.now,
+            coverage,
+            violation,
+            trace_tail: self.trace.take_lines(),
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) -> Result<(), Violation> {
+        match ev {
+            Ev::Start { node } => self.start_node(node, false),
+            Ev::Restart { node } => self.start_node(node, true),
+            Ev::Tick { node, inc, token } => {
+                let n = &mut self.nodes.get_mut(&node).expect("known node");
+                if n.core.is_none() || n.inc != inc || n.tick_token != token {
+                    return Ok(());
+                }
+                n.tick_at = None;
+                self.feed(node, Input::Tick)
+            }
+            Ev::Deliver {
+                from,
+                to,
+                conn,
+                msg,
+            } => {
+                let seen = self.nodes[&to].up.get(&from) == Some(&conn);
+                if seen && self.net.deliverable(from, to, conn) {
+                    return self.feed(to, Input::Peer { from, msg });
+                }
+                Ok(())
+            }
+            Ev::PeerUp { node, peer, conn } => self.peer_up(node, peer, conn),
+            Ev::PeerDown { node, peer, conn } => {
+                let n = self.nodes.get_mut(&node).expect("known node");
+                if n.up.get(&peer) != Some(&conn) {
+                    return Ok(());
+                }
+                n.up.remove(&peer);
+                self.feed(node, Input::PeerDown { peer })
+            }
+            Ev::Connect { pair, conn } => {
+                if self.alive(pair.0)
+                    && self.alive(pair.1)
+                    && self.net.establish(pair, conn, self.now)
+                {
+                    let (a, b) = if self.rng.chance(500) {
+                        pair
+                    } else {
+                        (pair.1, pair.0)
+                    };
+                    self.queue.push(
+                        self.now,
+                        Ev::PeerUp {
+                            node: a,
+                            peer: b,
+                            conn,
+                        },
+                    );
+                    self.queue.push(
+                        self.now,
+                        Ev::PeerUp {
+                            node: b,
+                            peer: a,
+                            conn,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            Ev::CloseConn {
+                pair,
+                conn,
+                survivor,
+            } => {
+                if self.net.finish_close(pair, conn) {
+                    let peer = if pair.0 == survivor { pair.1 } else { pair.0 };
+                    self.queue.push(
+                        self.now,
+                        Ev::PeerDown {
+                            node: survivor,
+                            peer,
+                            conn,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            Ev::Reconnect { pair } => {
+                self.try_open(pair);
+                Ok(())
+            }
+            Ev::Flush { node, inc } => self.flush(node, inc),
+            Ev::SnapDone { node, inc, id } => {
+                let n = self.nodes.get_mut(&node).expect("known node");
+                if n.inc == inc && n.core.is_some() {
+                    n.store.snapshot_done(id);
+                }
+                Ok(())
+            }
+            Ev::Fault => self.fault(),
+            Ev::ClientWrite => self.client_write(),
+            Ev::Unblock => {
+                self.net.expire_blocks(self.now);
+                self.open_all();
+                Ok(())
+            }
+            Ev::Heal => self.heal(),
+            Ev::LivenessDeadline => self.liveness_deadline(),
+        }
+    }
+
+    /// True while `id` runs.
+    pub(super) fn alive(&self, id: PeerId) -> bool {
+        self.nodes[&id].core.is_some()
+    }
+
+    fn peer_up(&mut self, node: PeerId, peer: PeerId, conn: u64) -> Result<(), Violation> {
+        let current = self.net.conn(node, peer).map(|c| (c.id, c.state));
+        if !self.alive(node) || current != Some((conn, ConnState::Up)) {
+            return Ok(());
+        }
+        self.nodes
+            .get_mut(&node)
+            .expect("known node")
+            .up
+            .insert(peer, conn);
+        self.feed(node, Input::PeerUp { peer })
+    }
+
+    /// Starts connecting `p` if both ends run and nothing keeps them apart.
+    pub(super) fn try_open(&mut self, p: Pair) {
+        if !self.alive(p.0) || !self.alive(p.1) {
+            return;
+        }
+        if let Some((conn, at)) = self.net.open(p.0, p.1, self.now, &mut self.rng) {
+            self.queue.push(at, Ev::Connect { pair: p, conn });
+        }
+    }
+
+    /// Tries to connect every pair.
+    pub(super) fn open_all(&mut self) {
+        for a in 1..=self.n as PeerId {
+            for b in a + 1..=self.n as PeerId {
+                self.try_open((a, b));
+            }
+        }
+    }
+
+    /// Resets the connection of `a` and `b`: both ends see it go down; they reconnect
+    /// after a while.
+    pub(super) fn reset_conn(&mut self, a: PeerId, b: PeerId) {
+        if let Some(conn) = self.net.reset(a, b) {
+            self.queue.push(
+                self.now,
+                Ev::PeerDown {
+                    node: a,
+                    peer: b,
+                    conn,
+                },
+            );
+            self.queue.push(
+                self.now,
+                Ev::PeerDown {
+                    node: b,
+                    peer: a,
+                    conn,
+                },
+            );
+        }
+        let at = self.now + self.rng.range(10, 300);
+        self.queue.push(at, Ev::Reconnect { pair: pair(a, b) });
+    }
+
+    fn core_config(&self, id: PeerId) -> CoreConfig {
+        let mut cfg = CoreConfig::new(id, (1..=self.n as PeerId).collect());
+        cfg.max_diff_txns = self.params.max_diff_txns;
+        cfg.snap_count = self.params.snap_count;
+        cfg.max_outstanding = self.params.max_outstanding;
+        cfg.mutation = self.opts.mutation;
+        cfg
+    }
+
+    fn start_node(&mut self, id: PeerId, restart: bool) -> Result<(), Violation> {
+        if self.alive(id) {
+            return Ok(());
+        }
+        let rec = self.nodes[&id].store.recover();
+        let last = rec.log.last().map_or(rec.snapshot_zxid, |t| t.zxid);
+        if rec.accepted_epoch < rec.current_epoch || rec.current_epoch < last.epoch() {
+            let detail = format!(
+                "server {id} restarts with acceptedEpoch {} currentEpoch {} and last logged zxid {last}",
+                rec.accepted_epoch, rec.current_epoch
+            );
+            return Err(Violation::new("epochs-inconsistent", detail));
+        }
+        let core = Core::new(self.core_config(id), rec);
+        let node = self.nodes.get_mut(&id).expect("known node");
+        node.core = Some(core);
+        node.inc += 1;
+        self.checker.restarted(id);
+        if restart {
+            self.cov.restarts += 1;
+        }
+        self.feed(id, Input::Tick)?;
+        for peer in 1..=self.n as PeerId {
+            if peer != id {
+                self.try_open(pair(id, peer));
+            }
+        }
+        Ok(())
+    }
+
+    /// Crashes `id`: its core and everything its disk had not made durable are gone.
+    /// `flushed`: what it had written to its connections still arrives (a process kill);
+    /// otherwise that is lost too (a power cut).
+    pub(super) fn crash(&mut self, id: PeerId, flushed: bool) {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        node.core = None;
+        node.store.crash();
+        node.up.clear();
+        node.tick_at = None;
+        node.newleader_seq = None;
+        node.in_newleader = false;
+        node.flush_scheduled = false;
+        self.clients.crashed(id);
+        self.cov.crashes += 1;
+        if self.trace.on() {
+            self.trace
+                .line(format!("{:>7} crash {id} flushed={flushed}", self.now));
+        }
+        for peer in (1..=self.n as PeerId).filter(|&p| p != id) {
+            if flushed {
+                if let Some((conn, at)) = self.net.close_after_flush(id, peer, self.now) {
+                    let ev = Ev::CloseConn {
+                        pair: pair(id, peer),
+                        conn,
+                        survivor: peer,
+                    };
+                    self.queue.push(at, ev);
+                }
+            } else if let Some(conn) = self.net.reset(id, peer) {
+                self.queue.push(
+                    self.now,
+                    Ev::PeerDown {
+                        node: peer,
+                        peer: id,
+                        conn,
+                    },
+                );
+            }
+        }
+        if matches!(self.phase, Phase::Faults) {
+            let at = self.now + self.rng.range(50, self.params.restart_max);
+            self.queue.push(at, Ev::Restart { node: id });
+        }
+    }
+
+    /// Feeds one input to `id`'s core and executes its actions (possibly crashing it
+    /// between two of them), then checks the invariants.
+    pub(super) fn feed(&mut self, id: PeerId, input: Input) -> Result<(), Violation> {
+        let newleader = matches!(
+            input,
+            Input::Peer {
+                msg: PeerMsg::NewLeader { .. },
+                ..
+            }
+        );
+        if self.trace.on() {
+            self.trace
+                .line(format!("{:>7} n{id} <- {}", self.now, trace::input(&input)));
+        }
+        let node = self.nodes.get_mut(&id).expect("known node");
+        let Some(core) = node.core.as_mut() else {
+            return Ok(());
+        };
+        node.in_newleader = newleader;
+        core.handle(self.now, input);
+        let mut actions = Vec::new();
+        while let Some(a) = core.poll_action() {
+            actions.push(a);
+        }
+        let cut = self.mid_batch_cut(&actions);
+        for (i, a) in actions.into_iter().enumerate() {
+            if cut == Some(i) {
+                break;
+            }
+            if self.trace.on() {
+                self.trace
+                    .line(format!("{:>7} n{id} -> {}", self.now, trace::action(&a)));
+            }
+            self.execute(id, a)?;
+        }
+        if cut.is_some() {
+            self.cov.mid_batch_crashes += 1;
+            let flushed = self.rng.chance(500);
+            self.crash(id, flushed);
+            return Ok(());
+        }
+        let node = self.nodes.get_mut(&id).expect("known node");
+        node.in_newleader = false;
+        if newleader {
+            node.newleader_seq = Some(node.store.issued_seq());
+        }
+        self.reschedule_tick(id);
+        self.check_node(id)
+    }
+
+    /// Sometimes, during the fault phase, a crash point inside this batch of actions
+    /// (more often when the batch touches the disk or acknowledges).
+    fn mid_batch_cut(&mut self, actions: &[Action]) -> Option<usize> {
+        if !matches!(self.phase, Phase::Faults) || actions.is_empty() || !self.may_crash() {
+            return None;
+        }
+        let touchy = actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Append { .. }
+                    | Action::Truncate { .. }
+                    | Action::InstallSnapshot { .. }
+                    | Action::SaveEpochs { .. }
+                    | Action::Send {
+                        msg: PeerMsg::Ack { .. },
+                        ..
+                    }
+            )
+        });
+        let rate = if touchy { 6 } else { 1 };
+        if self.rng.chance(rate) {
+            Some(self.rng.index(actions.len() + 1))
+        } else {
+            None
+        }
+    }
+
+    /// True when one more server may crash now.
+    pub(super) fn may_crash(&self) -> bool {
+        let down = self.nodes.values().filter(|n| n.core.is_none()).count();
+        let limit = if self.params.wild {
+            self.n
+        } else {
+            self.n - (self.n / 2 + 1)
+        };
+        down < limit
+    }
+
+    fn reschedule_tick(&mut self, id: PeerId) {
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).expect("known node");
+        let Some(core) = node.core.as_ref() else {
+            return;
+        };
+        let at = core.next_deadline().map(|d| d.max(now));
+        if node.tick_at == at {
+            return;
+        }
+        node.tick_token += 1;
+        node.tick_at = at;
+        if let Some(at) = at {
+            let ev = Ev::Tick {
+                node: id,
+                inc: node.inc,
+                token: node.tick_token,
+            };
+            self.queue.push(at, ev);
+        }
+    }
+
+    fn check_node(&mut self, id: PeerId) -> Result<(), Violation> {
+        let node = &self.nodes[&id];
+        let Some(core) = node.core.as_ref() else {
+            return Ok(());
+        };
+        let st = core.status();
+        if st.role == Role::Leading && st.serving {
+            if !self.checker.leaders().contains_key(&st.current_epoch) {
+                self.cov.epochs += 1;
+            }
+            if self.last_leader.is_some_and(|l| l != id) {
+                self.cov.leader_changes += 1;
+            }
+            self.last_leader = Some(id);
+        }
+        self.checker
+            .check_node(id, &st, node.store.log(), node.store.base())
+    }
+
+    fn execute(&mut self, id: PeerId, a: Action) -> Result<(), Violation> {
+        match a {
+            Action::Send { to, msg } => self.send(id, to, msg),
+            Action::Disconnect { peer, .. } => {
+                self.cov.disconnects += 1;
+                self.reset_conn(id, peer);
+                Ok(())
+            }
+            Action::Append { seq, txns } => self.log_op(id, seq, LogOp::Append(txns)),
+            Action::Truncate { seq, after } => self.log_op(id, seq, LogOp::Truncate(after)),
+            Action::InstallSnapshot { seq, zxid, tree } => {
+                self.log_op(id, seq, LogOp::Install(zxid, tree))
+            }
+            Action::SaveEpochs { accepted, current } => self.save_epochs(id, accepted, current),
+            Action::WriteSnapshot { zxid, tree } => {
+                let node = self.nodes.get_mut(&id).expect("known node");
+                let snap = node.store.write_snapshot(zxid, tree);
+                let ev = Ev::SnapDone {
+                    node: id,
+                    inc: node.inc,
+                    id: snap,
+                };
+                self.queue.push(self.now + self.rng.range(5, 300), ev);
+                self.cov.snapshots += 1;
+                Ok(())
+            }
+            Action::Reply { req, zxid, result } => self.reply(id, req, zxid, result),
+            Action::RoleChanged { role, .. } => {
+                if role == Role::Looking {
+                    self.cov.elections += 1;
+                }
+                if role != Role::Following {
+                    self.nodes.get_mut(&id).expect("known node").newleader_seq = None;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&mut self, id: PeerId, to: PeerId, msg: PeerMsg) -> Result<(), Violation> {
+        match &msg {
+            PeerMsg::Ack { zxid } => self.check_ack_durable(id, *zxid)?,
+            PeerMsg::Diff { .. } => self.cov.diffs += 1,
+            PeerMsg::Trunc { .. } => self.cov.truncs += 1,
+            PeerMsg::Snap { .. } => self.cov.snaps += 1,
+            PeerMsg::Proposal { .. } => self.cov.proposals += 1,
+            _ => {}
+        }
+        let Some(&conn) = self.nodes[&id].up.get(&to) else {
+            return Ok(());
+        };
+        if let Some((c, at)) = self.net.send(id, to, self.now, &mut self.rng) {
+            if c == conn {
+                self.queue.push(
+                    at,
+                    Ev::Deliver {
+                        from: id,
+                        to,
+                        conn,
+                        msg,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// An ACK covers only what the sender's disk reported durable; an ACK of NEWLEADER
+    /// (`(epoch, 0)`) needs every log operation issued up to NEWLEADER durable.
+    fn check_ack_durable(&self, id: PeerId, zxid: Zxid) -> Result<(), Violation> {
+        let node = &self.nodes[&id];
+        let store = &node.store;
+        if zxid.counter() == 0 {
+            let need = if node.in_newleader {
+                Some(store.issued_seq())
+            } else {
+                node.newleader_seq
+            };
+            if let Some(need) = need.filter(|&n| store.durable_seq() < n) {
+                let detail = format!(
+                    "server {id} sent ACK {zxid} (NEWLEADER) with log operations up to {need} issued but only {} durable",
+                    store.durable_seq()
+                );
+                return Err(Violation::new("ack-before-durable", detail));
+            }
+            return Ok(());
+        }
+        if zxid > store.durable_last() {
+            let detail = format!(
+                "server {id} sent ACK {zxid} but its disk has only up to {} durable",
+                store.durable_last()
+            );
+            return Err(Violation::new("ack-before-durable", detail));
+        }
+        Ok(())
+    }
+
+    fn log_op(&mut self, id: PeerId, seq: u64, op: LogOp) -> Result<(), Violation> {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        let removed = node.store.issue(seq, op).map_err(|e| {
+            let name = match e {
+                StoreError::SeqNotIncreasing { .. } => "log-op-order",
+                StoreError::ZxidNotIncreasing { .. } => "log-zxids-increase",
+            };
+            Violation::new(name, format!("server {id}: {e}"))
+        })?;
+        if let Some(t) = removed.iter().find(|t| self.checker.is_committed(t)) {
+            let detail = format!(
+                "server {id} removed committed txn {} from its log (op {seq})",
+                t.zxid
+            );
+            return Err(Violation::new("truncate-committed", detail));
+        }
+        self.schedule_flush(id);
+        Ok(())
+    }
+
+    fn save_epochs(&mut self, id: PeerId, accepted: u32, current: u32) -> Result<(), Violation> {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        let (a0, c0) = node.store.epochs();
+        if accepted < current {
+            let detail =
+                format!("server {id} saved acceptedEpoch {accepted} < currentEpoch {current}");
+            return Err(Violation::new("epochs-inconsistent", detail));
+        }
+        if accepted < a0 || current < c0 {
+            let detail =
+                format!("server {id} saved epochs ({accepted}, {current}) after ({a0}, {c0})");
+            return Err(Violation::new("epoch-regressed", detail));
+        }
+        let store = &node.store;
+        let need = if node.in_newleader {
+            Some(store.issued_seq())
+        } else {
+            node.newleader_seq
+        };
+        if let Some(need) = need.filter(|&n| current > c0 && store.durable_seq() < n) {
+            let detail = format!(
+                "server {id} saved currentEpoch {current} with synchronisation log operations up to {need} issued but only {} durable",
+                store.durable_seq()
+            );
+            return Err(Violation::new("epoch-before-durable", detail));
+        }
+        node.store.save_epochs(accepted, current);
+        Ok(())
+    }
+
+    fn reply(
+        &mut self,
+        id: PeerId,
+        req: ReqId,
+        zxid: Zxid,
+        result: Result<OpOk, ClientError>,
+    ) -> Result<(), Violation> {
+        if let Outcome::Committed(z, op) = self.clients.reply(id, req, zxid, &result)? {
+            self.checker.record_ack(id, req, z, op);
+        }
+        if let Phase::Healing {
+            step: HealStep::Acking(batch),
+            ..
+        } = &mut self.phase
+        {
+            if let Some(slot) = batch.get_mut(&req) {
+                *slot = Some((zxid, result));
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_flush(&mut self, id: PeerId) {
+        let slow = self.rng.chance(self.params.slow_disk_per_mille);
+        let delay = if slow {
+            self.rng.range(20, 250)
+        } else {
+            self.rng.range(1, 6)
+        };
+        let node = self.nodes.get_mut(&id).expect("known node");
+        if node.flush_scheduled {
+            return;
+        }
+        node.flush_scheduled = true;
+        let ev = Ev::Flush {
+            node: id,
+            inc: node.inc,
+        };
+        self.queue.push(self.now + delay, ev);
+    }
+
+    fn flush(&mut self, id: PeerId, inc: u64) -> Result<(), Violation> {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        if node.inc != inc || node.core.is_none() {
+            return Ok(());
+        }
+        node.flush_scheduled = false;
+        let pending = node.store.pending_len();
+        let count = if self.rng.chance(800) {
+            pending
+        } else {
+            self.rng.range(1, pending as u64) as usize
+        };
+        let node = self.nodes.get_mut(&id).expect("known node");
+        if let Some(seq) = node.store.flush(count) {
+            self.feed(id, Input::Durable { seq })?;
+        }
+        let node = &self.nodes[&id];
+        if node.core.is_some() && node.inc == inc && node.store.pending_len() > 0 {
+            self.schedule_flush(id);
+        }
+        Ok(())
+    }
+}
+
+/// An event in a few words, for traces.
+fn short(ev: &Ev) -> String {
+    match ev {
+        Ev::Start { node } => format!("start {node}"),
+        Ev::Restart { node } => format!("restart {node}"),
+        Ev::PeerUp { node, peer, conn } => format!("conn {conn} up at {node} (to {peer})"),
+        Ev::PeerDown { node, peer, conn } => format!("conn {conn} down at {node} (to {peer})"),
+        Ev::Connect { pair, conn } => format!("connect {}-{} conn {conn}", pair.0, pair.1),
+        Ev::CloseConn { pair, conn, .. } => format!("close {}-{} conn {conn}", pair.0, pair.1),
+        Ev::Reconnect { pair } => format!("reconnect {}-{}", pair.0, pair.1),
+        Ev::Flush { node, .. } => format!("disk flush at {node}"),
+        Ev::SnapDone { node, id, .. } => format!("snapshot {id} written at {node}"),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,376 @@
+//! Fault injection, the client workload and the healing phase of a [`Cluster`] run.
+
+use std::collections::BTreeMap;
+
+use super::check::Violation;
+use super::cluster::{Cluster, Ev, HealStep, Phase};
+use crate::wire::TxnOp;
+use crate::zab::{Input, PeerId, Role, Status, Zxid};
+
+/// The kinds of fault, with their weights.
+const FAULTS: [(Fault, u64); 8] = [
+    (Fault::CrashAny, 10),
+    (Fault::CrashLeader, 6),
+    (Fault::Reset, 10),
+    (Fault::Clog, 8),
+    (Fault::Partition, 6),
+    (Fault::OneWay, 5),
+    (Fault::IsolateLeader, 6),
+    (Fault::HealAll, 3),
+];
+
+#[derive(Copy, Clone, Debug)]
+enum Fault {
+    CrashAny,
+    CrashLeader,
+    Reset,
+    Clog,
+    Partition,
+    OneWay,
+    IsolateLeader,
+    HealAll,
+}
+
+/// Writes sent once the healed cluster has one leader; every one must be acknowledged.
+const LIVENESS_WRITES: u64 = 3;
+
+impl Cluster {
+    fn ids(&self) -> Vec<PeerId> {
+        (1..=self.n as PeerId).collect()
+    }
+
+    fn alive_ids(&self) -> Vec<PeerId> {
+        self.ids()
+            .into_iter()
+            .filter(|&id| self.alive(id))
+            .collect()
+    }
+
+    fn status_of(&self, id: PeerId) -> Option<Status> {
+        self.nodes[&id].core.as_ref().map(|c| c.status())
+    }
+
+    /// The running server that says it leads the highest epoch, if any.
+    fn current_leader(&self) -> Option<PeerId> {
+        let leaders = self.alive_ids().into_iter().filter_map(|id| {
+            let st = self.status_of(id)?;
+            (st.role == Role::Leading).then_some((st.current_epoch, id))
+        });
+        leaders.max().map(|(_, id)| id)
+    }
+
+    /// Injects one random fault and schedules the next.
+    pub(super) fn fault(&mut self) -> Result<(), Violation> {
+        if !matches!(self.phase, Phase::Faults) {
+            return Ok(());
+        }
+        let weights: Vec<u64> = FAULTS.iter().map(|f| f.1).collect();
+        let kind = self.rng.weighted(&weights).map(|i| FAULTS[i].0);
+        if self.trace.on() {
+            self.trace.line(format!("{:>7} fault {kind:?}", self.now));
+        }
+        match kind {
+            Some(Fault::CrashAny) => {
+                let alive = self.alive_ids();
+                if let Some(&id) = self.rng.pick(&alive) {
+                    self.crash_if_allowed(id);
+                }
+            }
+            Some(Fault::CrashLeader) => {
+                if let Some(id) = self.current_leader() {
+                    self.crash_if_allowed(id);
+                }
+            }
+            Some(Fault::Reset) => {
+                let pairs = self.net.up_pairs();
+                if let Some(&(a, b)) = self.rng.pick(&pairs) {
+                    self.cov.resets += 1;
+                    self.reset_conn(a, b);
+                }
+            }
+            Some(Fault::Clog) => self.clog(),
+            Some(Fault::Partition) => self.partition(),
+            Some(Fault::OneWay) => self.one_way(),
+            Some(Fault::IsolateLeader) => self.isolate_leader(),
+            Some(Fault::HealAll) => {
+                self.net.heal_all();
+                self.open_all();
+            }
+            None => {}
+        }
+        let at = self.now + self.rng.range(20, self.params.fault_gap);
+        self.queue.push(at, Ev::Fault);
+        Ok(())
+    }
+
+    fn crash_if_allowed(&mut self, id: PeerId) {
+        if self.may_crash() {
+            let flushed = self.rng.chance(500);
+            self.crash(id, flushed);
+        }
+    }
+
+    fn clog(&mut self) {
+        let ids = self.ids();
+        let from = ids[self.rng.index(ids.len())];
+        let to = ids[self.rng.index(ids.len())];
+        if from != to {
+            let until = self.now + self.rng.range(50, 2000);
+            self.net.clog(from, to, until);
+            self.cov.clogs += 1;
+        }
+    }
+
+    /// Keeps `a` and `b` apart until `until`; both ends see their connection go down.
+    fn block(&mut self, a: PeerId, b: PeerId, until: u64) {
+        if let Some(conn) = self.net.block(a, b, until) {
+            self.queue.push(
+                self.now,
+                Ev::PeerDown {
+                    node: a,
+                    peer: b,
+                    conn,
+                },
+            );
+            self.queue.push(
+                self.now,
+                Ev::PeerDown {
+                    node: b,
+                    peer: a,
+                    conn,
+                },
+            );
+        }
+    }
+
+    fn partition(&mut self) {
+        let ids = self.ids();
+        let side: Vec<bool> = ids.iter().map(|_| self.rng.chance(500)).collect();
+        if side.iter().all(|&s| s) || side.iter().all(|&s| !s) {
+            return;
+        }
+        let until = self.now + self.rng.range(200, 6000);
+        for (i, &a) in ids.iter().enumerate() {
+            for (j, &b) in ids.iter().enumerate().skip(i + 1) {
+                if side[i] != side[j] {
+                    self.block(a, b, until);
+                }
+            }
+        }
+        self.queue.push(until, Ev::Unblock);
+        self.cov.partitions += 1;
+    }
+
+    /// One direction of a pair fails; TCP needs both, so the pair has no connection.
+    fn one_way(&mut self) {
+        let ids = self.ids();
+        let a = ids[self.rng.index(ids.len())];
+        let b = ids[self.rng.index(ids.len())];
+        if a != b {
+            let until = self.now + self.rng.range(200, 5000);
+            self.block(a, b, until);
+            self.queue.push(until, Ev::Unblock);
+            self.cov.one_way += 1;
+        }
+    }
+
+    fn isolate_leader(&mut self) {
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let until = self.now + self.rng.range(300, 6000);
+        for other in self.ids().into_iter().filter(|&o| o != leader) {
+            self.block(leader, other, until);
+        }
+        self.queue.push(until, Ev::Unblock);
+        self.cov.isolations += 1;
+    }
+
+    /// A client sends a random write to a random running server (followers included).
+    pub(super) fn client_write(&mut self) -> Result<(), Violation> {
+        if !matches!(self.phase, Phase::Faults) {
+            return Ok(());
+        }
+        let at = self.now + self.rng.range(1, self.params.client_gap);
+        self.queue.push(at, Ev::ClientWrite);
+        let alive = self.alive_ids();
+        let Some(&id) = self.rng.pick(&alive) else {
+            return Ok(());
+        };
+        let op = self.clients.random_op(&mut self.rng);
+        let req = self.clients.send(id, op.clone());
+        self.feed(id, Input::Client { req, op })
+    }
+
+    /// The fault phase ends: every partition and clog lifts, every crashed server
+    /// restarts, and the clock for liveness starts.
+    pub(super) fn heal(&mut self) -> Result<(), Violation> {
+        self.phase = Phase::Healing {
+            since: self.now,
+            step: HealStep::Stabilizing,
+        };
+        self.net.heal_all();
+        for id in self.ids() {
+            if !self.alive(id) {
+                self.queue.push(self.now, Ev::Restart { node: id });
+            }
+        }
+        self.open_all();
+        Ok(())
+    }
+
+    /// One serving leader that every other server follows and the leader counts as synced.
+    fn stable_leader(&self) -> Option<PeerId> {
+        let all: Vec<Status> = self
+            .ids()
+            .into_iter()
+            .map(|id| self.status_of(id))
+            .collect::<Option<_>>()?;
+        let mut leaders = all.iter().filter(|s| s.role == Role::Leading && s.serving);
+        let leader = leaders.next()?;
+        if leaders.next().is_some() {
+            return None;
+        }
+        let followers = all.iter().filter(|s| s.id != leader.id);
+        let ok = followers.into_iter().all(|s| {
+            s.role == Role::Following
+                && s.leader == Some(leader.id)
+                && leader.synced_followers.contains(&s.id)
+        });
+        ok.then_some(leader.id)
+    }
+
+    /// Advances the healing phase after each event.
+    pub(super) fn liveness_step(&mut self) -> Result<(), Violation> {
+        let Phase::Healing { since, step } = &self.phase else {
+            return Ok(());
+        };
+        let since = *since;
+        match step {
+            HealStep::Stabilizing => {
+                if self.stable_leader().is_some() {
+                    self.send_batch()?;
+                }
+            }
+            HealStep::Acking(batch) => {
+                if batch.values().any(|r| r.is_none()) {
+                    return Ok(());
+                }
+                let mut target = Zxid::ZERO;
+                for (req, answer) in batch {
+                    let (zxid, result) = answer.as_ref().expect("every write answered");
+                    if result.is_err() {
+                        let detail = format!(
+                            "write {req} after healing was answered {result:?}\n{}",
+                            self.summary()
+                        );
+                        return Err(Violation::new("liveness", detail));
+                    }
+                    target = target.max(*zxid);
+                }
+                self.phase = Phase::Healing {
+                    since,
+                    step: HealStep::CatchingUp { target },
+                };
+            }
+            HealStep::CatchingUp { target } => {
+                if self.caught_up(*target) {
+                    self.cov.recovery_ms += self.now - since;
+                    self.phase = Phase::Done;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_batch(&mut self) -> Result<(), Violation> {
+        let mut batch = BTreeMap::new();
+        let mut sends = Vec::new();
+        for i in 0..LIVENESS_WRITES {
+            let ids = self.ids();
+            let id = ids[self.rng.index(ids.len())];
+            let op = TxnOp::Create {
+                path: format!("/healed-{i}"),
+                data: self.rng.bytes(8),
+                sequential: false,
+                ephemeral_owner: 0,
+            };
+            let req = self.clients.send(id, op.clone());
+            batch.insert(req, None);
+            sends.push((id, req, op));
+        }
+        if let Phase::Healing { since, .. } = self.phase {
+            self.phase = Phase::Healing {
+                since,
+                step: HealStep::Acking(batch),
+            };
+        }
+        for (id, req, op) in sends {
+            self.feed(id, Input::Client { req, op })?;
+        }
+        Ok(())
+    }
+
+    fn caught_up(&self, target: Zxid) -> bool {
+        let all: Option<Vec<Status>> = self
+            .ids()
+            .into_iter()
+            .map(|id| self.status_of(id))
+            .collect();
+        let Some(all) = all else {
+            return false;
+        };
+        let first = &all[0];
+        first.last_applied >= target
+            && all
+                .iter()
+                .all(|s| s.last_applied == first.last_applied && s.tree_digest == first.tree_digest)
+    }
+
+    /// The bound after healing has passed.
+    pub(super) fn liveness_deadline(&mut self) -> Result<(), Violation> {
+        let Phase::Healing { since, step } = &self.phase else {
+            return Ok(());
+        };
+        let what = match step {
+            HealStep::Stabilizing => {
+                "no single serving leader followed by every server".to_string()
+            }
+            HealStep::Acking(b) => {
+                let open = b.values().filter(|r| r.is_none()).count();
+                format!(
+                    "{open} of {} writes sent after healing never answered",
+                    b.len()
+                )
+            }
+            HealStep::CatchingUp { target } => format!("servers did not all apply {target}"),
+        };
+        let detail = format!(
+            "{} ms after healing (at {since} ms): {what}\n{}",
+            self.now - since,
+            self.summary()
+        );
+        Err(Violation::new("liveness", detail))
+    }
+
+    /// One line per server: role, leader, epochs, zxids, digest.
+    pub(super) fn summary(&self) -> String {
+        let lines = self.ids().into_iter().map(|id| match self.status_of(id) {
+            None => format!("    server {id}: down"),
+            Some(s) => format!(
+                "    server {id}: {} leader={:?} serving={} epochs=({}, {}) logged={} committed={} applied={} digest={:#x} synced={:?}",
+                s.role.as_str(),
+                s.leader,
+                s.serving,
+                s.accepted_epoch,
+                s.current_epoch,
+                s.last_logged,
+                s.last_committed,
+                s.last_applied,
+                s.tree_digest,
+                s.synced_followers
+            ),
+        });
+        lines.collect::<Vec<_>>().join("\n")
+    }
+}
