@@ -85,7 +85,7 @@ impl Core {
         let init_ms = u64::from(self.cfg.init_limit) * self.cfg.tick_ms;
         let f = self.following();
         let (leader, heard, started, serving) = (f.leader, f.last_heard, f.started, f.serving());
-        if now.saturating_sub(heard) > sync_ms {
+        if serving && now.saturating_sub(heard) > sync_ms {
             return self.become_looking(&format!("leader {leader} silent for {} ms", now - heard));
         }
         if !serving && now.saturating_sub(started) > init_ms {

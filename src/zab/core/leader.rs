@@ -123,6 +123,10 @@ impl Core {
         let now = self.now;
         let init_ms = u64::from(self.cfg.init_limit) * self.cfg.tick_ms;
         let sync_ms = u64::from(self.cfg.sync_limit) * self.cfg.tick_ms;
+        let commit = self.committed;
+        for id in self.leading().follower_ids() {
+            self.send(id, PeerMsg::Ping { zxid: commit });
+        }
         let l = self.leading();
         if l.phase != Phase::Broadcast {
             if now.saturating_sub(l.started) > init_ms {
@@ -139,15 +143,11 @@ impl Core {
             .filter(|p| p.stage == Stage::Acked && now.saturating_sub(p.last_heard) <= sync_ms)
             .count();
         if live + 1 < self.quorum() {
-            return self.become_looking(&format!(
-                "only {} of {} servers heard within {sync_ms} ms",
-                live + 1,
-                self.cfg.voters.len()
+            let n = self.cfg.voters.len();
+            self.become_looking(&format!(
+                "only {} of {n} servers heard within {sync_ms} ms",
+                live + 1
             ));
-        }
-        let commit = self.committed;
-        for id in self.leading().follower_ids() {
-            self.send(id, PeerMsg::Ping { zxid: commit });
         }
     }
 
