@@ -17,6 +17,7 @@ mod fault;
 pub mod net;
 pub mod queue;
 pub mod rng;
+mod shell;
 pub mod store;
 pub mod sweep;
 pub mod trace;
@@ -94,6 +95,9 @@ pub struct Coverage {
     pub mid_batch_crashes: u64,
     /// Restarts after a crash.
     pub restarts: u64,
+    /// Restarts whose log held txns of an epoch above the durable currentEpoch (a crash
+    /// between the synchronised txns becoming durable and the new epoch being saved).
+    pub epoch_behind_log: u64,
     /// Connections reset by the network.
     pub resets: u64,
     /// Connections closed by a core.
@@ -132,6 +136,7 @@ impl AddAssign for Coverage {
         self.crashes += o.crashes;
         self.mid_batch_crashes += o.mid_batch_crashes;
         self.restarts += o.restarts;
+        self.epoch_behind_log += o.epoch_behind_log;
         self.resets += o.resets;
         self.disconnects += o.disconnects;
         self.partitions += o.partitions;
@@ -161,8 +166,8 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "  crashes={} (mid-batch {}) restarts={}",
-            self.crashes, self.mid_batch_crashes, self.restarts
+            "  crashes={} (mid-batch {}) restarts={} (currentEpoch behind the log: {})",
+            self.crashes, self.mid_batch_crashes, self.restarts, self.epoch_behind_log
         )?;
         writeln!(
             f,

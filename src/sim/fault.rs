@@ -1,7 +1,5 @@
 //! Fault injection, the client workload and the healing phase of a [`Cluster`] run.
 
-use std::collections::BTreeMap;
-
 use super::check::Violation;
 use super::cluster::{Cluster, Ev, HealStep, Phase};
 use crate::wire::TxnOp;
@@ -115,7 +113,8 @@ impl Cluster {
         let from = ids[self.rng.index(ids.len())];
         let to = ids[self.rng.index(ids.len())];
         if from != to {
-            let until = self.now + self.rng.range(50, 2000);
+            // A clog ends with the fault phase: what it holds back must arrive by then.
+            let until = (self.now + self.rng.range(50, 2000)).min(self.opts.fault_ms);
             self.net.clog(from, to, until);
             self.cov.clogs += 1;
         }
@@ -219,7 +218,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// One serving leader that every other server follows and the leader counts as synced.
+    /// One serving leader with no proposal in flight, that every other server follows,
+    /// serving too (it has had UPTODATE), and that the leader counts as synced.
     fn stable_leader(&self) -> Option<PeerId> {
         let all: Vec<Status> = self
             .ids()
@@ -228,12 +228,13 @@ impl Cluster {
             .collect::<Option<_>>()?;
         let mut leaders = all.iter().filter(|s| s.role == Role::Leading && s.serving);
         let leader = leaders.next()?;
-        if leaders.next().is_some() {
+        if leaders.next().is_some() || leader.outstanding > 0 {
             return None;
         }
         let followers = all.iter().filter(|s| s.id != leader.id);
         let ok = followers.into_iter().all(|s| {
             s.role == Role::Following
+                && s.serving
                 && s.leader == Some(leader.id)
                 && leader.synced_followers.contains(&s.id)
         });
@@ -249,29 +250,34 @@ impl Cluster {
         match step {
             HealStep::Stabilizing => {
                 if self.stable_leader().is_some() {
-                    self.send_batch()?;
+                    if self.trace.on() {
+                        let line = format!("{:>7} stable:\n{}", self.now, self.summary());
+                        self.trace.line(line);
+                    }
+                    self.send_healed_write(0, Zxid::ZERO)?;
                 }
             }
-            HealStep::Acking(batch) => {
-                if batch.values().any(|r| r.is_none()) {
-                    return Ok(());
+            HealStep::Writing { answer: None, .. } => {}
+            HealStep::Writing {
+                sent,
+                req,
+                answer: Some((zxid, result)),
+                target,
+            } => {
+                if let Err(e) = result {
+                    let detail = format!(
+                        "write {req} after healing was answered {e:?}\n{}",
+                        self.summary()
+                    );
+                    return Err(Violation::new("liveness", detail));
                 }
-                let mut target = Zxid::ZERO;
-                for (req, answer) in batch {
-                    let (zxid, result) = answer.as_ref().expect("every write answered");
-                    if result.is_err() {
-                        let detail = format!(
-                            "write {req} after healing was answered {result:?}\n{}",
-                            self.summary()
-                        );
-                        return Err(Violation::new("liveness", detail));
-                    }
-                    target = target.max(*zxid);
+                let (sent, target) = (*sent, (*target).max(*zxid));
+                if sent < LIVENESS_WRITES {
+                    self.send_healed_write(sent, target)?;
+                } else {
+                    let step = HealStep::CatchingUp { target };
+                    self.phase = Phase::Healing { since, step };
                 }
-                self.phase = Phase::Healing {
-                    since,
-                    step: HealStep::CatchingUp { target },
-                };
             }
             HealStep::CatchingUp { target } => {
                 if self.caught_up(*target) {
@@ -283,32 +289,27 @@ impl Cluster {
         Ok(())
     }
 
-    fn send_batch(&mut self) -> Result<(), Violation> {
-        let mut batch = BTreeMap::new();
-        let mut sends = Vec::new();
-        for i in 0..LIVENESS_WRITES {
-            let ids = self.ids();
-            let id = ids[self.rng.index(ids.len())];
-            let op = TxnOp::Create {
-                path: format!("/healed-{i}"),
-                data: self.rng.bytes(8),
-                sequential: false,
-                ephemeral_owner: 0,
-            };
-            let req = self.clients.send(id, op.clone());
-            batch.insert(req, None);
-            sends.push((id, req, op));
-        }
-        if let Phase::Healing { since, .. } = self.phase {
-            self.phase = Phase::Healing {
-                since,
-                step: HealStep::Acking(batch),
-            };
-        }
-        for (id, req, op) in sends {
-            self.feed(id, Input::Client { req, op })?;
-        }
-        Ok(())
+    /// Sends healed write number `i` to a random server.
+    fn send_healed_write(&mut self, i: u64, target: Zxid) -> Result<(), Violation> {
+        let Phase::Healing { since, .. } = self.phase else {
+            return Ok(());
+        };
+        let id = self.rng.range(1, self.n as u64);
+        let op = TxnOp::Create {
+            path: format!("/healed-{i}"),
+            data: self.rng.bytes(8),
+            sequential: false,
+            ephemeral_owner: 0,
+        };
+        let req = self.clients.send(id, op.clone());
+        let step = HealStep::Writing {
+            sent: i + 1,
+            req,
+            answer: None,
+            target,
+        };
+        self.phase = Phase::Healing { since, step };
+        self.feed(id, Input::Client { req, op })
     }
 
     fn caught_up(&self, target: Zxid) -> bool {
@@ -336,11 +337,9 @@ impl Cluster {
             HealStep::Stabilizing => {
                 "no single serving leader followed by every server".to_string()
             }
-            HealStep::Acking(b) => {
-                let open = b.values().filter(|r| r.is_none()).count();
+            HealStep::Writing { sent, req, .. } => {
                 format!(
-                    "{open} of {} writes sent after healing never answered",
-                    b.len()
+                    "write {req} ({sent} of {LIVENESS_WRITES} sent after healing) never answered"
                 )
             }
             HealStep::CatchingUp { target } => format!("servers did not all apply {target}"),

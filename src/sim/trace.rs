@@ -2,6 +2,7 @@
 //! (nothing, the last lines, or standard output).
 
 use std::collections::VecDeque;
+use std::io::Write;
 
 use crate::wire::{PeerMsg, TxnOp};
 use crate::zab::{Action, Input};
@@ -17,7 +18,7 @@ pub enum Trace {
         /// The lines, oldest first.
         lines: VecDeque<String>,
     },
-    /// Every line is printed to standard output.
+    /// Every line is printed to standard output (until it is closed).
     Stdout,
 }
 
@@ -45,7 +46,12 @@ impl Trace {
                 }
                 lines.push_back(s);
             }
-            Trace::Stdout => println!("{s}"),
+            Trace::Stdout => {
+                // A closed pipe (`zw-sim --trace | head`) ends the printing, not the run.
+                if writeln!(std::io::stdout().lock(), "{s}").is_err() {
+                    *self = Trace::Off;
+                }
+            }
         }
     }
 
