@@ -120,6 +120,10 @@ pub struct Coverage {
     pub refused: u64,
     /// Client writes lost before an answer (crash) or answered "uncertain".
     pub lost_before_ack: u64,
+    /// Runs that converged after healing.
+    pub converged: u64,
+    /// Writes after healing sent again because the leader was busy.
+    pub busy_retries: u64,
     /// Virtual ms from healing to a caught-up, writable cluster, summed over runs.
     pub recovery_ms: u64,
 }
@@ -149,6 +153,8 @@ impl AddAssign for Coverage {
         self.refused += o.refused;
         self.lost_before_ack += o.lost_before_ack;
         self.recovery_ms += o.recovery_ms;
+        self.busy_retries += o.busy_retries;
+        self.converged += o.converged;
     }
 }
 
@@ -179,10 +185,17 @@ impl fmt::Display for Coverage {
             self.isolations,
             self.clogs
         )?;
-        write!(
+        writeln!(
             f,
             "  clients: writes={} acked={} refused={} lost_before_ack={}",
             self.writes, self.acked, self.refused, self.lost_before_ack
+        )?;
+        write!(
+            f,
+            "  healing: converged={} mean_recovery_ms={} busy_retries={}",
+            self.converged,
+            self.recovery_ms / self.converged.max(1),
+            self.busy_retries
         )
     }
 }

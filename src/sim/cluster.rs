@@ -136,13 +136,16 @@ pub(super) type Answer = (Zxid, Result<OpOk, ClientError>);
 pub(super) enum HealStep {
     /// Waiting for one serving leader that every server follows.
     Stabilizing,
-    /// Writes are sent one at a time (so back-pressure cannot refuse them); `sent` so
-    /// far, the one in flight and its answer, and the highest zxid acknowledged.
+    /// Writes are sent one at a time; `sent` so far, the one in flight and its answer,
+    /// and the highest zxid acknowledged. Writes sent during the faults may still be
+    /// arriving, so "busy" means try again, as a client would.
     Writing {
         sent: u64,
         req: ReqId,
         answer: Option<Answer>,
         target: Zxid,
+        /// When it was sent: a write refused as busy is sent again a while later.
+        at: Millis,
     },
     /// Every write answered; waiting for every server to apply `target`.
     CatchingUp { target: Zxid },

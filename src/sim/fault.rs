@@ -3,7 +3,7 @@
 use super::check::Violation;
 use super::cluster::{Cluster, Ev, HealStep, Phase};
 use crate::wire::TxnOp;
-use crate::zab::{Input, PeerId, Role, Status, Zxid};
+use crate::zab::{ClientError, Input, PeerId, Role, Status, Zxid};
 
 /// The kinds of fault, with their weights.
 const FAULTS: [(Fault, u64); 8] = [
@@ -31,6 +31,9 @@ enum Fault {
 
 /// Writes sent once the healed cluster has one leader; every one must be acknowledged.
 const LIVENESS_WRITES: u64 = 3;
+
+/// How long a client waits before sending a write refused as busy again.
+const BUSY_RETRY_MS: u64 = 50;
 
 impl Cluster {
     fn ids(&self) -> Vec<PeerId> {
@@ -260,9 +263,22 @@ impl Cluster {
             HealStep::Writing { answer: None, .. } => {}
             HealStep::Writing {
                 sent,
+                answer: Some((_, Err(ClientError::Busy))),
+                target,
+                at,
+                ..
+            } => {
+                if self.now >= at + BUSY_RETRY_MS {
+                    self.cov.busy_retries += 1;
+                    self.send_healed_write(sent - 1, *target)?;
+                }
+            }
+            HealStep::Writing {
+                sent,
                 req,
                 answer: Some((zxid, result)),
                 target,
+                ..
             } => {
                 if let Err(e) = result {
                     let detail = format!(
@@ -282,6 +298,7 @@ impl Cluster {
             HealStep::CatchingUp { target } => {
                 if self.caught_up(*target) {
                     self.cov.recovery_ms += self.now - since;
+                    self.cov.converged += 1;
                     self.phase = Phase::Done;
                 }
             }
@@ -307,6 +324,7 @@ impl Cluster {
             req,
             answer: None,
             target,
+            at: self.now,
         };
         self.phase = Phase::Healing { since, step };
         self.feed(id, Input::Client { req, op })
