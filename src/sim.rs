@@ -93,6 +93,8 @@ pub struct Coverage {
     pub crashes: u64,
     /// Crashes between two actions of one batch.
     pub mid_batch_crashes: u64,
+    /// Crashes of a follower still synchronising with its leader.
+    pub sync_crashes: u64,
     /// Restarts after a crash.
     pub restarts: u64,
     /// Restarts whose log held txns of an epoch above the durable currentEpoch (a crash
@@ -140,6 +142,7 @@ impl AddAssign for Coverage {
         self.crashes += o.crashes;
         self.mid_batch_crashes += o.mid_batch_crashes;
         self.restarts += o.restarts;
+        self.sync_crashes += o.sync_crashes;
         self.epoch_behind_log += o.epoch_behind_log;
         self.resets += o.resets;
         self.disconnects += o.disconnects;
@@ -172,8 +175,12 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "  crashes={} (mid-batch {}) restarts={} (currentEpoch behind the log: {})",
-            self.crashes, self.mid_batch_crashes, self.restarts, self.epoch_behind_log
+            "  crashes={} (mid-batch {}, while synchronising {}) restarts={} (currentEpoch behind the log: {})",
+            self.crashes,
+            self.mid_batch_crashes,
+            self.sync_crashes,
+            self.restarts,
+            self.epoch_behind_log
         )?;
         writeln!(
             f,

@@ -471,7 +471,11 @@ impl Cluster {
     /// otherwise that is lost too (a power cut).
     pub(super) fn crash(&mut self, id: PeerId, flushed: bool) {
         let node = self.nodes.get_mut(&id).expect("known node");
-        node.core = None;
+        if let Some(st) = node.core.take().map(|c| c.status()) {
+            if st.role == Role::Following && !st.serving {
+                self.cov.sync_crashes += 1;
+            }
+        }
         node.store.crash();
         node.up.clear();
         node.tick_at = None;

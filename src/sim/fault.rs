@@ -123,8 +123,13 @@ impl Cluster {
         }
     }
 
-    /// Keeps `a` and `b` apart until `until`; both ends see their connection go down.
-    fn block(&mut self, a: PeerId, b: PeerId, until: u64) {
+    /// Keeps `a` and `b` apart until `until`. `loud`: their connection is reset (both
+    /// ends see it go down); otherwise it silently carries nothing until then.
+    fn block(&mut self, a: PeerId, b: PeerId, until: u64, loud: bool) {
+        if !loud {
+            self.net.silence(a, b, until);
+            return;
+        }
         if let Some(conn) = self.net.block(a, b, until) {
             self.queue.push(
                 self.now,
@@ -145,17 +150,24 @@ impl Cluster {
         }
     }
 
+    /// When a partition starting now for a random time lifts: never after the fault phase,
+    /// so what it holds back arrives by then.
+    fn partition_end(&mut self, min: u64, max: u64) -> u64 {
+        (self.now + self.rng.range(min, max)).min(self.opts.fault_ms)
+    }
+
     fn partition(&mut self) {
         let ids = self.ids();
         let side: Vec<bool> = ids.iter().map(|_| self.rng.chance(500)).collect();
         if side.iter().all(|&s| s) || side.iter().all(|&s| !s) {
             return;
         }
-        let until = self.now + self.rng.range(200, 6000);
+        let until = self.partition_end(200, 6000);
+        let loud = self.rng.chance(300);
         for (i, &a) in ids.iter().enumerate() {
             for (j, &b) in ids.iter().enumerate().skip(i + 1) {
                 if side[i] != side[j] {
-                    self.block(a, b, until);
+                    self.block(a, b, until, loud);
                 }
             }
         }
@@ -169,8 +181,8 @@ impl Cluster {
         let a = ids[self.rng.index(ids.len())];
         let b = ids[self.rng.index(ids.len())];
         if a != b {
-            let until = self.now + self.rng.range(200, 5000);
-            self.block(a, b, until);
+            let until = self.partition_end(200, 5000);
+            self.block(a, b, until, true);
             self.queue.push(until, Ev::Unblock);
             self.cov.one_way += 1;
         }
@@ -180,9 +192,10 @@ impl Cluster {
         let Some(leader) = self.current_leader() else {
             return;
         };
-        let until = self.now + self.rng.range(300, 6000);
+        let until = self.partition_end(300, 6000);
+        let loud = self.rng.chance(300);
         for other in self.ids().into_iter().filter(|&o| o != leader) {
-            self.block(leader, other, until);
+            self.block(leader, other, until, loud);
         }
         self.queue.push(until, Ev::Unblock);
         self.cov.isolations += 1;
@@ -195,8 +208,11 @@ impl Cluster {
         }
         let at = self.now + self.rng.range(1, self.params.client_gap);
         self.queue.push(at, Ev::ClientWrite);
+        // Often straight to the leader: an isolated leader then logs proposals it
+        // cannot commit, which the next leader must TRUNC away.
+        let leader = self.current_leader().filter(|_| self.rng.chance(300));
         let alive = self.alive_ids();
-        let Some(&id) = self.rng.pick(&alive) else {
+        let Some(id) = leader.or_else(|| self.rng.pick(&alive).copied()) else {
             return Ok(());
         };
         let op = self.clients.random_op(&mut self.rng);

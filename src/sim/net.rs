@@ -125,12 +125,24 @@ impl Net {
         self.blocked_until.values().filter(|&&u| u > now).count()
     }
 
-    /// Keeps `a` and `b` apart until `until` (extending any longer block). Drops their
-    /// connection and returns its id, so the caller can tell both ends.
+    /// Keeps `a` and `b` apart until `until` (extending any longer block): no new
+    /// connection between them until then. Drops their connection and returns its id, so
+    /// the caller can tell both ends.
     pub fn block(&mut self, a: PeerId, b: PeerId, until: Millis) -> Option<u64> {
         let e = self.blocked_until.entry(pair(a, b)).or_insert(until);
         *e = (*e).max(until);
         self.reset(a, b)
+    }
+
+    /// Keeps `a` and `b` apart until `until` without telling anyone: their connection
+    /// stays up but carries nothing until then (TCP retransmits what was held, in
+    /// order, when the partition lifts), so the ends notice only by their own timeouts;
+    /// and no new connection forms meanwhile.
+    pub fn silence(&mut self, a: PeerId, b: PeerId, until: Millis) {
+        let e = self.blocked_until.entry(pair(a, b)).or_insert(until);
+        *e = (*e).max(until);
+        self.clog(a, b, until);
+        self.clog(b, a, until);
     }
 
     /// Lifts every block and clog.
@@ -329,6 +341,21 @@ mod tests {
         assert!(!net.is_blocked(1, 3, 100));
         let (id2, at) = net.open(1, 3, 100, &mut rng).unwrap();
         assert!(net.establish((1, 3), id2, at));
+    }
+
+    #[test]
+    fn a_silent_partition_holds_both_directions_and_refuses_new_connections() {
+        let mut rng = Rng::new(7);
+        let mut net = Net::new(NetConfig::default());
+        let id = up(&mut net, 1, 2, &mut rng);
+        net.silence(2, 1, 1000);
+        assert_eq!(net.conn(1, 2).map(|c| c.id), Some(id), "nobody is told");
+        let (_, a) = net.send(1, 2, 10, &mut rng).unwrap();
+        let (_, b) = net.send(2, 1, 10, &mut rng).unwrap();
+        assert!(a > 1000 && b > 1000);
+        net.reset(1, 2);
+        assert!(net.open(1, 2, 500, &mut rng).is_none());
+        assert!(net.open(1, 2, 1000, &mut rng).is_some());
     }
 
     #[test]
