@@ -1,0 +1,1 @@
+//! Read-only inspection of a data dir.
