@@ -1,6 +1,5 @@
 //! Txn log benchmark: group commit with 1, 16, 256 and all writes waiting (real fsync),
-//! and recovery
-//! time of a large log. Prints a table; never fails on time.
+//! and the recovery time of a large log. Prints tables; never fails on time.
 //!
 //! `cargo bench --bench txnlog -- [--burst N] [--recover N] [--dir PATH]`
 //! (defaults: 20,000 appends per run, 1,000,000 txns to recover, a temp dir under /tmp).
