@@ -216,3 +216,49 @@ fn help_lists_both_subcommands() {
     let text = run.text();
     assert!(text.contains("zw-wire decode [FILE]") && text.contains("zw-wire encode MSG"));
 }
+
+#[test]
+fn every_message_type_can_be_encoded_and_decoded() {
+    let cases: [(&[&str], &str); 15] = [
+        (&["hello", "--id", "2", "--cluster", "c"], r#"HELLO len=13 crc=ok server_id=2 cluster="c""#),
+        (
+            &["notification", "--leader", "3", "--zxid", "0x100000002", "--epoch", "1", "--state", "following"],
+            "NOTIFICATION len=29 crc=ok leader=3 zxid=0x100000002 peer_epoch=1 round=1 state=following",
+        ),
+        (
+            &["request", "--req", "7", "--op", "setdata", "--path", "/a", "--data", "x\n", "--version", "3"],
+            r#"REQUEST len=25 crc=ok req=7 setData /a data="x\n" version=3"#,
+        ),
+        (
+            &["proposal", "--zxid", "0x100000001", "--op", "putprocess", "--sender", "9090"],
+            "PROPOSAL len=61 crc=ok prev=0x0 zxid=0x100000001 time=1970-01-01T00:00:00.000Z \
+             origin=0/0 putProcess sender=\"9090\" receiver=\"\" timestamp=\"\" clients=\"\"",
+        ),
+        (&["ack", "--zxid", "12"], "ACK len=8 crc=ok zxid=0xc"),
+        (&["commit"], "COMMIT len=8 crc=ok zxid=0x0"),
+        (&["ping", "--zxid", "0x1"], "PING len=8 crc=ok zxid=0x1"),
+        (&["newleader", "--zxid", "0x200000000"], "NEWLEADER len=8 crc=ok zxid=0x200000000"),
+        (
+            &["followerinfo", "--epoch", "1", "--zxid", "0x100000002"],
+            "FOLLOWERINFO len=12 crc=ok accepted_epoch=1 last_zxid=0x100000002",
+        ),
+        (&["uptodate", "--zxid", "0x100000002"], "UPTODATE len=8 crc=ok commit=0x100000002"),
+        (&["diff", "--zxid", "0x2"], "DIFF len=8 crc=ok zxid=0x2"),
+        (&["trunc", "--zxid", "0x1"], "TRUNC len=8 crc=ok zxid=0x1"),
+        (&["snap", "--tree", "abc"], "SNAP len=15 crc=ok zxid=0x0 tree=3 bytes"),
+        (&["leaderinfo", "--epoch", "2"], "LEADERINFO len=4 crc=ok epoch=2"),
+        (
+            &["ackepoch", "--epoch", "1", "--zxid", "0x100000002", "--already-accepted"],
+            "ACKEPOCH len=13 crc=ok current_epoch=1 last_zxid=0x100000002 already_accepted=true",
+        ),
+    ];
+    let mut stream = Vec::new();
+    let mut expected = String::new();
+    for (i, (args, line)) in cases.iter().enumerate() {
+        stream.extend(encode(args));
+        expected.push_str(&format!("#{} {line}\n", i + 1));
+    }
+    let run = zw_wire(&["decode"], &stream);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert_eq!(run.text(), expected);
+}

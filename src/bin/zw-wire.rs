@@ -554,7 +554,7 @@ fn encode_cmd(mut parser: lexopt::Parser) -> Result<ExitCode, Box<dyn Error>> {
 }
 
 fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
-    use zooweeper::wire::{Origin, PeerState, Txn, Vote};
+    use zooweeper::wire::{PeerState, Vote};
     Ok(match kind {
         "hello" => PeerMsg::Hello {
             server_id: o.req_num("id")?,
@@ -574,27 +574,9 @@ fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
                 Some(s) => return Err(format!("--state {s:?}: looking, following or leading")),
             },
         },
-        "ping" => PeerMsg::Ping {
-            zxid: o.zxid("zxid")?,
-        },
-        "ack" => PeerMsg::Ack {
-            zxid: o.zxid("zxid")?,
-        },
-        "commit" => PeerMsg::Commit {
-            zxid: o.zxid("zxid")?,
-        },
-        "newleader" => PeerMsg::NewLeader {
-            zxid: o.zxid("zxid")?,
-        },
-        "diff" => PeerMsg::Diff {
-            zxid: o.zxid("zxid")?,
-        },
-        "trunc" => PeerMsg::Trunc {
-            zxid: o.zxid("zxid")?,
-        },
-        "uptodate" => PeerMsg::UpToDate {
-            commit: o.zxid("zxid")?,
-        },
+        "ping" | "ack" | "commit" | "newleader" | "diff" | "trunc" | "uptodate" => {
+            zxid_msg(kind, o.zxid("zxid")?)
+        }
         "followerinfo" => PeerMsg::FollowerInfo {
             accepted_epoch: o.num("epoch", 0)?,
             last_zxid: o.zxid("zxid")?,
@@ -615,23 +597,43 @@ fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
             req: o.req_num("req")?,
             op: build_op(o)?,
         },
-        "proposal" => PeerMsg::Proposal {
-            prev: o.zxid("prev")?,
-            txn: Txn {
-                zxid: o.zxid("zxid")?,
-                time_ms: o.num("time", 0)?,
-                origin: match o.take("origin") {
-                    None => Origin::default(),
-                    Some(v) => parse_origin(&v)?,
-                },
-                op: build_op(o)?,
-            },
-        },
+        "proposal" => build_proposal(o)?,
         _ => {
             return Err(format!(
                 "encode: unknown message {kind:?}; try zw-wire --help"
             ))
         }
+    })
+}
+
+/// The messages whose only field is a zxid.
+fn zxid_msg(kind: &str, zxid: zooweeper::zab::Zxid) -> PeerMsg {
+    match kind {
+        "ping" => PeerMsg::Ping { zxid },
+        "ack" => PeerMsg::Ack { zxid },
+        "commit" => PeerMsg::Commit { zxid },
+        "newleader" => PeerMsg::NewLeader { zxid },
+        "diff" => PeerMsg::Diff { zxid },
+        "trunc" => PeerMsg::Trunc { zxid },
+        _ => PeerMsg::UpToDate { commit: zxid },
+    }
+}
+
+fn build_proposal(o: &mut Opts) -> Result<PeerMsg, String> {
+    if !o.0.contains_key("zxid") {
+        return Err("--zxid is required".into());
+    }
+    Ok(PeerMsg::Proposal {
+        prev: o.zxid("prev")?,
+        txn: zooweeper::wire::Txn {
+            zxid: o.zxid("zxid")?,
+            time_ms: o.num("time", 0)?,
+            origin: match o.take("origin") {
+                None => zooweeper::wire::Origin::default(),
+                Some(v) => parse_origin(&v)?,
+            },
+            op: build_op(o)?,
+        },
     })
 }
 
