@@ -79,11 +79,12 @@ impl ZTree {
             nodes: OrdMap::new(),
             digest: 0,
         };
-        let mut last: Option<String> = None;
+        let mut last: Option<Arc<str>> = None;
         for _ in 0..count {
             let (path, node) = decode_node(&mut r)?;
             tree.link(last.as_deref(), &path)?;
             tree.digest = tree.digest.wrapping_add(node.hash(&path));
+            let path: Arc<str> = Arc::from(path);
             tree.nodes.insert(path.clone(), Arc::new(node));
             last = Some(path);
         }
@@ -121,7 +122,7 @@ impl ZTree {
             .ok_or(DecodeError::Malformed)?;
         Arc::make_mut(parent)
             .children
-            .insert(name_of(path).to_string());
+            .insert(Arc::from(name_of(path)));
         Ok(())
     }
 }

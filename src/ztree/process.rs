@@ -70,7 +70,7 @@ impl ZTree {
         let data = serde_json::to_vec(&record)
             .map_err(|e| ZError::BadArguments(format!("process record: {e}")))?;
         check_data(&data)?;
-        if let Some(node) = self.nodes.get(&path) {
+        if let Some(node) = self.nodes.get(path.as_str()) {
             let same = parse(&node.data).is_some_and(|old| old.clients == clients);
             let version = if same {
                 node.stat.version
@@ -88,18 +88,17 @@ impl ZTree {
                 return Err(ZError::NoChildrenForEphemerals);
             }
         }
+        // Nothing below can fail: every node added was just checked to be missing, with
+        // a parent that exists or is added first and is not ephemeral.
         let (zxid, time) = (txn.zxid.0, txn.time_ms);
         for dir in [ZOOWEEPER_PATH, PROCESSES_PATH] {
             if !self.nodes.contains_key(dir) {
-                self.add_node(
-                    dir.to_string(),
-                    Node::new(&[], new_stat(zxid, time, 0, 0)),
-                    zxid,
-                );
+                let stat = new_stat(zxid, time, 0, 0);
+                self.add_node(dir, Node::new(&[], stat), zxid)?;
             }
         }
         let node = Node::new(&data, new_stat(zxid, time, data.len(), 0));
-        self.add_node(path.clone(), node, zxid);
+        self.add_node(&path, node, zxid)?;
         Ok(OpOk::Process { path, version: 0 })
     }
 
@@ -113,7 +112,7 @@ impl ZTree {
             .children
             .iter()
             .filter_map(|name| {
-                let node = self.nodes.get(&join(PROCESSES_PATH, name))?;
+                let node = self.nodes.get(join(PROCESSES_PATH, name).as_str())?;
                 let record = parse(&node.data)?;
                 Some(Process {
                     sender: record.sender,

@@ -18,7 +18,7 @@ pub(crate) struct Node {
     pub(crate) data: Arc<[u8]>,
     pub(crate) data_hash: u64,
     pub(crate) stat: Stat,
-    pub(crate) children: OrdSet<String>,
+    pub(crate) children: OrdSet<Arc<str>>,
 }
 
 impl Node {
@@ -92,7 +92,7 @@ impl ZTree {
         let root = Node::new(&[], Stat::default());
         let digest = root.hash("/");
         ZTree {
-            nodes: OrdMap::unit("/".to_string(), Arc::new(root)),
+            nodes: OrdMap::unit(Arc::from("/"), Arc::new(root)),
             digest,
         }
     }
@@ -152,7 +152,7 @@ impl ZTree {
         self.nodes.get(path).map(|n| NodeView {
             data: n.data.to_vec(),
             stat: n.stat.clone(),
-            children: n.children.iter().cloned().collect(),
+            children: n.children.iter().map(|c| c.to_string()).collect(),
         })
     }
 
@@ -187,14 +187,15 @@ impl ZTree {
             probe.clone()
         };
         validate_path(&full).map_err(bad)?;
-        if self.nodes.contains_key(&full) {
-            return Err(ZError::NodeExists);
-        }
         if parent.stat.ephemeral_owner != 0 {
-            return Err(ZError::NoChildrenForEphemerals);
+            // ZooKeeper reports an existing node before an ephemeral parent.
+            return Err(match self.nodes.contains_key(full.as_str()) {
+                true => ZError::NodeExists,
+                false => ZError::NoChildrenForEphemerals,
+            });
         }
         let stat = new_stat(txn.zxid.0, txn.time_ms, data.len(), owner);
-        self.add_node(full.clone(), Node::new(data, stat.clone()), txn.zxid.0);
+        self.add_node(&full, Node::new(data, stat.clone()), txn.zxid.0)?;
         Ok(OpOk::Created { path: full, stat })
     }
 
@@ -226,10 +227,9 @@ impl ZTree {
         if let Some(old) = self.nodes.remove(path) {
             self.digest = self.digest.wrapping_sub(old.hash(path));
         }
-        let name = name_of(path).to_string();
         let zxid = txn.zxid.0;
         self.modify(parent_of(path), |p| {
-            p.children.remove(&name);
+            p.children.remove(name_of(path));
             p.stat.cversion = p.stat.cversion.wrapping_add(1);
             p.stat.pzxid = zxid;
             p.stat.num_children = p.children.len() as u32;
@@ -253,19 +253,28 @@ impl ZTree {
         stat
     }
 
-    /// Inserts `node` at `path` (which must not exist, and whose parent must) and records
-    /// it in its parent, as a create by the txn `zxid` does.
-    pub(crate) fn add_node(&mut self, path: String, node: Node, zxid: u64) {
-        self.digest = self.digest.wrapping_add(node.hash(&path));
-        let name = name_of(&path).to_string();
-        let parent = parent_of(&path).to_string();
-        self.nodes.insert(path, Arc::new(node));
-        self.modify(&parent, |p| {
+    /// Inserts `node` at `path` (whose parent must exist) and records it in its parent, as
+    /// a create by the txn `zxid` does.
+    ///
+    /// # Errors
+    /// `NodeExists` if there already is a node at `path`; the tree is then unchanged.
+    pub(crate) fn add_node(&mut self, path: &str, node: Node, zxid: u64) -> Result<(), ZError> {
+        let key: Arc<str> = Arc::from(path);
+        let hash = node.hash(path);
+        // One traversal on the common path; put the old node back if there was one.
+        if let Some(old) = self.nodes.insert(key.clone(), Arc::new(node)) {
+            self.nodes.insert(key, old);
+            return Err(ZError::NodeExists);
+        }
+        self.digest = self.digest.wrapping_add(hash);
+        let name: Arc<str> = Arc::from(name_of(path));
+        self.modify(parent_of(path), |p| {
             p.children.insert(name);
             p.stat.cversion = p.stat.cversion.wrapping_add(1);
             p.stat.pzxid = zxid;
             p.stat.num_children = p.children.len() as u32;
         });
+        Ok(())
     }
 
     /// Changes the node at `path` (copying it first if a clone of the tree shares it) and
@@ -345,6 +354,7 @@ pub(crate) mod tests {
     pub(crate) fn check_invariants(t: &ZTree) {
         let mut digest = 0u64;
         for (path, node) in t.nodes.iter() {
+            let path: &str = path;
             digest = digest.wrapping_add(node_hash(path, data_hash(&node.data), &node.stat));
             assert_eq!(node.stat.data_length as usize, node.data.len(), "{path}");
             assert_eq!(
