@@ -294,6 +294,16 @@ mod tests {
         let mut len = b.clone();
         len[root_end - 5] = 9;
         assert_eq!(ZTree::decode(&len), Err(DecodeError::Malformed));
+        // The first node must be the root.
+        let mut rootless = b.clone();
+        rootless[20] = b'r';
+        assert_eq!(ZTree::decode(&rootless), Err(DecodeError::Malformed));
+        // "/a" (path, data "beta", five u64s, two i32s) made ephemeral, with "/a/b" under it.
+        let owner_at = root_end + (4 + 2) + (4 + 4) + 5 * 8 + 2 * 4;
+        assert_eq!(&b[owner_at..owner_at + 8], &[0; 8]);
+        let mut eph = b.clone();
+        eph[owner_at + 7] = 1;
+        assert_eq!(ZTree::decode(&eph), Err(DecodeError::Malformed));
     }
 
     #[test]
