@@ -373,3 +373,57 @@ fn truncating_below_the_newest_snapshot_fails_the_store() {
         .iter()
         .any(|e| matches!(e, StoreEvent::Durable { .. })));
 }
+
+/// A tree holding a znode per txn of `t`.
+fn tree_of(t: &[Txn]) -> ZTree {
+    let mut tree = ZTree::new();
+    for (i, x) in t.iter().enumerate() {
+        let create = Txn {
+            op: TxnOp::Create {
+                path: format!("/n{i}"),
+                data: vec![i as u8; 10],
+                sequential: false,
+                ephemeral_owner: 0,
+            },
+            ..x.clone()
+        };
+        tree.apply(&create).unwrap();
+    }
+    tree
+}
+
+#[test]
+fn snapshot_trees_come_back_whole_with_the_log_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = store::open(dir.path(), opts(4096, false)).unwrap();
+    save_epochs(dir.path(), 1, 1).unwrap();
+    let committed = tree_of(&txns(1, 50, 1));
+    let w = Running::start(s);
+    let seq = 1;
+    w.call(
+        StoreCmd::Append {
+            seq,
+            txns: txns(1, 60, 1),
+        },
+        |e| *e == StoreEvent::Durable { seq, txns: 60 },
+    );
+    let zxid = Zxid::new(1, 50);
+    let tree = committed.clone();
+    w.call(StoreCmd::WriteSnapshot { zxid, tree }, |e| {
+        *e == StoreEvent::SnapshotWritten { zxid }
+    });
+    w.stop();
+    let rec = reopen(dir.path());
+    assert_eq!(rec.snapshot_zxid, zxid);
+    assert_eq!(rec.tree.digest(), committed.digest());
+    assert!(rec.tree == committed);
+    assert_eq!(rec.log, txns(51, 60, 1));
+
+    // An installed tree replaces everything.
+    let installed = tree_of(&txns(1, 7, 2));
+    let (s, _) = store::open(dir.path(), opts(4096, false)).unwrap();
+    let (zxid, tree) = (Zxid::new(1, 900), installed.clone());
+    run(s, vec![StoreCmd::InstallSnapshot { seq: 2, zxid, tree }]);
+    let rec = reopen(dir.path());
+    assert!(rec.tree == installed && rec.log.is_empty());
+}

@@ -126,7 +126,8 @@ pub fn inspect(dir: &Path) -> Result<DirInfo, StoreError> {
                         format!("header zxid {} differs from the name", meta.zxid),
                     );
                 } else if let Err(r) = snapshot::decode_tree(payload) {
-                    info.problem = corrupt(0, format!("tree does not decode: {r}"));
+                    let at = (buf.len() - payload.len() - 4) as u64;
+                    info.problem = corrupt(at, format!("tree does not decode: {r}"));
                 }
             }
             Err((offset, reason)) => info.problem = corrupt(offset, reason),

@@ -99,23 +99,19 @@ pub fn decode_file(buf: &[u8]) -> Result<(SnapshotMeta, &[u8]), (u64, String)> {
     Ok((meta, payload))
 }
 
-/// The payload of a snapshot of `tree`.
+/// The payload of a snapshot of `tree` (`ZTree::encode`).
 pub fn encode_tree(tree: &ZTree) -> Vec<u8> {
-    // The tree codec is ZTree's own; an empty tree type encodes to nothing.
-    let ZTree {} = tree;
-    Vec::new()
+    let mut out = Vec::new();
+    tree.encode(&mut out);
+    out
 }
 
-/// The tree in a snapshot payload.
+/// The tree in a snapshot payload (`ZTree::decode`, which checks the tree's digest).
 ///
 /// # Errors
 /// A reason when the payload is not a tree.
 pub fn decode_tree(payload: &[u8]) -> Result<ZTree, String> {
-    if payload.is_empty() {
-        Ok(ZTree {})
-    } else {
-        Err(format!("{} unexpected payload bytes", payload.len()))
-    }
+    ZTree::decode(payload).map_err(|e| e.reason().to_string())
 }
 
 /// Writes a snapshot file durably: aside, fsync, rename into place, fsync the dir.
@@ -152,34 +148,12 @@ pub fn load_newest(dir: &Path, cluster: &str) -> Result<Option<Loaded>, StoreErr
     let mut rejected: Option<StoreError> = None;
     for (zxid, path) in files.into_iter().rev() {
         let buf = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-        let checked = decode_file(&buf).and_then(|(meta, payload)| {
-            if meta.zxid != zxid {
-                return Err((
-                    0,
-                    format!("header zxid {} does not match the file name", meta.zxid),
-                ));
-            }
-            let tree =
-                decode_tree(payload).map_err(|r| (0, format!("tree does not decode: {r}")))?;
-            Ok((meta, tree))
-        });
-        match checked {
-            Ok((meta, tree)) if meta.cluster == cluster => {
+        match check(&path, &buf, zxid, cluster)? {
+            Ok((meta, tree)) => {
                 if rejected.is_some() {
                     log::warn!("recovering from the older snapshot {}", path.display());
                 }
                 return Ok(Some(Loaded { meta, tree }));
-            }
-            Ok((meta, _)) => {
-                return Err(StoreError::corrupt(
-                    &path,
-                    8,
-                    format!(
-                        "belongs to cluster '{}', this server is configured for '{cluster}': \
-                         point it at its own data dir",
-                        meta.cluster
-                    ),
-                ))
             }
             Err((offset, reason)) => {
                 log::warn!(
@@ -205,6 +179,39 @@ pub fn load_newest(dir: &Path, cluster: &str) -> Result<Option<Loaded>, StoreErr
         )),
         _ => Ok(None),
     }
+}
+
+/// A snapshot's header and tree, or where and why it does not validate.
+type Checked = Result<(SnapshotMeta, ZTree), (u64, String)>;
+
+/// Validates the snapshot image `buf` of file `path` named for `zxid`.
+///
+/// # Errors
+/// `Corrupt` when it belongs to another cluster (no fallback: the dir is wrong).
+fn check(path: &Path, buf: &[u8], zxid: Zxid, cluster: &str) -> Result<Checked, StoreError> {
+    let (meta, payload) = match decode_file(buf) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    if meta.cluster != cluster {
+        let reason = format!(
+            "belongs to cluster '{}', this server is configured for '{cluster}': point it at \
+             its own data dir",
+            meta.cluster
+        );
+        return Err(StoreError::corrupt(path, 8, reason));
+    }
+    if meta.zxid != zxid {
+        let reason = format!("header zxid {} does not match the file name", meta.zxid);
+        return Ok(Err((0, reason)));
+    }
+    let at = (buf.len() - payload.len() - 4) as u64;
+    Ok(decode_tree(payload).map(|tree| (meta, tree)).map_err(|r| {
+        (
+            at,
+            format!("checksum is good but the tree does not decode: {r}"),
+        )
+    }))
 }
 
 /// Keeps the `keep` newest snapshots in `dir` and deletes the others. Returns the zxid of
