@@ -2,7 +2,7 @@
 //! into place. Format: `wire-spec.md`, section "On disk".
 //!
 //! ```text
-//! "ZWSN" | version u16 | cluster len u16 | cluster | generation u64 | zxid u64 |
+//! "ZWSF" | version u16 | cluster len u16 | cluster | generation u64 | zxid u64 |
 //! payload len u64 | header crc32 u32 | payload (ZTree::encode) | payload crc32 u32
 //! ```
 //!
@@ -19,7 +19,7 @@ use crate::zab::Zxid;
 use crate::ztree::ZTree;
 
 /// First bytes of every snapshot.
-pub const SNAPSHOT_MAGIC: &[u8; 4] = b"ZWSN";
+pub const SNAPSHOT_MAGIC: &[u8; 4] = b"ZWSF";
 /// The snapshot format version this code writes and reads.
 pub const SNAPSHOT_VERSION: u16 = 1;
 
