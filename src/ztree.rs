@@ -89,8 +89,9 @@ pub type ApplyResult = Result<OpOk, ZError>;
 /// Two trees are equal when they hold the same znodes (paths, data and stats).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ZTree {
-    /// Every znode, keyed by its full path (so iteration is in path order).
-    nodes: OrdMap<String, Arc<Node>>,
+    /// Every znode, keyed by its full path (so iteration is in path order). Keys are
+    /// `Arc<str>` so that copying a shared B-tree chunk after a clone only bumps counts.
+    nodes: OrdMap<Arc<str>, Arc<Node>>,
     /// The wrapping sum of every node's hash (see `digest`).
     digest: u64,
 }

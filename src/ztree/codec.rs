@@ -79,11 +79,12 @@ impl ZTree {
             nodes: OrdMap::new(),
             digest: 0,
         };
-        let mut last: Option<String> = None;
+        let mut last: Option<Arc<str>> = None;
         for _ in 0..count {
             let (path, node) = decode_node(&mut r)?;
             tree.link(last.as_deref(), &path)?;
             tree.digest = tree.digest.wrapping_add(node.hash(&path));
+            let path: Arc<str> = Arc::from(path);
             tree.nodes.insert(path.clone(), Arc::new(node));
             last = Some(path);
         }
@@ -121,7 +122,7 @@ impl ZTree {
             .ok_or(DecodeError::Malformed)?;
         Arc::make_mut(parent)
             .children
-            .insert(name_of(path).to_string());
+            .insert(Arc::from(name_of(path)));
         Ok(())
     }
 }
@@ -156,4 +157,197 @@ fn decode_node(r: &mut Reader<'_>) -> Result<(String, Node), DecodeError> {
         return Err(DecodeError::Malformed);
     }
     Ok((path, Node::new(&data, stat)))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::tree::tests::{arb_txns, check_invariants, create, txn};
+    use super::*;
+    use crate::wire::TxnOp;
+
+    fn sample() -> ZTree {
+        let mut t = ZTree::new();
+        let ops = [
+            create("/a", b"alpha"),
+            create("/a/b", b""),
+            create("/a-b", b"\x00\xff"),
+            TxnOp::Create {
+                path: "/a/e".into(),
+                data: b"eph".to_vec(),
+                sequential: true,
+                ephemeral_owner: 0xabcd,
+            },
+            TxnOp::PutProcess {
+                sender: "9090".into(),
+                receiver: "8080".into(),
+                timestamp: "t".into(),
+                clients: "9090,9091".into(),
+            },
+            TxnOp::SetData {
+                path: "/a".into(),
+                data: b"beta".to_vec(),
+                expected_version: None,
+            },
+        ];
+        for (i, op) in ops.into_iter().enumerate() {
+            t.apply(&txn(i as u32 + 1, op)).unwrap();
+        }
+        t
+    }
+
+    fn bytes(t: &ZTree) -> Vec<u8> {
+        let mut out = Vec::new();
+        t.encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_every_node_and_the_digest() {
+        let t = sample();
+        let back = ZTree::decode(&bytes(&t)).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.digest(), t.digest());
+        for (path, _) in t.nodes.iter() {
+            assert_eq!(back.get(path), t.get(path), "{path}");
+        }
+        assert_eq!(back.processes(), t.processes());
+        check_invariants(&back);
+    }
+
+    #[test]
+    fn a_decoded_tree_keeps_applying_like_the_original() {
+        let mut t = sample();
+        let mut back = ZTree::decode(&bytes(&t)).unwrap();
+        let op = TxnOp::Create {
+            path: "/a/e".into(),
+            data: Vec::new(),
+            sequential: true,
+            ephemeral_owner: 0,
+        };
+        assert_eq!(t.apply(&txn(50, op.clone())), back.apply(&txn(50, op)));
+        assert_eq!(t.digest(), back.digest());
+    }
+
+    #[test]
+    fn the_empty_tree_encodes_to_the_documented_bytes() {
+        let b = bytes(&ZTree::new());
+        assert_eq!(&b[..8], b"ZWSN\x00\x00\x00\x01");
+        assert_eq!(&b[8..16], &1u64.to_be_bytes());
+        assert_eq!(&b[16..21], b"\x00\x00\x00\x01/");
+        assert_eq!(b.len(), 8 + 8 + (4 + 1) + 4 + 5 * 8 + 4 + 4 + 8 + 4 + 4 + 8);
+        assert_eq!(&b[b.len() - 8..], &ZTree::new().digest().to_be_bytes());
+    }
+
+    #[test]
+    fn truncated_snapshots_are_rejected() {
+        let b = bytes(&sample());
+        for cut in 0..b.len() {
+            assert!(ZTree::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(ZTree::decode(&long), Err(DecodeError::Malformed));
+    }
+
+    #[test]
+    fn wrong_magic_version_or_digest_is_named() {
+        let b = bytes(&sample());
+        let mut m = b.clone();
+        m[0] ^= 1;
+        assert_eq!(ZTree::decode(&m), Err(DecodeError::BadMagic));
+        let mut v = b.clone();
+        v[7] = 2;
+        assert_eq!(ZTree::decode(&v), Err(DecodeError::BadVersion));
+        let mut d = b.clone();
+        let n = d.len();
+        d[n - 1] ^= 1;
+        assert_eq!(ZTree::decode(&d), Err(DecodeError::BadChecksum));
+        // A changed data byte is caught by the digest too.
+        let at = b.windows(4).position(|w| w == b"beta").unwrap();
+        let mut x = b.clone();
+        x[at] = b'B';
+        assert_eq!(ZTree::decode(&x), Err(DecodeError::BadChecksum));
+    }
+
+    #[test]
+    fn inconsistent_trees_are_malformed() {
+        let t = sample();
+        let b = bytes(&t);
+        // Rename "/a/b" to "/z/b": its parent is missing.
+        let at = b.windows(4).position(|w| w == b"/a/b").unwrap();
+        let mut orphan = b.clone();
+        orphan[at + 1] = b'z';
+        assert_eq!(ZTree::decode(&orphan), Err(DecodeError::Malformed));
+        // Claim a huge node count.
+        let mut count = b.clone();
+        count[8..16].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(ZTree::decode(&count), Err(DecodeError::Malformed));
+        // The root's num_children is the last field of the first node.
+        let root_end = 16 + 4 + 1 + 4 + 5 * 8 + 4 + 4 + 8 + 4 + 4;
+        // Structure is checked before the digest, so this is Malformed, not BadChecksum.
+        let mut kids = b.clone();
+        kids[root_end - 1] ^= 1;
+        assert_eq!(ZTree::decode(&kids), Err(DecodeError::Malformed));
+        // A data_length that disagrees with the data.
+        let mut len = b.clone();
+        len[root_end - 5] = 9;
+        assert_eq!(ZTree::decode(&len), Err(DecodeError::Malformed));
+        // The first node must be the root.
+        let mut rootless = b.clone();
+        rootless[20] = b'r';
+        assert_eq!(ZTree::decode(&rootless), Err(DecodeError::Malformed));
+        // "/a" (path, data "beta", five u64s, two i32s) made ephemeral, with "/a/b" under it.
+        let owner_at = root_end + (4 + 2) + (4 + 4) + 5 * 8 + 2 * 4;
+        assert_eq!(&b[owner_at..owner_at + 8], &[0; 8]);
+        let mut eph = b.clone();
+        eph[owner_at + 7] = 1;
+        assert_eq!(ZTree::decode(&eph), Err(DecodeError::Malformed));
+    }
+
+    #[test]
+    fn nodes_out_of_path_order_are_malformed() {
+        let mut t = ZTree::new();
+        t.apply(&txn(1, create("/a", b""))).unwrap();
+        t.apply(&txn(2, create("/b", b""))).unwrap();
+        let b = bytes(&t);
+        let at = b.windows(2).position(|w| w == b"/a").unwrap();
+        let bt = b.windows(2).position(|w| w == b"/b").unwrap();
+        let mut swapped = b.clone();
+        swapped[at + 1] = b'b';
+        swapped[bt + 1] = b'a';
+        assert_eq!(ZTree::decode(&swapped), Err(DecodeError::Malformed));
+    }
+
+    proptest! {
+        #[test]
+        fn random_trees_round_trip(txns in arb_txns()) {
+            let mut t = ZTree::new();
+            for txn in &txns {
+                let _ = t.apply(txn);
+            }
+            let b = bytes(&t);
+            let back = ZTree::decode(&b).unwrap();
+            prop_assert_eq!(back.digest(), t.digest());
+            prop_assert_eq!(bytes(&back), b);
+            prop_assert_eq!(&back, &t);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(buf in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = ZTree::decode(&buf);
+            let mut with_magic = b"ZWSN\x00\x00\x00\x01".to_vec();
+            with_magic.extend_from_slice(&buf);
+            let _ = ZTree::decode(&with_magic);
+        }
+
+        #[test]
+        fn corrupted_snapshots_never_panic(at in any::<prop::sample::Index>(), x in 1..=255u8) {
+            let mut b = bytes(&sample());
+            let i = at.index(b.len());
+            b[i] ^= x;
+            prop_assert!(ZTree::decode(&b).is_err());
+        }
+    }
 }

@@ -18,7 +18,7 @@ pub(crate) struct Node {
     pub(crate) data: Arc<[u8]>,
     pub(crate) data_hash: u64,
     pub(crate) stat: Stat,
-    pub(crate) children: OrdSet<String>,
+    pub(crate) children: OrdSet<Arc<str>>,
 }
 
 impl Node {
@@ -92,7 +92,7 @@ impl ZTree {
         let root = Node::new(&[], Stat::default());
         let digest = root.hash("/");
         ZTree {
-            nodes: OrdMap::unit("/".to_string(), Arc::new(root)),
+            nodes: OrdMap::unit(Arc::from("/"), Arc::new(root)),
             digest,
         }
     }
@@ -152,7 +152,7 @@ impl ZTree {
         self.nodes.get(path).map(|n| NodeView {
             data: n.data.to_vec(),
             stat: n.stat.clone(),
-            children: n.children.iter().cloned().collect(),
+            children: n.children.iter().map(|c| c.to_string()).collect(),
         })
     }
 
@@ -187,14 +187,15 @@ impl ZTree {
             probe.clone()
         };
         validate_path(&full).map_err(bad)?;
-        if self.nodes.contains_key(&full) {
-            return Err(ZError::NodeExists);
-        }
         if parent.stat.ephemeral_owner != 0 {
-            return Err(ZError::NoChildrenForEphemerals);
+            // ZooKeeper reports an existing node before an ephemeral parent.
+            return Err(match self.nodes.contains_key(full.as_str()) {
+                true => ZError::NodeExists,
+                false => ZError::NoChildrenForEphemerals,
+            });
         }
         let stat = new_stat(txn.zxid.0, txn.time_ms, data.len(), owner);
-        self.add_node(full.clone(), Node::new(data, stat.clone()), txn.zxid.0);
+        self.add_node(&full, Node::new(data, stat.clone()), txn.zxid.0)?;
         Ok(OpOk::Created { path: full, stat })
     }
 
@@ -226,10 +227,9 @@ impl ZTree {
         if let Some(old) = self.nodes.remove(path) {
             self.digest = self.digest.wrapping_sub(old.hash(path));
         }
-        let name = name_of(path).to_string();
         let zxid = txn.zxid.0;
         self.modify(parent_of(path), |p| {
-            p.children.remove(&name);
+            p.children.remove(name_of(path));
             p.stat.cversion = p.stat.cversion.wrapping_add(1);
             p.stat.pzxid = zxid;
             p.stat.num_children = p.children.len() as u32;
@@ -253,19 +253,28 @@ impl ZTree {
         stat
     }
 
-    /// Inserts `node` at `path` (which must not exist, and whose parent must) and records
-    /// it in its parent, as a create by the txn `zxid` does.
-    pub(crate) fn add_node(&mut self, path: String, node: Node, zxid: u64) {
-        self.digest = self.digest.wrapping_add(node.hash(&path));
-        let name = name_of(&path).to_string();
-        let parent = parent_of(&path).to_string();
-        self.nodes.insert(path, Arc::new(node));
-        self.modify(&parent, |p| {
+    /// Inserts `node` at `path` (whose parent must exist) and records it in its parent, as
+    /// a create by the txn `zxid` does.
+    ///
+    /// # Errors
+    /// `NodeExists` if there already is a node at `path`; the tree is then unchanged.
+    pub(crate) fn add_node(&mut self, path: &str, node: Node, zxid: u64) -> Result<(), ZError> {
+        let key: Arc<str> = Arc::from(path);
+        let hash = node.hash(path);
+        // One traversal on the common path; put the old node back if there was one.
+        if let Some(old) = self.nodes.insert(key.clone(), Arc::new(node)) {
+            self.nodes.insert(key, old);
+            return Err(ZError::NodeExists);
+        }
+        self.digest = self.digest.wrapping_add(hash);
+        let name: Arc<str> = Arc::from(name_of(path));
+        self.modify(parent_of(path), |p| {
             p.children.insert(name);
             p.stat.cversion = p.stat.cversion.wrapping_add(1);
             p.stat.pzxid = zxid;
             p.stat.num_children = p.children.len() as u32;
         });
+        Ok(())
     }
 
     /// Changes the node at `path` (copying it first if a clone of the tree shares it) and
@@ -277,6 +286,473 @@ impl ZTree {
             f(node);
             let new = node.hash(path);
             self.digest = self.digest.wrapping_sub(old).wrapping_add(new);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire::Origin;
+    use crate::zab::Zxid;
+
+    /// The txn with counter `n` in epoch 1, at time `1000 + n`.
+    pub(crate) fn txn(n: u32, op: TxnOp) -> Txn {
+        Txn {
+            zxid: Zxid::new(1, n),
+            time_ms: 1000 + u64::from(n),
+            origin: Origin::default(),
+            op,
+        }
+    }
+
+    pub(crate) fn create(path: &str, data: &[u8]) -> TxnOp {
+        TxnOp::Create {
+            path: path.into(),
+            data: data.to_vec(),
+            sequential: false,
+            ephemeral_owner: 0,
+        }
+    }
+
+    fn create_with(path: &str, sequential: bool, ephemeral_owner: u64) -> TxnOp {
+        TxnOp::Create {
+            path: path.into(),
+            data: Vec::new(),
+            sequential,
+            ephemeral_owner,
+        }
+    }
+
+    fn set(path: &str, data: &[u8], expected_version: Option<i32>) -> TxnOp {
+        TxnOp::SetData {
+            path: path.into(),
+            data: data.to_vec(),
+            expected_version,
+        }
+    }
+
+    fn delete(path: &str, expected_version: Option<i32>) -> TxnOp {
+        TxnOp::Delete {
+            path: path.into(),
+            expected_version,
+        }
+    }
+
+    /// Applies `ops` with counters 1, 2, ... and returns the tree.
+    fn tree_of(ops: Vec<TxnOp>) -> ZTree {
+        let mut t = ZTree::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            t.apply(&txn(i as u32 + 1, op)).unwrap();
+        }
+        t
+    }
+
+    /// Recomputes the digest from every node, and checks the structural invariants.
+    pub(crate) fn check_invariants(t: &ZTree) {
+        let mut digest = 0u64;
+        for (path, node) in t.nodes.iter() {
+            let path: &str = path;
+            digest = digest.wrapping_add(node_hash(path, data_hash(&node.data), &node.stat));
+            assert_eq!(node.stat.data_length as usize, node.data.len(), "{path}");
+            assert_eq!(
+                node.stat.num_children as usize,
+                node.children.len(),
+                "{path}"
+            );
+            for name in node.children.iter() {
+                assert!(
+                    t.exists(&super::super::path::join(path, name)),
+                    "{path}/{name}"
+                );
+            }
+            if path != "/" {
+                let parent = &t.nodes[parent_of(path)];
+                assert!(parent.children.contains(name_of(path)), "{path}");
+            }
+        }
+        assert_eq!(digest, t.digest(), "incremental digest drifted");
+    }
+
+    #[test]
+    fn a_new_tree_holds_only_the_root() {
+        let t = ZTree::new();
+        assert_eq!(t.len(), 1);
+        assert!(!t.is_empty());
+        let root = t.get("/").unwrap();
+        assert_eq!(root.stat, Stat::default());
+        assert!(root.data.is_empty() && root.children.is_empty());
+        assert_eq!(ZTree::default(), t);
+        assert_eq!(ZTree::default().digest(), t.digest());
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn create_stamps_the_node_and_updates_its_parent() {
+        let mut t = tree_of(vec![create("/a", b"")]);
+        let r = t.apply(&txn(7, create_with("/a/b", false, 0x55)));
+        let z = Zxid::new(1, 7).0;
+        let expected = Stat {
+            czxid: z,
+            mzxid: z,
+            pzxid: z,
+            ctime: 1007,
+            mtime: 1007,
+            version: 0,
+            cversion: 0,
+            ephemeral_owner: 0x55,
+            data_length: 0,
+            num_children: 0,
+        };
+        assert_eq!(
+            r,
+            Ok(OpOk::Created {
+                path: "/a/b".into(),
+                stat: expected.clone()
+            })
+        );
+        assert_eq!(t.stat("/a/b"), Some(expected));
+        let parent = t.get("/a").unwrap();
+        assert_eq!(parent.children, vec!["b".to_string()]);
+        assert_eq!(parent.stat.cversion, 1);
+        assert_eq!(parent.stat.pzxid, z);
+        assert_eq!(parent.stat.num_children, 1);
+        assert_eq!(
+            parent.stat.mzxid,
+            Zxid::new(1, 1).0,
+            "a child does not change mzxid"
+        );
+        assert_eq!(parent.stat.version, 0, "a child does not change version");
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn create_keeps_the_data_and_its_length() {
+        let t = tree_of(vec![create("/d", b"hello")]);
+        let n = t.get("/d").unwrap();
+        assert_eq!(n.data, b"hello");
+        assert_eq!(n.stat.data_length, 5);
+    }
+
+    #[test]
+    fn create_refuses_with_zookeeper_errors() {
+        let mut t = tree_of(vec![create("/a", b""), create_with("/e", false, 9)]);
+        let cases = [
+            (create("/x/y", b""), ZError::NoNode),
+            (create("/a", b"other"), ZError::NodeExists),
+            (create("/", b""), ZError::NodeExists),
+            (create("/e/c", b""), ZError::NoChildrenForEphemerals),
+            (
+                create_with("/e/c", true, 0),
+                ZError::NoChildrenForEphemerals,
+            ),
+        ];
+        for (op, err) in cases {
+            assert_eq!(t.apply(&txn(10, op.clone())), Err(err), "{op:?}");
+        }
+        for bad_path in ["a", "/a/", "//a", "/a/../b", "/a\0"] {
+            let r = t.apply(&txn(10, create(bad_path, b"")));
+            assert!(
+                matches!(r, Err(ZError::BadArguments(_))),
+                "{bad_path:?}: {r:?}"
+            );
+        }
+        let big = vec![0u8; MAX_DATA_BYTES + 1];
+        match t.apply(&txn(10, create("/big", &big))) {
+            Err(ZError::BadArguments(why)) => assert!(why.contains("over the limit"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(t.apply(&txn(10, create("/max", &big[1..]))).is_ok());
+    }
+
+    #[test]
+    fn sequential_names_take_the_parent_cversion_as_ten_digits() {
+        let mut t = tree_of(vec![create("/q", b""), create("/q/plain", b"")]);
+        let mut names = Vec::new();
+        for n in 3..6 {
+            match t.apply(&txn(n, create_with("/q/job-", true, 0))) {
+                Ok(OpOk::Created { path, .. }) => names.push(path),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            names,
+            [
+                "/q/job-0000000001",
+                "/q/job-0000000002",
+                "/q/job-0000000003"
+            ]
+        );
+        t.apply(&txn(6, delete("/q/job-0000000003", None))).unwrap();
+        // A delete also bumps cversion, so the next suffix skips one.
+        let r = t.apply(&txn(7, create_with("/q/", true, 0))).unwrap();
+        assert!(
+            matches!(r, OpOk::Created { ref path, .. } if path == "/q/0000000005"),
+            "{r:?}"
+        );
+        let r = t.apply(&txn(8, create_with("/", true, 0))).unwrap();
+        assert!(
+            matches!(r, OpOk::Created { ref path, .. } if path == "/0000000001"),
+            "{r:?}"
+        );
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn sequential_suffix_that_overflows_the_path_limit_is_refused() {
+        let mut t = ZTree::new();
+        let prefix = format!("/{}", "p".repeat(crate::wire::txn::MAX_PATH_BYTES - 5));
+        let r = t.apply(&txn(1, create_with(&prefix, true, 0)));
+        assert!(matches!(r, Err(ZError::BadArguments(ref why)) if why.contains("over the limit")));
+        assert_eq!(t, ZTree::new());
+    }
+
+    #[test]
+    fn set_data_bumps_version_mzxid_mtime_and_length() {
+        let mut t = tree_of(vec![create("/a", b"x"), create("/a/c", b"")]);
+        let before = t.stat("/a").unwrap();
+        let r = t.apply(&txn(9, set("/a", b"hello", Some(0)))).unwrap();
+        let expected = Stat {
+            version: 1,
+            mzxid: Zxid::new(1, 9).0,
+            mtime: 1009,
+            data_length: 5,
+            ..before
+        };
+        assert_eq!(
+            r,
+            OpOk::Set {
+                stat: expected.clone()
+            }
+        );
+        assert_eq!(t.get("/a").unwrap().data, b"hello");
+        assert_eq!(t.stat("/a"), Some(expected));
+        let r = t.apply(&txn(10, set("/a", b"", None))).unwrap();
+        assert!(matches!(r, OpOk::Set { ref stat } if stat.version == 2 && stat.data_length == 0));
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn set_data_refuses_missing_nodes_and_wrong_versions() {
+        let mut t = tree_of(vec![create("/a", b"x")]);
+        assert_eq!(
+            t.apply(&txn(5, set("/nope", b"", None))),
+            Err(ZError::NoNode)
+        );
+        assert_eq!(
+            t.apply(&txn(5, set("/a", b"", Some(1)))),
+            Err(ZError::BadVersion)
+        );
+        let r = t.apply(&txn(5, set("/a/", b"", None)));
+        assert!(matches!(r, Err(ZError::BadArguments(_))));
+        let big = vec![1u8; MAX_DATA_BYTES + 1];
+        assert!(matches!(
+            t.apply(&txn(5, set("/a", &big, None))),
+            Err(ZError::BadArguments(_))
+        ));
+        assert!(t.apply(&txn(5, set("/", b"root data", None))).is_ok());
+    }
+
+    #[test]
+    fn delete_removes_the_node_and_updates_its_parent() {
+        let mut t = tree_of(vec![
+            create("/a", b""),
+            create("/a/b", b""),
+            create("/a/c", b""),
+        ]);
+        assert_eq!(t.apply(&txn(8, delete("/a/b", Some(0)))), Ok(OpOk::Deleted));
+        assert!(t.get("/a/b").is_none());
+        let parent = t.get("/a").unwrap();
+        assert_eq!(parent.children, vec!["c".to_string()]);
+        assert_eq!(parent.stat.cversion, 3);
+        assert_eq!(parent.stat.pzxid, Zxid::new(1, 8).0);
+        assert_eq!(parent.stat.num_children, 1);
+        assert_eq!(t.len(), 3);
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn delete_refuses_with_zookeeper_errors() {
+        let mut t = tree_of(vec![
+            create("/a", b""),
+            create("/a/b", b""),
+            set("/a", b"v", None),
+        ]);
+        assert_eq!(t.apply(&txn(9, delete("/zz", None))), Err(ZError::NoNode));
+        assert_eq!(
+            t.apply(&txn(9, delete("/a", Some(0)))),
+            Err(ZError::BadVersion)
+        );
+        assert_eq!(
+            t.apply(&txn(9, delete("/a", Some(1)))),
+            Err(ZError::NotEmpty)
+        );
+        assert_eq!(t.apply(&txn(9, delete("/a", None))), Err(ZError::NotEmpty));
+        assert!(matches!(
+            t.apply(&txn(9, delete("/", None))),
+            Err(ZError::BadArguments(_))
+        ));
+        assert!(matches!(
+            t.apply(&txn(9, delete("", None))),
+            Err(ZError::BadArguments(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_op_changes_nothing_digest_included() {
+        let mut t = tree_of(vec![
+            create("/a", b"1"),
+            create("/a/b", b""),
+            create_with("/e", false, 3),
+        ]);
+        let failing = [
+            create("/a", b""),
+            create("/nope/x", b""),
+            create("/e/x", b""),
+            create("bad", b""),
+            set("/a", b"2", Some(7)),
+            set("/nope", b"2", None),
+            delete("/a", None),
+            delete("/a/b", Some(4)),
+            delete("/", None),
+        ];
+        for op in failing {
+            let before = t.clone();
+            let digest = t.digest();
+            assert!(t.apply(&txn(20, op.clone())).is_err(), "{op:?}");
+            assert_eq!(t.digest(), digest, "{op:?}");
+            assert_eq!(t, before, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn a_clone_is_unchanged_by_later_writes() {
+        let mut t = tree_of(vec![create("/a", b"1"), create("/a/b", b"2")]);
+        let snapshot = t.clone();
+        let (digest, view) = (snapshot.digest(), snapshot.get("/a").unwrap());
+        t.apply(&txn(3, set("/a", b"changed", None))).unwrap();
+        t.apply(&txn(4, delete("/a/b", None))).unwrap();
+        t.apply(&txn(5, create("/c", b""))).unwrap();
+        assert_eq!(snapshot.digest(), digest);
+        assert_eq!(snapshot.get("/a").unwrap(), view);
+        assert_eq!(snapshot.get("/a/b").unwrap().data, b"2");
+        assert!(snapshot.get("/c").is_none());
+        assert_ne!(t.digest(), digest);
+        check_invariants(&snapshot);
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn children_are_listed_sorted_by_name() {
+        let t = tree_of(vec![
+            create("/p", b""),
+            create("/p/b", b""),
+            create("/p/a", b""),
+            create("/p/c", b""),
+        ]);
+        assert_eq!(t.get("/p").unwrap().children, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn digest_depends_on_what_happened_not_only_on_paths() {
+        let a = tree_of(vec![create("/a", b"x")]);
+        let b = tree_of(vec![create("/a", b"y")]);
+        let c = tree_of(vec![create("/b", b""), create("/a", b"x")]);
+        let d = tree_of(vec![create("/a", b""), set("/a", b"x", None)]);
+        let digests = [
+            ZTree::new().digest(),
+            a.digest(),
+            b.digest(),
+            c.digest(),
+            d.digest(),
+        ];
+        for i in 0..digests.len() {
+            for j in i + 1..digests.len() {
+                assert_ne!(digests[i], digests[j], "{i} vs {j}");
+            }
+        }
+    }
+
+    fn arb_path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..4)
+                .prop_map(|segs| format!("/{}", segs.join("/"))),
+            1 => Just("/".to_string()),
+            1 => prop::sample::select(vec!["", "a", "/a/", "//b", "/a/..", "/zooweeper/processes"])
+                .prop_map(String::from),
+        ]
+    }
+
+    /// Random ops over a small set of paths, so they collide often.
+    pub(crate) fn arb_op() -> impl Strategy<Value = TxnOp> {
+        let data = prop::collection::vec(any::<u8>(), 0..4);
+        let version = prop::option::of(0..3i32);
+        prop_oneof![
+            4 => (arb_path(), data.clone(), any::<bool>(), prop::sample::select(vec![0u64, 7]))
+                .prop_map(|(path, data, sequential, ephemeral_owner)| TxnOp::Create {
+                    path, data, sequential, ephemeral_owner,
+                }),
+            2 => (arb_path(), data, version.clone())
+                .prop_map(|(path, data, expected_version)| TxnOp::SetData {
+                    path, data, expected_version,
+                }),
+            2 => (arb_path(), version)
+                .prop_map(|(path, expected_version)| TxnOp::Delete { path, expected_version }),
+            1 => (prop::sample::select(vec!["9090", "9091", "", "a/b"]),
+                  prop::sample::select(vec!["9090,9091,9092", "9090,9091"]))
+                .prop_map(|(sender, clients)| TxnOp::PutProcess {
+                    sender: sender.into(),
+                    receiver: "8081".into(),
+                    timestamp: "t".into(),
+                    clients: clients.into(),
+                }),
+        ]
+    }
+
+    /// A random sequence of txns with increasing zxids.
+    pub(crate) fn arb_txns() -> impl Strategy<Value = Vec<Txn>> {
+        prop::collection::vec(arb_op(), 0..60).prop_map(|ops| {
+            ops.into_iter()
+                .enumerate()
+                .map(|(i, op)| txn(i as u32 + 1, op))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_same_txns_give_the_same_tree_digest_and_bytes(txns in arb_txns()) {
+            let (mut a, mut b) = (ZTree::new(), ZTree::new());
+            for t in &txns {
+                prop_assert_eq!(a.apply(t), b.apply(t));
+            }
+            prop_assert_eq!(a.digest(), b.digest());
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            a.encode(&mut ea);
+            b.encode(&mut eb);
+            prop_assert_eq!(ea, eb);
+            check_invariants(&a);
+        }
+
+        #[test]
+        fn failed_ops_change_nothing_and_clones_stay_put(txns in arb_txns()) {
+            let mut t = ZTree::new();
+            for txn in &txns {
+                let before = t.clone();
+                let mut before_bytes = Vec::new();
+                before.encode(&mut before_bytes);
+                let result = t.apply(txn);
+                if result.is_err() {
+                    prop_assert_eq!(&t, &before);
+                    prop_assert_eq!(t.digest(), before.digest());
+                }
+                let mut after_bytes = Vec::new();
+                before.encode(&mut after_bytes);
+                prop_assert_eq!(before_bytes, after_bytes, "a clone changed");
+                check_invariants(&t);
+            }
         }
     }
 }

@@ -1,0 +1,247 @@
+//! The hexdumps in `wire-spec.md` are the codec's output: each block marked
+//! `<!-- golden: NAME -->` must equal `hexdump -C` of `encode_frame` of the message of that
+//! name below, and decode back to it. Run with `ZW_GOLDEN_PRINT=1` (and `--nocapture`) to
+//! print every block as the spec should hold it.
+
+use zooweeper::wire::{decode_frame, encode_frame, Origin, PeerMsg, PeerState, Txn, TxnOp, Vote};
+use zooweeper::zab::Zxid;
+
+const LEADER_TIME_MS: u64 = 1_700_000_000_000;
+
+/// One message of each type (and each op), with values from one plausible ensemble run.
+fn samples() -> Vec<(&'static str, PeerMsg)> {
+    let z = Zxid::new;
+    vec![
+        (
+            "hello",
+            PeerMsg::Hello {
+                server_id: 2,
+                cluster: "zooweeper".into(),
+            },
+        ),
+        (
+            "notification",
+            PeerMsg::Notification {
+                vote: Vote {
+                    leader: 3,
+                    zxid: z(1, 2),
+                    peer_epoch: 1,
+                },
+                round: 2,
+                state: PeerState::Looking,
+            },
+        ),
+        (
+            "followerinfo",
+            PeerMsg::FollowerInfo {
+                accepted_epoch: 1,
+                last_zxid: z(1, 2),
+            },
+        ),
+        ("leaderinfo", PeerMsg::LeaderInfo { epoch: 2 }),
+        (
+            "ackepoch",
+            PeerMsg::AckEpoch {
+                current_epoch: 1,
+                last_zxid: z(1, 2),
+                already_accepted: false,
+            },
+        ),
+        ("diff", PeerMsg::Diff { zxid: z(1, 2) }),
+        ("trunc", PeerMsg::Trunc { zxid: z(1, 1) }),
+        (
+            "snap",
+            PeerMsg::Snap {
+                zxid: z(1, 2),
+                tree: b"tree bytes".to_vec(),
+            },
+        ),
+        ("newleader", PeerMsg::NewLeader { zxid: z(2, 0) }),
+        ("uptodate", PeerMsg::UpToDate { commit: z(1, 2) }),
+        (
+            "proposal-create",
+            PeerMsg::Proposal {
+                prev: z(2, 0),
+                txn: Txn {
+                    zxid: z(2, 1),
+                    time_ms: LEADER_TIME_MS,
+                    origin: Origin { server: 2, req: 17 },
+                    op: TxnOp::Create {
+                        path: "/app/lock-".into(),
+                        data: b"hi".to_vec(),
+                        sequential: true,
+                        ephemeral_owner: 0,
+                    },
+                },
+            },
+        ),
+        ("ack", PeerMsg::Ack { zxid: z(2, 1) }),
+        ("commit", PeerMsg::Commit { zxid: z(2, 1) }),
+        ("ping", PeerMsg::Ping { zxid: z(2, 1) }),
+        (
+            "request-setdata",
+            PeerMsg::Request {
+                req: 18,
+                op: TxnOp::SetData {
+                    path: "/app".into(),
+                    data: b"v2".to_vec(),
+                    expected_version: Some(0),
+                },
+            },
+        ),
+        (
+            "request-delete",
+            PeerMsg::Request {
+                req: 19,
+                op: TxnOp::Delete {
+                    path: "/app/old".into(),
+                    expected_version: None,
+                },
+            },
+        ),
+        (
+            "proposal-putprocess",
+            PeerMsg::Proposal {
+                prev: z(2, 1),
+                txn: Txn {
+                    zxid: z(2, 2),
+                    time_ms: LEADER_TIME_MS + 250,
+                    origin: Origin { server: 1, req: 5 },
+                    op: TxnOp::PutProcess {
+                        sender: "broker-1".into(),
+                        receiver: "zooweeper".into(),
+                        timestamp: "1700000000".into(),
+                        clients: "c1,c2".into(),
+                    },
+                },
+            },
+        ),
+    ]
+}
+
+/// `hexdump -C` output for `bytes` (no repeated lines occur in these small frames, and
+/// `hexdump_format_matches_the_system_tool` checks the format where `hexdump` exists).
+fn hexdump_c(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, chunk) in bytes.chunks(16).enumerate() {
+        let mut hex = String::new();
+        for (j, b) in chunk.iter().enumerate() {
+            hex.push_str(&format!("{b:02x} "));
+            if j == 7 {
+                hex.push(' ');
+            }
+        }
+        let ascii: String = chunk
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        out.push_str(&format!("{:08x}  {hex:<49} |{ascii}|\n", i * 16));
+    }
+    out.push_str(&format!("{:08x}\n", bytes.len()));
+    out
+}
+
+fn frame(msg: &PeerMsg) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(msg, &mut out);
+    out
+}
+
+fn spec() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/wire-spec.md");
+    std::fs::read_to_string(path).expect("wire-spec.md at the repository root")
+}
+
+/// The ```text block that follows `<!-- golden: NAME -->`, without its fences.
+fn golden_block<'a>(spec: &'a str, name: &str) -> Option<&'a str> {
+    let marker = format!("<!-- golden: {name} -->");
+    let after = &spec[spec.find(&marker)? + marker.len()..];
+    let body = after.trim_start().strip_prefix("```text\n")?;
+    Some(&body[..body.find("```")?])
+}
+
+#[test]
+fn spec_hexdumps_are_the_codec_output() {
+    let spec = spec();
+    let print = std::env::var_os("ZW_GOLDEN_PRINT").is_some();
+    let mut wrong = Vec::new();
+    for (name, msg) in samples() {
+        let dump = hexdump_c(&frame(&msg));
+        if print {
+            println!("<!-- golden: {name} -->\n```text\n{dump}```\n");
+        }
+        if golden_block(&spec, name) != Some(dump.as_str()) {
+            wrong.push(name);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "wire-spec.md hexdumps differ from the codec for {wrong:?}"
+    );
+}
+
+#[test]
+fn every_golden_block_in_the_spec_is_checked() {
+    let spec = spec();
+    let names: Vec<&str> = samples().iter().map(|(n, _)| *n).collect();
+    for piece in spec.split("<!-- golden: ").skip(1) {
+        let name = &piece[..piece.find(" -->").expect("golden marker closes")];
+        assert!(
+            names.contains(&name),
+            "spec has a golden block {name:?} no test checks"
+        );
+    }
+}
+
+#[test]
+fn golden_frames_decode_back_to_their_messages() {
+    for (name, msg) in samples() {
+        let f = frame(&msg);
+        let (h, back) = decode_frame(&f)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} incomplete"));
+        assert_eq!(h.frame_len(), f.len(), "{name}");
+        assert_eq!(back, msg, "{name}");
+    }
+}
+
+#[test]
+fn every_message_type_has_a_golden_frame() {
+    let mut names: Vec<&str> = samples().iter().map(|(_, m)| m.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        15,
+        "one golden frame per message type: {names:?}"
+    );
+}
+
+#[test]
+fn hexdump_format_matches_the_system_tool() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let bytes: Vec<u8> = samples()
+        .iter()
+        .flat_map(|(_, m)| frame(m))
+        .take(45)
+        .collect();
+    let child = Command::new("hexdump")
+        .arg("-C")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("hexdump not installed; format checked against the spec only");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), hexdump_c(&bytes));
+}
