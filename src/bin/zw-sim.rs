@@ -9,6 +9,7 @@
 //! The last line is `seeds=N events=E violations=V`; the exit status is 0 iff V is 0.
 
 use std::error::Error;
+use std::io::Write;
 use std::process::ExitCode;
 
 use zooweeper::sim::{self, Options, SweepReport};
@@ -100,6 +101,11 @@ fn parse_args() -> Result<Option<Args>, Box<dyn Error>> {
     Ok(Some(args))
 }
 
+/// Prints to standard output; a closed pipe (`zw-sim ... | head`) is not an error.
+fn out(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 fn main() -> Result<ExitCode, Box<dyn Error>> {
     let Some(args) = parse_args()? else {
         return Ok(ExitCode::SUCCESS);
@@ -124,17 +130,17 @@ fn main() -> Result<ExitCode, Box<dyn Error>> {
         let failed = run.violation.is_some();
         if args.trace {
             if let Some(v) = &run.violation {
-                println!("VIOLATION seed={seed} servers={servers}: {v}");
+                out(&format!("VIOLATION seed={seed} servers={servers}: {v}"));
             }
         } else {
-            println!("{run}");
+            out(&run.to_string());
         }
-        println!("coverage:\n{}", run.coverage);
-        println!(
-            "seeds=1 events={} violations={}",
-            run.events,
-            u8::from(failed)
-        );
+        out(&format!("coverage:\n{}", run.coverage));
+        let failures = u8::from(failed);
+        out(&format!(
+            "seeds=1 events={} violations={failures}",
+            run.events
+        ));
         return Ok(if failed {
             ExitCode::FAILURE
         } else {
@@ -142,7 +148,7 @@ fn main() -> Result<ExitCode, Box<dyn Error>> {
         });
     }
     let report: SweepReport = sim::sweep(args.start, args.seeds, &sizes, &opts, args.stop);
-    println!("{report}");
+    out(&report.to_string());
     Ok(if report.violations.is_empty() {
         ExitCode::SUCCESS
     } else {
