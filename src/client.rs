@@ -27,8 +27,11 @@ pub enum ClientError {
     /// The server answered with an error status; `code` and `message` come from its JSON
     /// body (`code` is `"unknown"` if the body was not the usual error JSON).
     Http {
+        /// The HTTP status.
         status: u16,
+        /// The machine code, such as `no_node`.
         code: String,
+        /// The server's sentence.
         message: String,
     },
     /// The server could not be reached, or the connection broke.
@@ -69,16 +72,22 @@ impl std::error::Error for ClientError {}
 /// of the create, and its stat.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Created {
+    /// The actual path.
     pub path: String,
+    /// The zxid of the create.
     pub zxid: u64,
+    /// The new znode's stat.
     pub stat: StatJson,
 }
 
 /// A znode as read.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Znode {
+    /// Its path.
     pub path: String,
+    /// Its data.
     pub data: Vec<u8>,
+    /// Its stat.
     pub stat: StatJson,
     /// Child names (not full paths).
     pub children: Vec<String>,

@@ -157,15 +157,25 @@ pub struct ErrorJson {
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatJson {
+    /// Zxid of the create.
     pub czxid: u64,
+    /// Zxid of the last data change.
     pub mzxid: u64,
+    /// Zxid of the last change to the children.
     pub pzxid: u64,
+    /// Creation time, ms since the Unix epoch (the leader's clock).
     pub ctime: u64,
+    /// Last data change time, ms since the Unix epoch.
     pub mtime: u64,
+    /// Data version (number of data changes).
     pub version: i32,
+    /// Children version (number of child creates and deletes).
     pub cversion: i32,
+    /// Owning session of an ephemeral znode, 0 if persistent.
     pub ephemeral_owner: u64,
+    /// Data length in bytes.
     pub data_length: u32,
+    /// Number of children.
     pub num_children: u32,
 }
 
@@ -190,11 +200,16 @@ impl From<&Stat> for StatJson {
 /// bytes in `data_base64` when they are not UTF-8.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ZnodeJson {
+    /// The znode's path.
     pub path: String,
+    /// Its data as text, or `null` when the data is not UTF-8.
     pub data: Option<String>,
+    /// Its data in standard base64, present only when `data` is `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_base64: Option<String>,
+    /// Its stat.
     pub stat: StatJson,
+    /// Its children's names (not full paths), sorted.
     pub children: Vec<String>,
 }
 
@@ -258,24 +273,34 @@ pub struct ProcessWrittenJson {
 /// One row of `GET /metadata`, with the original system's field names.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct MetadataRow {
+    /// 1 for the server row, then 2, 3, ... for process rows.
     #[serde(rename = "NodeId")]
     pub node_id: u64,
+    /// The server's HTTP port (server row only).
     #[serde(rename = "NodePort")]
     pub node_port: String,
+    /// The leader's HTTP port, empty if there is none (server row only).
     #[serde(rename = "Leader")]
     pub leader: String,
+    /// The ensemble's HTTP ports in id order, comma-separated (server row only).
     #[serde(rename = "Servers")]
     pub servers: String,
+    /// The process's last write timestamp, as the broker sent it.
     #[serde(rename = "Timestamp")]
     pub timestamp: String,
+    /// The process's metadata version: bumped when its `Clients` list changes.
     #[serde(rename = "Version")]
     pub version: i32,
+    /// 0 for the server row, 1 for process rows.
     #[serde(rename = "ParentId")]
     pub parent_id: u64,
+    /// The brokers that receive this process's events, comma-separated.
     #[serde(rename = "Clients")]
     pub clients: String,
+    /// The broker's port (its name).
     #[serde(rename = "SenderIp")]
     pub sender_ip: String,
+    /// The ZooWeeper server the broker last wrote to.
     #[serde(rename = "ReceiverIp")]
     pub receiver_ip: String,
 }
@@ -283,6 +308,7 @@ pub struct MetadataRow {
 /// One ensemble member in `GET /status`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ServerJson {
+    /// Its id.
     pub id: u64,
     /// HTTP address, `host:port`.
     pub http: String,
@@ -293,6 +319,7 @@ pub struct ServerJson {
 /// `GET /status`: who this server is and where its Zab state stands.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct StatusJson {
+    /// This server's id.
     pub id: u64,
     /// This server's HTTP port.
     pub port: u16,
@@ -300,21 +327,33 @@ pub struct StatusJson {
     pub peer: String,
     /// `leading`, `following` or `looking`.
     pub role: String,
+    /// The leader's id, `null` while there is none.
     pub leader: Option<u64>,
     /// The leader's HTTP port, if there is a leader and it is in the config.
     pub leader_port: Option<u16>,
+    /// True once the leader is established and serving.
     pub serving: bool,
+    /// Current epoch.
     pub epoch: u32,
+    /// Accepted epoch (the newest epoch this server agreed to).
     pub accepted_epoch: u32,
     /// Last applied zxid.
     pub zxid: u64,
+    /// The last applied zxid in hex, as ZooKeeper prints it.
     pub zxid_hex: String,
+    /// Last zxid in the log.
     pub last_logged: u64,
+    /// Last committed zxid.
     pub last_committed: u64,
+    /// Followers synchronised with this leader (empty unless leading).
     pub synced_followers: Vec<u64>,
+    /// Proposals not yet committed (leader) or writes waiting (follower).
     pub outstanding: usize,
+    /// Znodes in the applied tree.
     pub znodes: usize,
+    /// Digest of the applied tree (equal on servers at equal zxids).
     pub digest: u64,
+    /// The ensemble, by id.
     pub servers: Vec<ServerJson>,
 }
 

@@ -73,12 +73,27 @@ impl HttpServer {
 }
 
 /// Binds `addr` (port 0 picks a free port) and starts `cfg.threads` workers serving
-/// requests against the server behind `handle`.
+/// requests against the server behind `handle`. A connection silent for
+/// [`SOCKET_IO_TIMEOUT`] (idle between requests, or stalled mid-body) is closed, so slow
+/// clients cannot hold the workers.
 ///
 /// # Errors
 /// The address cannot be bound, or a thread cannot be spawned.
 pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<HttpServer> {
+    start_with_io_timeout(addr, handle, cfg, SOCKET_IO_TIMEOUT)
+}
+
+/// Read/write timeout of every client connection.
+pub const SOCKET_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn start_with_io_timeout(
+    addr: SocketAddr,
+    handle: Handle,
+    cfg: HttpConfig,
+    io_timeout: Duration,
+) -> io::Result<HttpServer> {
     let listener = TcpListener::bind(addr)?;
+    set_io_timeouts(&listener, io_timeout)?;
     let addr = listener.local_addr()?;
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| io::Error::other(format!("cannot start the HTTP server on {addr}: {e}")))?;
@@ -120,6 +135,33 @@ pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<Ht
         stop,
         workers,
     })
+}
+
+/// Sets `SO_RCVTIMEO`/`SO_SNDTIMEO` on the listening socket. tiny_http accepts the
+/// connections itself and offers no timeouts; accepted sockets inherit these options
+/// from the listener (Linux and the BSDs copy them at accept).
+fn set_io_timeouts(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_usec: timeout.subsec_micros().into(),
+    };
+    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: a valid socket fd, and a timeval that lives across the call with its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// One answer, ready to send.
@@ -341,7 +383,14 @@ fn read_body(request: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
         .as_reader()
         .take(limit)
         .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ApiError::new(
+                408,
+                "request_timeout",
+                "the client stopped sending the request body",
+            ),
+            _ => ApiError::bad_request(format!("could not read the request body: {e}")),
+        })?;
     if body.len() > max {
         return Err(ApiError::new(
             413,
@@ -682,6 +731,46 @@ mod tests {
         drop(s);
         f.client.create("/after", b"ok").unwrap();
         assert_eq!(f.client.get("/after").unwrap().data, b"ok");
+    }
+
+    #[test]
+    fn stalled_body_times_out_and_frees_the_worker() {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
+        let (tx, _rx) = bounded(4);
+        let view = View {
+            tree: ZTree::default(),
+            status: status(2, None),
+            metrics: Metrics::default(),
+            config: config(2),
+        };
+        let handle = Handle {
+            view: Arc::new(RwLock::new(Arc::new(view))),
+            tx,
+            waker,
+        };
+        let cfg = HttpConfig {
+            threads: 1,
+            ..HttpConfig::default()
+        };
+        let http = start_with_io_timeout(
+            "127.0.0.1:0".parse().unwrap(),
+            handle,
+            cfg,
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        // Declares 100 bytes, sends 3, then stalls: the only worker must not stay stuck.
+        let mut s = TcpStream::connect(http.local_addr()).unwrap();
+        s.write_all(b"POST /znodes/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\nabc")
+            .unwrap();
+        let client = Client::new(&format!("http://{}", http.local_addr()));
+        assert_eq!(client.status().unwrap().id, 2);
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+        http.shutdown();
     }
 
     #[test]
