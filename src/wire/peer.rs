@@ -38,10 +38,7 @@ impl Vote {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum PeerMsg {
     /// First frame each way on a new connection: who is speaking, in which ensemble.
-    Hello {
-        server_id: PeerId,
-        cluster: String,
-    },
+    Hello { server_id: PeerId, cluster: String },
     /// Election notification: the sender's current vote, election round and state.
     Notification {
         vote: Vote,
@@ -65,7 +62,10 @@ pub enum PeerMsg {
     /// `(epoch, 0)`.
     NewLeader { zxid: Zxid },
     /// FOLLOWERINFO (11): a follower's accepted epoch and last logged zxid.
-    FollowerInfo { accepted_epoch: u32, last_zxid: Zxid },
+    FollowerInfo {
+        accepted_epoch: u32,
+        last_zxid: Zxid,
+    },
     /// UPTODATE (12): synchronisation complete; everything up to `commit` is committed.
     UpToDate { commit: Zxid },
     /// DIFF (13): the proposals that follow continue the follower's log after `zxid`.
