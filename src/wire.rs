@@ -1,10 +1,18 @@
 //! Bytes <-> types for everything that crosses a socket or reaches the disk.
 //! Pure: no IO, clock or threads. `wire-spec.md` is the contract for every byte here.
 
+pub mod codec;
 pub mod frame;
 pub mod peer;
 pub mod txn;
 
-pub use frame::{DecodeError, FrameDecoder, MAX_FRAME_BYTES};
+pub use codec::{
+    decode_payload, encode_payload, msg_type_code, type_name, MAX_CLUSTER_BYTES,
+    MAX_SNAP_TREE_BYTES,
+};
+pub use frame::{
+    decode_frame, encode_frame, DecodeError, FrameDecoder, FrameHeader, HEADER_BYTES, MAGIC,
+    MAX_FRAME_BYTES, VERSION,
+};
 pub use peer::{PeerMsg, PeerState, Vote};
 pub use txn::{Origin, Txn, TxnOp};

@@ -5,9 +5,9 @@
 mod core;
 pub mod zxid;
 
+#[cfg(any(test, feature = "sim"))]
+pub use self::core::Mutation;
 pub use self::core::{
     Action, ClientError, Core, CoreConfig, Input, Recovered, ReqId, Role, Status,
 };
-#[cfg(any(test, feature = "sim"))]
-pub use self::core::Mutation;
 pub use zxid::{Millis, PeerId, Zxid};

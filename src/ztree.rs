@@ -1,23 +1,52 @@
 //! The znode tree: paths, stats, deterministic txn apply, digest, serialization.
-//! Pure: no IO, clock or threads.
-//! (Interface fixed here; the body is filled in by the ztree work.)
+//! Pure: no IO, clock or threads; time comes from each txn's `time_ms`.
+//!
+//! - [`path`]: ZooKeeper's path rules ([`validate_path`]).
+//! - `tree`: the nodes and [`ZTree::apply`] for create, setData and delete.
+//! - `process`: the original ZooWeeper's `/metadata` process znodes ([`Process`]).
+//! - `digest`: the order-independent tree digest, kept up to date on every change.
+//! - `codec`: the snapshot format ([`ZTree::encode`], [`ZTree::decode`]).
 
-use crate::wire::Txn;
-use crate::zab::Zxid;
+use std::fmt;
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+mod codec;
+mod digest;
+pub mod path;
+mod process;
+mod tree;
+
+pub use codec::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use path::validate_path;
+pub use process::{Process, PROCESSES_PATH};
+use tree::Node;
+pub use tree::NodeView;
 
 /// A znode's stat, as ZooKeeper's.
-#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stat {
+    /// The zxid of the txn that created the znode.
     pub czxid: u64,
+    /// The zxid of the txn that last changed its data.
     pub mzxid: u64,
+    /// The zxid of the txn that last added or removed one of its children.
     pub pzxid: u64,
+    /// When it was created (leader's clock, ms since the Unix epoch).
     pub ctime: u64,
+    /// When its data last changed (leader's clock, ms since the Unix epoch).
     pub mtime: u64,
+    /// How many times its data changed.
     pub version: i32,
+    /// How many times its children changed (also the next sequential suffix).
     pub cversion: i32,
+    /// The owning session for an ephemeral znode, 0 for a persistent one.
     pub ephemeral_owner: u64,
+    /// Length of its data in bytes.
     pub data_length: u32,
+    /// How many children it has.
     pub num_children: u32,
 }
 
@@ -56,5 +85,44 @@ pub type ApplyResult = Result<OpOk, ZError>;
 
 /// The replicated tree. Cloning is cheap (structural sharing), so a clone serves readers
 /// and snapshots while the original keeps changing.
-#[derive(Clone, Debug, Default)]
-pub struct ZTree {}
+///
+/// Two trees are equal when they hold the same znodes (paths, data and stats).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ZTree {
+    /// Every znode, keyed by its full path (so iteration is in path order).
+    nodes: OrdMap<String, Arc<Node>>,
+    /// The wrapping sum of every node's hash (see `digest`).
+    digest: u64,
+}
+
+impl Default for ZTree {
+    /// The same as [`ZTree::new`]: just the root.
+    fn default() -> ZTree {
+        ZTree::new()
+    }
+}
+
+impl fmt::Debug for ZTree {
+    /// A summary (node count and digest): a tree may hold millions of nodes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZTree")
+            .field("len", &self.nodes.len())
+            .field("digest", &format_args!("{:#018x}", self.digest))
+            .finish()
+    }
+}
+
+impl fmt::Display for ZError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZError::NoNode => f.write_str("no node"),
+            ZError::NodeExists => f.write_str("node exists"),
+            ZError::BadVersion => f.write_str("bad version"),
+            ZError::NotEmpty => f.write_str("node has children"),
+            ZError::NoChildrenForEphemerals => f.write_str("ephemeral nodes cannot have children"),
+            ZError::BadArguments(why) => write!(f, "bad arguments: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ZError {}

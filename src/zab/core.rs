@@ -1,6 +1,22 @@
-//! The pure Zab core of one server. (Interface fixed here; body in progress.)
+//! The pure Zab core of one server: election, discovery, synchronisation and broadcast.
+//! Pure: no IO, clock, threads or randomness; time comes in with every input.
+//!
+//! The rules ZooKeeper learnt the hard way (shared ZAB-PITFALLS) are kept here:
+//! - an ACK (NEWLEADER's included) leaves only after the store reported the txns durable;
+//! - on NEWLEADER a follower makes the synced txns durable, then writes currentEpoch,
+//!   then ACKs, in that order;
+//! - votes and FOLLOWERINFO carry the last *logged* zxid, never an in-memory tree's;
+//! - a PROPOSAL names the zxid before it, and a follower refuses a stream with a hole;
+//! - only committed txns reach the tree, through one apply path.
 
-use crate::wire::{PeerMsg, Txn, TxnOp};
+mod election;
+mod follower;
+mod leader;
+mod txlog;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::wire::{Origin, PeerMsg, Txn, TxnOp, Vote};
 use crate::zab::{Millis, PeerId, Zxid};
 use crate::ztree::{OpOk, ZError, ZTree};
 
@@ -203,36 +219,456 @@ pub struct Status {
 ///
 /// Drive it with [`Core::handle`], then drain [`Core::poll_action`] until `None`, and call
 /// `handle(now, Input::Tick)` again by [`Core::next_deadline`].
-pub struct Core {}
+///
+/// ```
+/// use zooweeper::zab::{Action, Core, CoreConfig, Input, Recovered, Role};
+/// // A one-server ensemble elects itself and serves once its epoch is durable.
+/// let mut core = Core::new(CoreConfig::new(1, vec![1]), Recovered::default());
+/// core.handle(0, Input::Tick);
+/// let mut now = 0;
+/// while core.status().role != Role::Leading || !core.status().serving {
+///     now = core.next_deadline().unwrap().max(now);
+///     core.handle(now, Input::Tick);
+///     while let Some(a) = core.poll_action() {
+///         if let Action::Append { seq, .. } = a {
+///             core.handle(now, Input::Durable { seq });
+///         }
+///     }
+/// }
+/// assert_eq!(core.status().current_epoch, 1);
+/// ```
+pub struct Core {
+    cfg: CoreConfig,
+    now: Millis,
+    wall_offset_ms: u64,
+    started: bool,
+    actions: VecDeque<Action>,
+    accepted_epoch: u32,
+    current_epoch: u32,
+    log: txlog::Log,
+    dur: txlog::Durability,
+    tree: ZTree,
+    committed: Zxid,
+    since_snapshot: u64,
+    round: u64,
+    next_tick: Millis,
+    peers_up: BTreeSet<PeerId>,
+    /// Local client writes waiting for their txn to be applied here.
+    waiting: BTreeMap<ReqId, ()>,
+    state: State,
+}
+
+enum State {
+    Looking(election::Looking),
+    Following(follower::Following),
+    Leading(leader::Leading),
+}
 
 impl Core {
     /// A core starting from durable state `rec`. It begins LOOKING at the first input.
-    pub fn new(_cfg: CoreConfig, _rec: Recovered) -> Core {
-        unimplemented!("zab core in progress")
+    pub fn new(cfg: CoreConfig, rec: Recovered) -> Core {
+        assert!(
+            cfg.voters.contains(&cfg.id),
+            "server {} is not a voter",
+            cfg.id
+        );
+        let log = txlog::Log::new(rec.snapshot_zxid, rec.log);
+        let last = log.last();
+        Core {
+            now: 0,
+            wall_offset_ms: 0,
+            started: false,
+            actions: VecDeque::new(),
+            accepted_epoch: rec.accepted_epoch,
+            current_epoch: rec.current_epoch,
+            dur: txlog::Durability::new(last),
+            log,
+            tree: rec.tree,
+            committed: rec.snapshot_zxid,
+            since_snapshot: 0,
+            round: 0,
+            next_tick: 0,
+            peers_up: BTreeSet::new(),
+            waiting: BTreeMap::new(),
+            state: State::Looking(election::Looking::default()),
+            cfg,
+        }
+    }
+
+    /// Sets the wall clock: `wall = offset + now`. Txn times (ctime, mtime) use it.
+    pub fn set_wall_clock_offset(&mut self, offset_ms: u64) {
+        self.wall_offset_ms = offset_ms;
     }
 
     /// Feeds one input at time `now`.
-    pub fn handle(&mut self, _now: Millis, _input: Input) {
-        unimplemented!("zab core in progress")
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        self.now = self.now.max(now);
+        if !self.started {
+            self.started = true;
+            self.next_tick = self.now + self.cfg.tick_ms;
+            self.become_looking("server started");
+        }
+        match input {
+            Input::Tick => self.on_tick(),
+            Input::PeerUp { peer } => self.on_peer_up(peer),
+            Input::PeerDown { peer } => self.on_peer_down(peer),
+            Input::Peer { from, msg } => self.on_peer_msg(from, msg),
+            Input::Client { req, op } => self.on_client(req, op),
+            Input::Durable { seq } => self.on_durable(seq),
+        }
     }
 
     /// The next action to execute, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
-        unimplemented!("zab core in progress")
+        self.actions.pop_front()
     }
 
     /// When the core next needs an `Input::Tick`.
     pub fn next_deadline(&self) -> Option<Millis> {
-        unimplemented!("zab core in progress")
+        if !self.started {
+            return Some(self.now);
+        }
+        let mut d = self.next_tick;
+        if let State::Looking(l) = &self.state {
+            if let Some(at) = l.decide_at {
+                d = d.min(at);
+            }
+        }
+        Some(d)
     }
 
     /// A summary for status pages.
     pub fn status(&self) -> Status {
-        unimplemented!("zab core in progress")
+        let (role, leader, serving, synced, outstanding) = match &self.state {
+            State::Looking(_) => (Role::Looking, None, false, vec![], self.waiting.len()),
+            State::Following(f) => (
+                Role::Following,
+                Some(f.leader),
+                f.serving(),
+                vec![],
+                self.waiting.len(),
+            ),
+            State::Leading(l) => (
+                Role::Leading,
+                Some(self.cfg.id),
+                l.serving(),
+                l.synced_followers(),
+                self.log.after(self.committed).count(),
+            ),
+        };
+        Status {
+            id: self.cfg.id,
+            role,
+            leader,
+            serving,
+            accepted_epoch: self.accepted_epoch,
+            current_epoch: self.current_epoch,
+            last_logged: self.log.last(),
+            last_committed: self.committed,
+            last_applied: self.committed,
+            synced_followers: synced,
+            outstanding,
+            election_round: self.round,
+            tree_digest: self.tree.digest(),
+            znode_count: self.tree.len(),
+        }
     }
 
     /// The applied (committed) tree.
     pub fn tree(&self) -> &ZTree {
-        unimplemented!("zab core in progress")
+        &self.tree
+    }
+
+    /// The last zxid whose txn is durable in this server's log.
+    pub fn durable_zxid(&self) -> Zxid {
+        self.dur.durable_zxid
+    }
+
+    /// A logged txn still held in memory, by zxid.
+    pub fn logged_txn(&self, z: Zxid) -> Option<&Txn> {
+        self.log.get(z)
+    }
+
+    fn quorum(&self) -> usize {
+        self.cfg.voters.len() / 2 + 1
+    }
+
+    fn mutation(&self, _m: MutationKind) -> bool {
+        #[cfg(any(test, feature = "sim"))]
+        {
+            self.cfg.mutation == Some(_m.0)
+        }
+        #[cfg(not(any(test, feature = "sim")))]
+        {
+            false
+        }
+    }
+
+    fn emit(&mut self, a: Action) {
+        self.actions.push_back(a);
+    }
+
+    fn send(&mut self, to: PeerId, msg: PeerMsg) {
+        if to != self.cfg.id {
+            self.emit(Action::Send { to, msg });
+        }
+    }
+
+    fn disconnect(&mut self, peer: PeerId, reason: String) {
+        log::warn!(
+            "server {}: closing connection to {peer}: {reason}",
+            self.cfg.id
+        );
+        self.emit(Action::Disconnect { peer, reason });
+    }
+
+    fn others(&self) -> Vec<PeerId> {
+        self.cfg
+            .voters
+            .iter()
+            .copied()
+            .filter(|&p| p != self.cfg.id)
+            .collect()
+    }
+
+    fn save_epochs(&mut self) {
+        self.emit(Action::SaveEpochs {
+            accepted: self.accepted_epoch,
+            current: self.current_epoch,
+        });
+    }
+
+    fn role_changed(&mut self) {
+        let st = self.status();
+        self.emit(Action::RoleChanged {
+            role: st.role,
+            leader: st.leader,
+            epoch: self.current_epoch,
+        });
+    }
+
+    /// Logs `txn` after the current end; joins the previous Append if it is still queued.
+    fn log_append(&mut self, txn: Txn) {
+        let z = txn.zxid;
+        self.log.push(txn.clone());
+        if let Some(Action::Append { txns, .. }) = self.actions.back_mut() {
+            txns.push(txn);
+            self.dur.extend_last(z);
+            return;
+        }
+        let seq = self.dur.issue(z);
+        self.emit(Action::Append {
+            seq,
+            txns: vec![txn],
+        });
+    }
+
+    fn log_truncate(&mut self, after: Zxid) {
+        self.log.truncate_after(after);
+        let seq = self.dur.issue(after);
+        self.emit(Action::Truncate { seq, after });
+    }
+
+    fn install_snapshot(&mut self, zxid: Zxid, tree: ZTree) {
+        self.log.reset(zxid);
+        self.tree = tree.clone();
+        self.committed = zxid;
+        self.since_snapshot = 0;
+        let seq = self.dur.issue(zxid);
+        self.emit(Action::InstallSnapshot { seq, zxid, tree });
+    }
+
+    /// Commits and applies every logged txn up to `z`, answering local clients.
+    fn commit_to(&mut self, z: Zxid) {
+        let z = z.min(self.log.last());
+        if z <= self.committed {
+            return;
+        }
+        let txns: Vec<Txn> = self
+            .log
+            .after(self.committed)
+            .take_while(|t| t.zxid <= z)
+            .cloned()
+            .collect();
+        for txn in txns {
+            let result = self.tree.apply(&txn);
+            self.committed = txn.zxid;
+            if txn.origin.server == self.cfg.id && self.waiting.remove(&txn.origin.req).is_some() {
+                self.emit(Action::Reply {
+                    req: txn.origin.req,
+                    zxid: txn.zxid,
+                    result: result.map_err(ClientError::Tree),
+                });
+            }
+            self.since_snapshot += 1;
+            if self.since_snapshot >= self.cfg.snap_count {
+                self.since_snapshot = 0;
+                self.emit(Action::WriteSnapshot {
+                    zxid: self.committed,
+                    tree: self.tree.clone(),
+                });
+            }
+        }
+        self.log.trim(self.committed, self.cfg.max_diff_txns);
+    }
+
+    fn origin(&self, req: ReqId) -> Origin {
+        Origin {
+            server: self.cfg.id,
+            req,
+        }
+    }
+
+    /// Answers every waiting local write: its fate is unknown to this server now.
+    fn fail_waiting(&mut self) {
+        for (req, ()) in std::mem::take(&mut self.waiting) {
+            self.emit(Action::Reply {
+                req,
+                zxid: Zxid::ZERO,
+                result: Err(ClientError::Uncertain),
+            });
+        }
+    }
+
+    fn reply_err(&mut self, req: ReqId, e: ClientError) {
+        self.emit(Action::Reply {
+            req,
+            zxid: Zxid::ZERO,
+            result: Err(e),
+        });
+    }
+
+    fn on_tick(&mut self) {
+        if self.now >= self.next_tick {
+            self.next_tick = self.now + self.cfg.tick_ms;
+        }
+        match &self.state {
+            State::Looking(_) => self.looking_tick(),
+            State::Following(_) => self.following_tick(),
+            State::Leading(_) => self.leading_tick(),
+        }
+    }
+
+    fn on_peer_up(&mut self, peer: PeerId) {
+        if !self.cfg.voters.contains(&peer) {
+            return;
+        }
+        self.peers_up.insert(peer);
+        match &self.state {
+            State::Looking(_) => self.send_notification(peer),
+            State::Following(f) if f.leader == peer => self.follower_leader_up(),
+            _ => {}
+        }
+    }
+
+    fn on_peer_down(&mut self, peer: PeerId) {
+        self.peers_up.remove(&peer);
+        match &mut self.state {
+            State::Looking(l) => l.forget(peer),
+            State::Following(f) if f.leader == peer => {
+                self.become_looking(&format!("lost the connection to leader {peer}"))
+            }
+            State::Following(_) => {}
+            State::Leading(_) => self.leader_lost_follower(peer),
+        }
+    }
+
+    fn on_peer_msg(&mut self, from: PeerId, msg: PeerMsg) {
+        if !self.cfg.voters.contains(&from) {
+            return;
+        }
+        match msg {
+            PeerMsg::Notification { vote, round, state } => {
+                self.on_notification(from, vote, round, state)
+            }
+            PeerMsg::Hello { .. } => {}
+            msg => match &self.state {
+                State::Looking(_) => self.looking_zab_msg(from, msg),
+                State::Following(_) => self.follower_msg(from, msg),
+                State::Leading(_) => self.leader_msg(from, msg),
+            },
+        }
+    }
+
+    fn on_client(&mut self, req: ReqId, op: TxnOp) {
+        match &self.state {
+            State::Leading(l) if l.serving() => {
+                self.leader_propose(self.origin(req), op, Some(req))
+            }
+            State::Following(f) if f.serving() => {
+                let leader = f.leader;
+                self.waiting.insert(req, ());
+                self.send(leader, PeerMsg::Request { req, op });
+            }
+            _ => self.reply_err(req, ClientError::NoLeader),
+        }
+    }
+
+    fn on_durable(&mut self, seq: u64) {
+        self.dur.durable(seq);
+        match &self.state {
+            State::Following(_) => self.follower_durable(),
+            State::Leading(_) => self.leader_durable(),
+            State::Looking(_) => {}
+        }
+    }
+
+    /// Leaves whatever role this server had and starts an election.
+    fn become_looking(&mut self, why: &str) {
+        let old = std::mem::replace(
+            &mut self.state,
+            State::Looking(election::Looking::default()),
+        );
+        match old {
+            State::Leading(l) => {
+                for f in l.follower_ids() {
+                    self.disconnect(f, "leader stepped down".into());
+                }
+            }
+            State::Following(f) => {
+                if self.peers_up.contains(&f.leader) {
+                    self.disconnect(f.leader, format!("leaving leader: {why}"));
+                }
+            }
+            State::Looking(_) => {}
+        }
+        self.fail_waiting();
+        log::info!(
+            "server {}: LOOKING ({why}); last logged {}, epoch {}",
+            self.cfg.id,
+            self.log.last(),
+            self.current_epoch
+        );
+        self.start_election();
+        self.role_changed();
     }
 }
+
+/// A mutation, wrapped so non-simulation builds compile the check away.
+#[derive(Copy, Clone)]
+struct MutationKind(#[cfg(any(test, feature = "sim"))] Mutation);
+
+#[cfg(any(test, feature = "sim"))]
+macro_rules! mutation {
+    ($m:ident) => {
+        MutationKind($crate::zab::Mutation::$m)
+    };
+}
+#[cfg(not(any(test, feature = "sim")))]
+macro_rules! mutation {
+    ($m:ident) => {
+        MutationKind()
+    };
+}
+use mutation;
+
+fn better(a: &Vote, b: &Vote, ids_only: bool) -> bool {
+    if ids_only {
+        a.leader > b.leader
+    } else {
+        a.key() > b.key()
+    }
+}
+
+#[cfg(test)]
+mod tests;

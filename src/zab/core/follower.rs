@@ -1,0 +1,271 @@
+//! The follower's side of discovery, synchronisation and broadcast. Pure.
+//!
+//! Order inside synchronisation (ZAB-PITFALLS 3911, 4643, 4646): the txns that DIFF,
+//! TRUNC or SNAP bring are logged; NEWLEADER is acknowledged only once every one of them is
+//! durable *and* currentEpoch has been written, in that order.
+
+use super::{mutation, Core, MutationKind, State};
+use crate::wire::{PeerMsg, Txn};
+use crate::zab::{Millis, PeerId, Zxid};
+use crate::ztree::ZTree;
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Phase {
+    /// FOLLOWERINFO sent (or to be sent once connected); waiting for LEADERINFO.
+    Discovery,
+    /// ACKEPOCH sent; receiving DIFF/TRUNC/SNAP and proposals up to NEWLEADER.
+    Sync,
+    /// NEWLEADER received; waiting for the synced txns to be durable before acking it.
+    NewLeaderPending { zxid: Zxid, seq: u64 },
+    /// NEWLEADER acknowledged; waiting for UPTODATE.
+    Synced { zxid: Zxid },
+    /// UPTODATE received: serving clients.
+    Broadcast { zxid: Zxid },
+}
+
+/// State of a FOLLOWING server.
+#[derive(Debug)]
+pub(super) struct Following {
+    pub(super) leader: PeerId,
+    phase: Phase,
+    info_sent: bool,
+    started: Millis,
+    last_heard: Millis,
+    last_ack: Zxid,
+}
+
+impl Following {
+    pub(super) fn serving(&self) -> bool {
+        matches!(self.phase, Phase::Broadcast { .. })
+    }
+}
+
+impl Core {
+    fn following(&mut self) -> &mut Following {
+        match &mut self.state {
+            State::Following(f) => f,
+            _ => unreachable!("follower state used outside FOLLOWING"),
+        }
+    }
+
+    pub(super) fn become_following(&mut self, leader: PeerId) {
+        self.state = State::Following(Following {
+            leader,
+            phase: Phase::Discovery,
+            info_sent: false,
+            started: self.now,
+            last_heard: self.now,
+            last_ack: Zxid::ZERO,
+        });
+        log::info!("server {}: FOLLOWING leader {leader}", self.cfg.id);
+        self.role_changed();
+        if self.peers_up.contains(&leader) {
+            self.follower_leader_up();
+        }
+    }
+
+    /// The connection to the leader is up: introduce ourselves.
+    pub(super) fn follower_leader_up(&mut self) {
+        let f = self.following();
+        if f.info_sent || f.phase != Phase::Discovery {
+            return;
+        }
+        f.info_sent = true;
+        let leader = f.leader;
+        let msg = PeerMsg::FollowerInfo {
+            accepted_epoch: self.accepted_epoch,
+            last_zxid: self.log.last(),
+        };
+        self.send(leader, msg);
+    }
+
+    pub(super) fn following_tick(&mut self) {
+        let now = self.now;
+        let sync_ms = u64::from(self.cfg.sync_limit) * self.cfg.tick_ms;
+        let init_ms = u64::from(self.cfg.init_limit) * self.cfg.tick_ms;
+        let f = self.following();
+        let (leader, heard, started, serving) = (f.leader, f.last_heard, f.started, f.serving());
+        if serving && now.saturating_sub(heard) > sync_ms {
+            return self.become_looking(&format!("leader {leader} silent for {} ms", now - heard));
+        }
+        if !serving && now.saturating_sub(started) > init_ms {
+            return self.become_looking(&format!(
+                "synchronisation with {leader} not done in {init_ms} ms"
+            ));
+        }
+        if self.peers_up.contains(&leader) && serving {
+            let last = self.log.last();
+            self.send(leader, PeerMsg::Ping { zxid: last });
+        }
+    }
+
+    /// The leader broke the protocol: say why, drop it, elect again.
+    fn leader_violation(&mut self, why: String) {
+        let leader = self.following().leader;
+        log::warn!(
+            "server {}: leader {leader} broke the protocol: {why}",
+            self.cfg.id
+        );
+        self.become_looking(&why);
+    }
+
+    pub(super) fn follower_msg(&mut self, from: PeerId, msg: PeerMsg) {
+        let now = self.now;
+        let f = self.following();
+        if from != f.leader {
+            return self.disconnect(from, format!("{} sent to a follower", msg.name()));
+        }
+        f.last_heard = now;
+        let phase = f.phase;
+        match (msg, phase) {
+            (PeerMsg::LeaderInfo { epoch }, Phase::Discovery) => self.on_leader_info(epoch),
+            (PeerMsg::Diff { zxid }, Phase::Sync) => {
+                if zxid != self.log.last() {
+                    self.leader_violation(format!(
+                        "DIFF from {zxid} but last logged is {}",
+                        self.log.last()
+                    ));
+                }
+            }
+            (PeerMsg::Trunc { zxid }, Phase::Sync) => self.on_trunc(zxid),
+            (PeerMsg::Snap { zxid, tree }, Phase::Sync) => self.on_snap(zxid, &tree),
+            (PeerMsg::Proposal { prev, txn }, p) if p != Phase::Discovery => {
+                self.on_proposal(prev, txn)
+            }
+            (PeerMsg::NewLeader { zxid }, Phase::Sync) => self.on_new_leader(zxid),
+            (PeerMsg::Commit { zxid }, p) if p != Phase::Discovery => self.on_commit(zxid),
+            (PeerMsg::UpToDate { commit }, Phase::Synced { zxid }) => {
+                self.following().phase = Phase::Broadcast { zxid };
+                log::info!(
+                    "server {}: synchronised with leader {from} in epoch {}, serving",
+                    self.cfg.id,
+                    zxid.epoch()
+                );
+                self.on_commit(commit);
+                self.role_changed();
+            }
+            (PeerMsg::Ping { .. }, _) => {
+                let last = self.log.last();
+                self.send(from, PeerMsg::Ping { zxid: last });
+            }
+            (msg, phase) => {
+                self.leader_violation(format!("unexpected {} in phase {phase:?}", msg.name()))
+            }
+        }
+    }
+
+    fn on_leader_info(&mut self, epoch: u32) {
+        let already = epoch == self.accepted_epoch;
+        if epoch < self.accepted_epoch {
+            let why = format!(
+                "leader epoch {epoch} is below accepted epoch {}",
+                self.accepted_epoch
+            );
+            return self.leader_violation(why);
+        }
+        if !already {
+            self.accepted_epoch = epoch;
+            self.save_epochs();
+        }
+        let leader = self.following().leader;
+        self.following().phase = Phase::Sync;
+        let msg = PeerMsg::AckEpoch {
+            current_epoch: self.current_epoch,
+            last_zxid: self.log.last(),
+            already_accepted: already,
+        };
+        self.send(leader, msg);
+    }
+
+    fn on_trunc(&mut self, zxid: Zxid) {
+        if zxid < self.committed {
+            let why = format!("TRUNC to {zxid} below committed {}", self.committed);
+            return self.leader_violation(why);
+        }
+        if !self.log.contains(zxid) {
+            return self.leader_violation(format!("TRUNC to {zxid}, which is not in the log"));
+        }
+        log::info!(
+            "server {}: truncating log after {zxid} (was {})",
+            self.cfg.id,
+            self.log.last()
+        );
+        self.log_truncate(zxid);
+    }
+
+    fn on_snap(&mut self, zxid: Zxid, bytes: &[u8]) {
+        match ZTree::decode(bytes) {
+            Ok(tree) => {
+                log::info!("server {}: installing snapshot at {zxid}", self.cfg.id);
+                self.install_snapshot(zxid, tree);
+            }
+            Err(e) => self.leader_violation(format!("SNAP does not decode: {e}")),
+        }
+    }
+
+    fn on_proposal(&mut self, prev: Zxid, txn: Txn) {
+        let last = self.log.last();
+        if prev != last || txn.zxid <= prev {
+            let why = format!(
+                "PROPOSAL {} after {prev}, but last logged is {last}",
+                txn.zxid
+            );
+            return self.leader_violation(why);
+        }
+        let z = txn.zxid;
+        self.log_append(txn);
+        if self.mutation(mutation!(AckBeforeDurable)) {
+            if let Phase::Broadcast { .. } = self.following().phase {
+                let leader = self.following().leader;
+                self.send(leader, PeerMsg::Ack { zxid: z });
+            }
+        }
+    }
+
+    fn on_new_leader(&mut self, zxid: Zxid) {
+        if zxid.epoch() != self.accepted_epoch || zxid.counter() != 0 {
+            let why = format!(
+                "NEWLEADER {zxid} does not match accepted epoch {}",
+                self.accepted_epoch
+            );
+            return self.leader_violation(why);
+        }
+        let seq = self.dur.issued;
+        self.following().phase = Phase::NewLeaderPending { zxid, seq };
+        self.follower_durable();
+    }
+
+    fn on_commit(&mut self, zxid: Zxid) {
+        if zxid > self.log.last() {
+            let why = format!("COMMIT {zxid} past last logged {}", self.log.last());
+            return self.leader_violation(why);
+        }
+        self.commit_to(zxid);
+    }
+
+    /// The store made more of the log durable: acknowledge what may be acknowledged.
+    pub(super) fn follower_durable(&mut self) {
+        let phase = self.following().phase;
+        let nl = match phase {
+            Phase::NewLeaderPending { zxid, seq } => {
+                if self.dur.durable_seq < seq {
+                    return;
+                }
+                // Synced txns durable first, then currentEpoch, then the ACK.
+                self.current_epoch = zxid.epoch();
+                self.save_epochs();
+                self.following().phase = Phase::Synced { zxid };
+                zxid
+            }
+            Phase::Synced { zxid } | Phase::Broadcast { zxid } => zxid,
+            _ => return,
+        };
+        let ack = self.dur.durable_zxid.max(nl);
+        let f = self.following();
+        if ack > f.last_ack {
+            f.last_ack = ack;
+            let leader = f.leader;
+            self.send(leader, PeerMsg::Ack { zxid: ack });
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The leader's side of discovery, synchronisation and broadcast. Pure.
+//!
+//! Discovery: FOLLOWERINFO from a quorum -> new epoch = max accepted + 1 (written before
+//! LEADERINFO leaves) -> ACKEPOCH from a quorum, none with a newer history than ours.
+//! Synchronisation, per follower: DIFF, TRUNC or SNAP, the proposals that continue its log,
+//! NEWLEADER. A quorum of NEWLEADER acks (ours counted once our log is durable and our
+//! currentEpoch written) commits the initial history and starts broadcast; UPTODATE then
+//! goes to each follower that acked. Broadcast: PROPOSAL to every synced follower, commit
+//! at the largest zxid a quorum has acknowledged durable, COMMIT in order.
+
+use std::collections::BTreeMap;
+
+use super::{mutation, ClientError, Core, MutationKind, ReqId, State};
+use crate::wire::{Origin, PeerMsg, Txn, TxnOp};
+use crate::zab::{Millis, PeerId, Zxid};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Gathering FOLLOWERINFO.
+    Discovery,
+    /// LEADERINFO sent for `epoch`; gathering ACKEPOCH.
+    AckEpochs,
+    /// Followers synchronised up to NEWLEADER; gathering NEWLEADER acks.
+    Sync,
+    /// Established: proposing.
+    Broadcast,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// FOLLOWERINFO received.
+    Info,
+    /// ACKEPOCH received, not synchronised yet.
+    AckedEpoch,
+    /// Sync stream and NEWLEADER sent: gets every proposal and commit from now on.
+    Synced,
+    /// NEWLEADER acknowledged (UPTODATE sent once broadcasting).
+    Acked,
+}
+
+#[derive(Debug)]
+struct Peer {
+    stage: Stage,
+    last_zxid: Zxid,
+    acked: Zxid,
+    last_heard: Millis,
+}
+
+/// State of a LEADING server.
+#[derive(Debug)]
+pub(super) struct Leading {
+    phase: Phase,
+    epoch: u32,
+    started: Millis,
+    infos: BTreeMap<PeerId, u32>,
+    ackepochs: BTreeMap<PeerId, ()>,
+    peers: BTreeMap<PeerId, Peer>,
+    /// Our own NEWLEADER "ack": log durable up to the initial history, epoch written.
+    self_synced: bool,
+    sync_seq: u64,
+    next_counter: u32,
+}
+
+impl Leading {
+    pub(super) fn serving(&self) -> bool {
+        self.phase == Phase::Broadcast
+    }
+
+    pub(super) fn synced_followers(&self) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.stage == Stage::Acked)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub(super) fn follower_ids(&self) -> Vec<PeerId> {
+        self.peers.keys().copied().collect()
+    }
+
+    fn nl_zxid(&self) -> Zxid {
+        Zxid::new(self.epoch, 0)
+    }
+}
+
+impl Core {
+    fn leading(&mut self) -> &mut Leading {
+        match &mut self.state {
+            State::Leading(l) => l,
+            _ => unreachable!("leader state used outside LEADING"),
+        }
+    }
+
+    pub(super) fn become_leading(&mut self) {
+        let early = match &mut self.state {
+            State::Looking(l) => std::mem::take(&mut l.early_infos),
+            _ => Default::default(),
+        };
+        let mut infos = BTreeMap::new();
+        infos.insert(self.cfg.id, self.accepted_epoch);
+        self.state = State::Leading(Leading {
+            phase: Phase::Discovery,
+            epoch: 0,
+            started: self.now,
+            infos,
+            ackepochs: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            self_synced: false,
+            sync_seq: 0,
+            next_counter: 1,
+        });
+        log::info!("server {}: LEADING, gathering FOLLOWERINFO", self.cfg.id);
+        self.role_changed();
+        for (peer, (accepted, last)) in early {
+            if self.peers_up.contains(&peer) {
+                self.on_follower_info(peer, accepted, last);
+            }
+        }
+        self.check_discovery();
+    }
+
+    pub(super) fn leading_tick(&mut self) {
+        let now = self.now;
+        let init_ms = u64::from(self.cfg.init_limit) * self.cfg.tick_ms;
+        let sync_ms = u64::from(self.cfg.sync_limit) * self.cfg.tick_ms;
+        let commit = self.committed;
+        for id in self.leading().follower_ids() {
+            self.send(id, PeerMsg::Ping { zxid: commit });
+        }
+        let l = self.leading();
+        if l.phase != Phase::Broadcast {
+            if now.saturating_sub(l.started) > init_ms {
+                let phase = l.phase;
+                return self.become_looking(&format!(
+                    "no quorum synchronised within {init_ms} ms ({phase:?})"
+                ));
+            }
+            return;
+        }
+        let live = l
+            .peers
+            .values()
+            .filter(|p| p.stage == Stage::Acked && now.saturating_sub(p.last_heard) <= sync_ms)
+            .count();
+        if live + 1 < self.quorum() {
+            let n = self.cfg.voters.len();
+            self.become_looking(&format!(
+                "only {} of {n} servers heard within {sync_ms} ms",
+                live + 1
+            ));
+        }
+    }
+
+    pub(super) fn leader_lost_follower(&mut self, peer: PeerId) {
+        let l = self.leading();
+        l.peers.remove(&peer);
+        l.infos.remove(&peer);
+        l.ackepochs.remove(&peer);
+        if l.phase != Phase::Broadcast {
+            return;
+        }
+        let synced = l.peers.values().filter(|p| p.stage == Stage::Acked).count();
+        if synced + 1 < self.quorum() {
+            self.become_looking(&format!("lost follower {peer} and with it the quorum"));
+        }
+    }
+
+    pub(super) fn leader_msg(&mut self, from: PeerId, msg: PeerMsg) {
+        let now = self.now;
+        if let Some(p) = self.leading().peers.get_mut(&from) {
+            p.last_heard = now;
+        }
+        match msg {
+            PeerMsg::FollowerInfo {
+                accepted_epoch,
+                last_zxid,
+            } => self.on_follower_info(from, accepted_epoch, last_zxid),
+            PeerMsg::AckEpoch {
+                current_epoch,
+                last_zxid,
+                already_accepted,
+            } => self.on_ack_epoch(from, current_epoch, last_zxid, already_accepted),
+            PeerMsg::Ack { zxid } => self.on_ack(from, zxid),
+            PeerMsg::Request { req, op } => self.on_request(from, req, op),
+            PeerMsg::Ping { .. } => {}
+            other => self.disconnect(from, format!("{} sent to the leader", other.name())),
+        }
+    }
+
+    fn on_follower_info(&mut self, from: PeerId, accepted: u32, last_zxid: Zxid) {
+        let now = self.now;
+        let l = self.leading();
+        l.peers.insert(
+            from,
+            Peer {
+                stage: Stage::Info,
+                last_zxid,
+                acked: Zxid::ZERO,
+                last_heard: now,
+            },
+        );
+        l.ackepochs.remove(&from);
+        if l.phase == Phase::Discovery {
+            l.infos.insert(from, accepted);
+            self.check_discovery();
+        } else {
+            let epoch = l.epoch;
+            self.send(from, PeerMsg::LeaderInfo { epoch });
+        }
+    }
+
+    /// With a quorum of FOLLOWERINFO: choose the epoch, write it, announce it.
+    fn check_discovery(&mut self) {
+        let q = self.quorum();
+        let l = self.leading();
+        if l.phase != Phase::Discovery || l.infos.len() < q {
+            return;
+        }
+        let epoch = l.infos.values().copied().max().unwrap_or(0) + 1;
+        l.epoch = epoch;
+        l.phase = Phase::AckEpochs;
+        let ids: Vec<PeerId> = l.peers.keys().copied().collect();
+        self.accepted_epoch = epoch;
+        self.save_epochs();
+        log::info!(
+            "server {}: new epoch {epoch}, sending LEADERINFO",
+            self.cfg.id
+        );
+        for id in ids {
+            self.send(id, PeerMsg::LeaderInfo { epoch });
+        }
+        self.check_ack_epochs();
+    }
+
+    /// With a quorum (ourselves included) accepting the epoch, start synchronising.
+    fn check_ack_epochs(&mut self) {
+        let q = self.quorum();
+        let l = self.leading();
+        if l.phase == Phase::AckEpochs && l.ackepochs.len() + 1 >= q {
+            self.begin_sync();
+        }
+    }
+
+    fn on_ack_epoch(&mut self, from: PeerId, current: u32, last_zxid: Zxid, already: bool) {
+        let (my_epoch, my_last) = (self.current_epoch, self.log.last());
+        let l = self.leading();
+        let Some(p) = l.peers.get_mut(&from) else {
+            return self.disconnect(from, "ACKEPOCH without FOLLOWERINFO".into());
+        };
+        if p.stage != Stage::Info {
+            return self.disconnect(from, "duplicate ACKEPOCH".into());
+        }
+        p.stage = Stage::AckedEpoch;
+        p.last_zxid = last_zxid;
+        match l.phase {
+            Phase::AckEpochs => {
+                if (current, last_zxid) > (my_epoch, my_last) {
+                    let why =
+                        format!("follower {from} has a newer history ({current}, {last_zxid})");
+                    return self.become_looking(&why);
+                }
+                if !already {
+                    l.ackepochs.insert(from, ());
+                }
+                self.check_ack_epochs();
+            }
+            Phase::Sync | Phase::Broadcast => self.sync_follower(from),
+            Phase::Discovery => unreachable!("LEADERINFO is only sent after discovery"),
+        }
+    }
+
+    /// A quorum accepted the epoch: synchronise everyone who has, then ourselves.
+    fn begin_sync(&mut self) {
+        let seq = self.dur.issued;
+        let l = self.leading();
+        l.phase = Phase::Sync;
+        l.sync_seq = seq;
+        let ready: Vec<PeerId> = l
+            .peers
+            .iter()
+            .filter(|(_, p)| p.stage == Stage::AckedEpoch)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            self.sync_follower(id);
+        }
+        self.leader_durable();
+    }
+
+    /// Sends `peer` what it lacks: DIFF, TRUNC or SNAP, proposals, NEWLEADER.
+    fn sync_follower(&mut self, peer: PeerId) {
+        let l = self.leading();
+        let their = l.peers[&peer].last_zxid;
+        let nl = l.nl_zxid();
+        let mine = self.log.last();
+        let from = if their < self.log.base() {
+            let mut bytes = Vec::new();
+            self.tree.encode(&mut bytes);
+            let at = self.committed;
+            log::info!(
+                "server {}: SNAP at {at} to {peer} (it has {their})",
+                self.cfg.id
+            );
+            self.send(
+                peer,
+                PeerMsg::Snap {
+                    zxid: at,
+                    tree: bytes,
+                },
+            );
+            at
+        } else if self.log.contains(their) && their <= mine {
+            self.send(peer, PeerMsg::Diff { zxid: their });
+            their
+        } else {
+            let to = self.log.floor(their);
+            log::info!(
+                "server {}: TRUNC {peer} to {to} (it has {their})",
+                self.cfg.id
+            );
+            if self.mutation(mutation!(SkipTrunc)) {
+                self.send(peer, PeerMsg::Diff { zxid: to });
+            } else {
+                self.send(peer, PeerMsg::Trunc { zxid: to });
+            }
+            to
+        };
+        let stream: Vec<PeerMsg> = {
+            let mut prev = from;
+            self.log
+                .after(from)
+                .map(|t| {
+                    let m = PeerMsg::Proposal {
+                        prev,
+                        txn: t.clone(),
+                    };
+                    prev = t.zxid;
+                    m
+                })
+                .collect()
+        };
+        for m in stream {
+            self.send(peer, m);
+        }
+        self.send(peer, PeerMsg::NewLeader { zxid: nl });
+        if let Some(p) = self.leading().peers.get_mut(&peer) {
+            p.stage = Stage::Synced;
+        }
+    }
+
+    fn on_ack(&mut self, from: PeerId, zxid: Zxid) {
+        let l = self.leading();
+        let nl = l.nl_zxid();
+        let phase = l.phase;
+        let Some(p) = l.peers.get_mut(&from) else {
+            return self.disconnect(from, "ACK from a server that is not synchronising".into());
+        };
+        if p.stage < Stage::Synced {
+            return self.disconnect(from, "ACK before NEWLEADER".into());
+        }
+        p.acked = p.acked.max(zxid);
+        if p.stage == Stage::Synced && zxid >= nl {
+            p.stage = Stage::Acked;
+            if phase == Phase::Broadcast {
+                let commit = self.committed;
+                self.send(from, PeerMsg::UpToDate { commit });
+            }
+        }
+        match phase {
+            Phase::Sync => self.check_established(),
+            Phase::Broadcast => self.advance_commit(),
+            _ => {}
+        }
+    }
+
+    /// Our own log became more durable.
+    pub(super) fn leader_durable(&mut self) {
+        let seq = self.dur.durable_seq;
+        let l = self.leading();
+        match l.phase {
+            Phase::Sync if !l.self_synced && seq >= l.sync_seq => {
+                l.self_synced = true;
+                self.current_epoch = self.leading().epoch;
+                self.save_epochs();
+                self.check_established();
+            }
+            Phase::Broadcast => self.advance_commit(),
+            _ => {}
+        }
+    }
+
+    fn check_established(&mut self) {
+        let q = self.quorum();
+        let l = self.leading();
+        let acked = l.peers.values().filter(|p| p.stage == Stage::Acked).count();
+        if !l.self_synced || acked + 1 < q {
+            return;
+        }
+        l.phase = Phase::Broadcast;
+        let (epoch, started) = (l.epoch, l.started);
+        let acked_ids = l.synced_followers();
+        let took = self.now - started;
+        let initial = self.log.last();
+        self.commit_to(initial);
+        log::info!(
+            "server {}: established epoch {epoch} with {} followers after {took} ms; serving",
+            self.cfg.id,
+            acked_ids.len()
+        );
+        for id in acked_ids {
+            self.send(id, PeerMsg::UpToDate { commit: initial });
+        }
+        self.role_changed();
+        self.advance_commit();
+    }
+
+    /// Commits up to the largest zxid a quorum holds durable, and tells the followers.
+    fn advance_commit(&mut self) {
+        let q = self.quorum();
+        let own = self.dur.durable_zxid.max(self.leading().nl_zxid());
+        let l = self.leading();
+        let mut acks: Vec<Zxid> = l
+            .peers
+            .values()
+            .filter(|p| p.stage == Stage::Acked)
+            .map(|p| p.acked)
+            .collect();
+        acks.push(own);
+        acks.sort_unstable_by(|a, b| b.cmp(a));
+        let point = if self.mutation(mutation!(CommitWithoutQuorum)) {
+            own
+        } else if acks.len() >= q {
+            acks[q - 1]
+        } else {
+            return;
+        };
+        let point = point.min(self.log.last());
+        if point <= self.committed {
+            return;
+        }
+        self.commit_to(point);
+        let to: Vec<PeerId> = self
+            .leading()
+            .peers
+            .iter()
+            .filter(|(_, p)| p.stage >= Stage::Synced)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in to {
+            self.send(id, PeerMsg::Commit { zxid: point });
+        }
+    }
+
+    fn on_request(&mut self, from: PeerId, req: ReqId, op: TxnOp) {
+        if self.leading().phase != Phase::Broadcast {
+            return self.disconnect(from, "REQUEST before the leader is established".into());
+        }
+        self.leader_propose(Origin { server: from, req }, op, None);
+    }
+
+    /// Turns a write into the next txn and proposes it to every synced follower.
+    pub(super) fn leader_propose(&mut self, origin: Origin, op: TxnOp, local: Option<ReqId>) {
+        // Everything uncommitted is in this epoch: the initial history committed first.
+        let (last, committed) = (self.log.last(), self.committed);
+        let outstanding = if last.epoch() == committed.epoch() {
+            last.counter() - committed.counter()
+        } else {
+            last.counter()
+        } as usize;
+        if let Some(req) = local {
+            if outstanding >= self.cfg.max_outstanding {
+                return self.reply_err(req, ClientError::Busy);
+            }
+            self.waiting.insert(req, ());
+        }
+        let l = self.leading();
+        let zxid = Zxid::new(l.epoch, l.next_counter);
+        l.next_counter += 1;
+        let txn = Txn {
+            zxid,
+            time_ms: self.wall_offset_ms + self.now,
+            origin,
+            op,
+        };
+        let prev = self.log.last();
+        let to: Vec<PeerId> = self
+            .leading()
+            .peers
+            .iter()
+            .filter(|(_, p)| p.stage >= Stage::Synced)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in to {
+            self.send(
+                id,
+                PeerMsg::Proposal {
+                    prev,
+                    txn: txn.clone(),
+                },
+            );
+        }
+        self.log_append(txn);
+        if self.mutation(mutation!(CommitWithoutQuorum)) {
+            self.advance_commit();
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! Unit tests of the core's phases, driven by a tiny in-memory ensemble: instant FIFO
+//! links, a store that becomes durable when told to, and a virtual clock.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::*;
+use crate::wire::TxnOp;
+
+struct Node {
+    core: Option<Core>,
+    log: Vec<Txn>,
+    snap: (Zxid, ZTree),
+    epochs: (u32, u32),
+    pending: Vec<Action>,
+    replies: Vec<(ReqId, Zxid, Result<OpOk, ClientError>)>,
+}
+
+struct Ens {
+    nodes: BTreeMap<PeerId, Node>,
+    queue: VecDeque<(PeerId, PeerId, PeerMsg)>,
+    up: BTreeSet<(PeerId, PeerId)>,
+    now: Millis,
+    hold_durable: BTreeSet<PeerId>,
+    sent: Vec<(PeerId, PeerId, &'static str)>,
+}
+
+fn cfg(id: PeerId, n: u64) -> CoreConfig {
+    let mut c = CoreConfig::new(id, (1..=n).collect());
+    c.max_diff_txns = 50;
+    c
+}
+
+impl Ens {
+    fn new(n: u64) -> Ens {
+        let mut e = Ens {
+            nodes: BTreeMap::new(),
+            queue: VecDeque::new(),
+            up: BTreeSet::new(),
+            now: 0,
+            hold_durable: BTreeSet::new(),
+            sent: vec![],
+        };
+        for id in 1..=n {
+            e.nodes.insert(
+                id,
+                Node {
+                    core: None,
+                    log: vec![],
+                    snap: (Zxid::ZERO, ZTree::new()),
+                    epochs: (0, 0),
+                    pending: vec![],
+                    replies: vec![],
+                },
+            );
+        }
+        for id in 1..=n {
+            e.start(id);
+        }
+        e
+    }
+
+    fn n(&self) -> u64 {
+        self.nodes.len() as u64
+    }
+
+    fn start(&mut self, id: PeerId) {
+        let n = self.n();
+        let node = self.nodes.get_mut(&id).unwrap();
+        let rec = Recovered {
+            accepted_epoch: node.epochs.0,
+            current_epoch: node.epochs.1,
+            tree: node.snap.1.clone(),
+            snapshot_zxid: node.snap.0,
+            log: node
+                .log
+                .iter()
+                .filter(|t| t.zxid > node.snap.0)
+                .cloned()
+                .collect(),
+        };
+        node.core = Some(Core::new(cfg(id, n), rec));
+        self.input(id, Input::Tick);
+        let live: Vec<PeerId> = self.live().into_iter().filter(|&p| p != id).collect();
+        for p in live {
+            self.connect(id, p);
+        }
+    }
+
+    fn crash(&mut self, id: PeerId) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        node.core = None;
+        node.pending.clear();
+        let peers: Vec<PeerId> = self.live();
+        for p in peers {
+            self.cut(id, p);
+        }
+        self.queue.retain(|(f, t, _)| *f != id && *t != id);
+    }
+
+    fn live(&self) -> Vec<PeerId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.core.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn connect(&mut self, a: PeerId, b: PeerId) {
+        if self.up.insert((a.min(b), a.max(b))) {
+            self.input(a, Input::PeerUp { peer: b });
+            self.input(b, Input::PeerUp { peer: a });
+        }
+    }
+
+    fn cut(&mut self, a: PeerId, b: PeerId) {
+        if self.up.remove(&(a.min(b), a.max(b))) {
+            self.queue
+                .retain(|(f, t, _)| !((*f == a && *t == b) || (*f == b && *t == a)));
+            self.input(a, Input::PeerDown { peer: b });
+            self.input(b, Input::PeerDown { peer: a });
+        }
+    }
+
+    fn core(&self, id: PeerId) -> &Core {
+        self.nodes[&id].core.as_ref().unwrap()
+    }
+
+    fn input(&mut self, id: PeerId, inp: Input) {
+        let now = self.now;
+        let Some(core) = self.nodes.get_mut(&id).unwrap().core.as_mut() else {
+            return;
+        };
+        core.handle(now, inp);
+        let mut acts = vec![];
+        while let Some(a) = core.poll_action() {
+            acts.push(a);
+        }
+        for a in acts {
+            self.exec(id, a);
+        }
+    }
+
+    fn exec(&mut self, id: PeerId, a: Action) {
+        match a {
+            Action::Send { to, msg } => {
+                if self.up.contains(&(id.min(to), id.max(to))) {
+                    self.sent.push((id, to, msg.name()));
+                    self.queue.push_back((id, to, msg));
+                }
+            }
+            Action::Disconnect { peer, .. } => self.cut(id, peer),
+            Action::SaveEpochs { accepted, current } => {
+                self.nodes.get_mut(&id).unwrap().epochs = (accepted, current)
+            }
+            Action::Reply { req, zxid, result } => self
+                .nodes
+                .get_mut(&id)
+                .unwrap()
+                .replies
+                .push((req, zxid, result)),
+            a @ (Action::Append { .. }
+            | Action::Truncate { .. }
+            | Action::InstallSnapshot { .. }) => self.nodes.get_mut(&id).unwrap().pending.push(a),
+            Action::WriteSnapshot { .. } | Action::RoleChanged { .. } => {}
+        }
+    }
+
+    /// Makes every pending log op of `id` durable.
+    fn flush(&mut self, id: PeerId) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let ops = std::mem::take(&mut node.pending);
+        let mut last = None;
+        for op in ops {
+            match op {
+                Action::Append { seq, txns } => {
+                    node.log.extend(txns);
+                    last = Some(seq);
+                }
+                Action::Truncate { seq, after } => {
+                    node.log.retain(|t| t.zxid <= after);
+                    last = Some(seq);
+                }
+                Action::InstallSnapshot { seq, zxid, tree } => {
+                    node.log.clear();
+                    node.snap = (zxid, tree);
+                    last = Some(seq);
+                }
+                _ => unreachable!(),
+            }
+        }
+        if let Some(seq) = last {
+            self.input(id, Input::Durable { seq });
+        }
+    }
+
+    /// Delivers messages and durability until quiet, then advances the clock; stops when
+    /// `done` holds or `limit_ms` of virtual time passed.
+    fn run_until(&mut self, limit_ms: Millis, mut done: impl FnMut(&Ens) -> bool) -> bool {
+        let end = self.now + limit_ms;
+        loop {
+            loop {
+                if let Some((f, t, m)) = self.queue.pop_front() {
+                    self.input(t, Input::Peer { from: f, msg: m });
+                    continue;
+                }
+                let ready: Vec<PeerId> = self
+                    .live()
+                    .into_iter()
+                    .filter(|id| {
+                        !self.nodes[id].pending.is_empty() && !self.hold_durable.contains(id)
+                    })
+                    .collect();
+                if ready.is_empty() {
+                    break;
+                }
+                for id in ready {
+                    self.flush(id);
+                }
+            }
+            if done(self) {
+                return true;
+            }
+            let next = self
+                .live()
+                .iter()
+                .filter_map(|&id| self.core(id).next_deadline())
+                .min()
+                .unwrap_or(end);
+            if next > end {
+                return false;
+            }
+            self.now = next.max(self.now);
+            for id in self.live() {
+                if self.core(id).next_deadline().is_some_and(|d| d <= self.now) {
+                    self.input(id, Input::Tick);
+                }
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<PeerId> {
+        self.live().into_iter().find(|&id| {
+            let s = self.core(id).status();
+            s.role == Role::Leading && s.serving
+        })
+    }
+
+    fn all_serving(&self) -> bool {
+        self.live().iter().all(|&id| self.core(id).status().serving)
+    }
+
+    fn elect(&mut self) -> PeerId {
+        let ok = self.run_until(5_000, |e| e.leader().is_some() && e.all_serving());
+        if !ok {
+            for id in self.live() {
+                eprintln!("{id}: {:?}", self.core(id).status());
+            }
+            eprintln!(
+                "sent: {:?}",
+                &self.sent[self.sent.len().saturating_sub(30)..]
+            );
+        }
+        assert!(ok, "no leader elected");
+        self.leader().unwrap()
+    }
+
+    fn write(&mut self, id: PeerId, req: ReqId, path: &str) {
+        let op = TxnOp::Create {
+            path: path.into(),
+            data: vec![],
+            sequential: false,
+            ephemeral_owner: 0,
+        };
+        self.input(id, Input::Client { req, op });
+    }
+
+    fn replied(&self, id: PeerId, req: ReqId) -> Option<&(ReqId, Zxid, Result<OpOk, ClientError>)> {
+        self.nodes[&id].replies.iter().find(|r| r.0 == req)
+    }
+
+    fn settle(&mut self) {
+        self.run_until(2_000, |_| false);
+    }
+
+    fn committed_log(&self, id: PeerId) -> Vec<Zxid> {
+        let c = self.core(id).status().last_committed;
+        self.nodes[&id]
+            .log
+            .iter()
+            .map(|t| t.zxid)
+            .filter(|z| *z <= c)
+            .collect()
+    }
+}
+
+#[test]
+fn election_with_equal_logs_picks_the_highest_id() {
+    let mut e = Ens::new(3);
+    assert_eq!(e.elect(), 3);
+    assert_eq!(e.core(1).status().leader, Some(3));
+    assert_eq!(e.core(1).status().current_epoch, 1);
+}
+
+#[test]
+fn broadcast_commits_at_quorum_and_followers_answer_their_clients() {
+    let mut e = Ens::new(3);
+    let l = e.elect();
+    e.write(l, 1, "/a");
+    e.write(1, 7, "/b");
+    e.settle();
+    let (_, z1, r1) = e.replied(l, 1).cloned().expect("leader answered");
+    assert!(r1.is_ok());
+    let (_, z2, r2) = e
+        .replied(1, 7)
+        .cloned()
+        .expect("follower answered after apply");
+    assert!(r2.is_ok());
+    assert!(z2 > z1);
+    for id in 1..=3 {
+        assert_eq!(e.core(id).status().last_committed, z2);
+    }
+}
+
+#[test]
+fn follower_acks_only_after_durable() {
+    let mut e = Ens::new(3);
+    let l = e.elect();
+    e.hold_durable.insert(1);
+    e.hold_durable.insert(2);
+    e.write(l, 1, "/a");
+    e.settle();
+    assert!(e.replied(l, 1).is_none(), "committed without durable acks");
+    e.hold_durable.clear();
+    e.settle();
+    assert!(e.replied(l, 1).is_some());
+}
+
+#[test]
+fn leader_crash_elects_highest_remaining_and_writes_continue() {
+    let mut e = Ens::new(3);
+    e.elect();
+    e.write(3, 1, "/a");
+    e.settle();
+    e.crash(3);
+    assert_eq!(e.elect(), 2);
+    e.write(1, 2, "/b");
+    e.settle();
+    assert!(e.replied(1, 2).unwrap().2.is_ok());
+    assert_eq!(e.core(2).status().current_epoch, 2);
+}
+
+#[test]
+fn no_election_when_a_follower_fails() {
+    let mut e = Ens::new(3);
+    e.elect();
+    let round = e.core(3).status().election_round;
+    e.crash(1);
+    e.settle();
+    assert_eq!(e.leader(), Some(3));
+    assert_eq!(e.core(3).status().election_round, round);
+    e.write(3, 1, "/a");
+    e.settle();
+    assert!(e.replied(3, 1).is_some());
+}
+
+#[test]
+fn restarted_old_leader_rejoins_as_follower_and_catches_up_by_diff() {
+    let mut e = Ens::new(3);
+    e.elect();
+    e.write(3, 1, "/a");
+    e.settle();
+    e.crash(3);
+    e.elect();
+    for i in 0..5 {
+        e.write(2, 10 + i, &format!("/b{i}"));
+    }
+    e.settle();
+    e.start(3);
+    e.sent.clear();
+    e.settle();
+    assert_eq!(
+        e.leader(),
+        Some(2),
+        "joining server must not force a new leader"
+    );
+    assert!(e.all_serving());
+    assert!(e.sent.iter().any(|s| s.1 == 3 && s.2 == "DIFF"));
+    assert_eq!(e.committed_log(3), e.committed_log(2));
+}
+
+#[test]
+fn uncommitted_txn_of_a_dead_leader_is_truncated() {
+    let mut e = Ens::new(3);
+    e.elect();
+    // Leader 3 logs a txn that no follower receives, then dies.
+    e.write(3, 1, "/lost");
+    e.queue.clear();
+    e.flush(3);
+    e.crash(3);
+    e.elect();
+    e.write(2, 2, "/kept");
+    e.settle();
+    e.start(3);
+    e.sent.clear();
+    e.settle();
+    assert!(
+        e.sent.iter().any(|s| s.1 == 3 && s.2 == "TRUNC"),
+        "{:?}",
+        e.sent
+    );
+    assert_eq!(e.committed_log(3), e.committed_log(2));
+    assert!(e.nodes[&3]
+        .log
+        .iter()
+        .all(|t| !matches!(&t.op, TxnOp::Create { path, .. } if path == "/lost")));
+}
+
+#[test]
+fn far_behind_follower_gets_a_snapshot() {
+    let mut e = Ens::new(3);
+    e.elect();
+    e.crash(1);
+    for i in 0..120 {
+        e.write(3, i, &format!("/n{i}"));
+    }
+    e.settle();
+    assert!(e.replied(3, 119).unwrap().2.is_ok());
+    e.start(1);
+    e.sent.clear();
+    e.settle();
+    assert!(
+        e.sent.iter().any(|s| s.1 == 1 && s.2 == "SNAP"),
+        "{:?}",
+        &e.sent[..e.sent.len().min(10)]
+    );
+    assert!(e.all_serving());
+    assert_eq!(
+        e.core(1).status().last_committed,
+        e.core(3).status().last_committed
+    );
+}
+
+#[test]
+fn leader_that_loses_its_quorum_steps_down_and_refuses_writes() {
+    let mut e = Ens::new(3);
+    e.elect();
+    e.crash(1);
+    e.crash(2);
+    e.settle();
+    assert_eq!(e.core(3).status().role, Role::Looking);
+    e.write(3, 1, "/a");
+    assert_eq!(e.replied(3, 1).unwrap().2, Err(ClientError::NoLeader));
+}
+
+#[test]
+fn newleader_ack_waits_for_synced_txns_to_be_durable() {
+    let mut e = Ens::new(3);
+    e.elect();
+    e.crash(1);
+    e.crash(3);
+    e.start(3);
+    assert_eq!(e.elect(), 3);
+    assert_eq!(e.core(3).status().current_epoch, 2);
+    for i in 0..3 {
+        e.write(3, i, &format!("/n{i}"));
+    }
+    e.settle();
+    e.hold_durable.insert(1);
+    e.start(1);
+    e.settle();
+    assert!(!e.core(1).status().serving);
+    assert_eq!(
+        e.nodes[&1].epochs.1, 1,
+        "currentEpoch written before the synced txns were durable"
+    );
+    e.hold_durable.clear();
+    e.settle();
+    assert!(e.core(1).status().serving);
+    assert_eq!(e.nodes[&1].epochs.1, 2);
+}
+
+#[test]
+fn five_servers_survive_two_failures_in_a_row() {
+    let mut e = Ens::new(5);
+    assert_eq!(e.elect(), 5);
+    e.write(5, 1, "/a");
+    e.settle();
+    e.crash(5);
+    assert_eq!(e.elect(), 4);
+    e.crash(4);
+    assert_eq!(e.elect(), 3);
+    e.write(1, 2, "/b");
+    e.settle();
+    assert!(e.replied(1, 2).unwrap().2.is_ok());
+}
