@@ -216,6 +216,12 @@ fn hello(id: PeerId, cluster: &str) -> Vec<u8> {
     out
 }
 
+/// The same frame claiming protocol version 2 (byte 2 of the header).
+fn wrong_version(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[2] = 2;
+    frame
+}
+
 #[test]
 fn higher_id_dials_and_both_sides_see_peer_up_then_messages() {
     let servers = members(3);
@@ -275,6 +281,11 @@ fn wrong_cluster_unknown_id_and_lower_id_hellos_are_refused() {
             "lower id dialing a higher one",
         ),
         (n1.peer_addr, hello(1, "zw"), "our own id"),
+        (
+            n1.peer_addr,
+            wrong_version(hello(2, "zw")),
+            "another protocol version",
+        ),
     ] {
         assert!(
             exchange(addr, &bytes).is_empty(),
