@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts N ZooWeeper servers on HTTP ports START_PORT..START_PORT+N-1 (peer ports +10000),
-# as the original's deployment did, and waits until each answers GET /status.
+# as the original's deployment did, and waits until each serves under an elected leader.
 set -euo pipefail
 
 usage() {
@@ -44,11 +44,12 @@ for ((port = start; port <= end; port++)); do
         "$here/start-server.sh" --run-dir "$run_dir"
 done
 
-deadline=$((SECONDS + 20))
+# Ready = every server answers GET /status and serves under an established leader.
+deadline=$((SECONDS + 30))
 for ((port = start; port <= end; port++)); do
-    until curl -sf "http://127.0.0.1:$port/status" >/dev/null; do
+    until curl -sf "http://127.0.0.1:$port/status" | grep -q '"serving":true'; do
         if ((SECONDS >= deadline)); then
-            echo "start-ensemble.sh: server on $port does not answer; see $run_dir/zw-$port.log" >&2
+            echo "start-ensemble.sh: server on $port is not serving; see $run_dir/zw-$port.log" >&2
             exit 1
         fi
         sleep 0.1

@@ -156,6 +156,13 @@ fn dump(base: &str, path: &str, out: &mut Vec<String>) {
     }
 }
 
+fn wall_ms() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(d.as_millis()).unwrap()
+}
+
 /// One client: creates `/c<k>` then its share of sequential children, each on a server
 /// picked by a fixed pseudo-random sequence. Returns the zxids it was given.
 fn client(k: u64, servers: &[String], writes: u64) -> Result<Vec<u64>, String> {
@@ -169,6 +176,12 @@ fn client(k: u64, servers: &[String], writes: u64) -> Result<Vec<u64>, String> {
             .map_err(|e| format!("POST {url}: {e}"))?;
         let body: Value = serde_json::from_str(&resp.into_string().map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
+        let ctime = body["stat"]["ctime"].as_u64().unwrap_or(0);
+        if ctime.abs_diff(wall_ms()) > 600_000 {
+            return Err(format!(
+                "POST {url}: ctime {ctime} is not the wall clock in ms"
+            ));
+        }
         body["zxid"]
             .as_u64()
             .ok_or(format!("POST {url}: no zxid in {body}"))

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
@@ -114,6 +114,8 @@ pub struct EventLoop<M: Machine> {
     metrics: Metrics,
     dirty: bool,
     start: Instant,
+    /// Wall-clock ms since the Unix epoch at `start`.
+    epoch_ms: Millis,
     scratch: Vec<u8>,
 }
 
@@ -166,12 +168,19 @@ impl<M: Machine> EventLoop<M> {
             metrics: Metrics::default(),
             dirty: true,
             start: Instant::now(),
+            epoch_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| Millis::try_from(d.as_millis()).unwrap_or(0)),
             scratch: vec![0; READ_CHUNK],
         }
     }
 
+    /// The loop's clock: the wall clock read once at start, advanced by a monotonic
+    /// clock. Deadlines never jump when the wall clock is set, and the core's txn
+    /// timestamps (znode ctime/mtime) are still ms since the Unix epoch.
     fn now(&self) -> Millis {
-        Millis::try_from(self.start.elapsed().as_millis()).unwrap_or(Millis::MAX)
+        let elapsed = Millis::try_from(self.start.elapsed().as_millis()).unwrap_or(Millis::MAX);
+        self.epoch_ms.saturating_add(elapsed)
     }
 
     /// Runs until a [`LoopMsg::Shutdown`] (`Ok`) or a fatal error.
