@@ -2,6 +2,8 @@
 # Starts one ZooWeeper server in the background; its pid, log and addresses go to the run
 # folder. The original's environment works: PORT=8081 START_PORT=8080 END_PORT=8082.
 set -euo pipefail
+# shellcheck source=bin/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<'USAGE'
@@ -81,7 +83,7 @@ fi
 
 mkdir -p "$run_dir"
 pid_file=$run_dir/$name.pid
-if [[ -f $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+if [[ -f $pid_file ]] && pid_alive "$(cat "$pid_file")"; then
     echo "start-server.sh: $name already runs as pid $(cat "$pid_file")" >&2
     exit 1
 fi

@@ -2,6 +2,8 @@
 # For every server recorded in the run folder: is its pid alive, what does GET /status say
 # (role, leader, epoch, zxid), and does its peer port answer `ruok`.
 set -euo pipefail
+# shellcheck source=bin/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<'USAGE'
@@ -49,7 +51,7 @@ for f in "${files[@]}"; do
     name=$(basename "$f" .pid)
     pid=$(cat "$f")
     alive=no
-    kill -0 "$pid" 2>/dev/null && alive=yes
+    pid_alive "$pid" && alive=yes
     HTTP="" PEER=""
     [[ -f $run_dir/$name.addr ]] && source "$run_dir/$name.addr"
     role=- leader=- epoch=- zxid=- ok=-

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Stops the servers recorded in the run folder (SIGTERM, then waits for each to exit).
 set -euo pipefail
+# shellcheck source=bin/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<'USAGE'
@@ -49,7 +51,7 @@ for name in "${names[@]}"; do
     [[ -f $pid_file ]] || continue
     pid=$(cat "$pid_file")
     deadline=$((SECONDS + timeout))
-    while kill -0 "$pid" 2>/dev/null; do
+    while pid_alive "$pid"; do
         if ((SECONDS >= deadline)); then
             echo "$name: still running after ${timeout}s, sending SIGKILL" >&2
             kill -KILL "$pid" 2>/dev/null || true
