@@ -15,7 +15,7 @@ use crate::http::{self, HttpConfig, HttpServer};
 use crate::net::{EventLoop, LoopError, LoopSetup, WAKER};
 use crate::store::{self, StoreCmd, StoreOptions};
 use crate::wire::TxnOp;
-use crate::zab::{ClientError, Status};
+use crate::zab::{ClientError, Status, Zxid};
 use crate::zab::{Core, CoreConfig, Recovered};
 use crate::ztree::{OpOk, ZTree};
 
@@ -46,12 +46,16 @@ pub struct View {
     pub config: Arc<Config>,
 }
 
+/// The answer to a client write: the zxid its txn got (zero if it never got one) and
+/// its outcome.
+pub type WriteReply = (Zxid, Result<OpOk, ClientError>);
+
 /// A message from another thread to the event loop.
 pub enum LoopMsg {
     /// A client write; the answer comes back on `reply`.
     Write {
         op: TxnOp,
-        reply: Sender<Result<OpOk, ClientError>>,
+        reply: Sender<WriteReply>,
     },
     /// Stop the server.
     Shutdown,
@@ -75,7 +79,7 @@ impl Handle {
     }
 
     /// Queues a write; `None` when the loop's queue is full (answer 503).
-    pub fn submit(&self, op: TxnOp) -> Option<Receiver<Result<OpOk, ClientError>>> {
+    pub fn submit(&self, op: TxnOp) -> Option<Receiver<WriteReply>> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.tx.try_send(LoopMsg::Write { op, reply }).ok()?;
         let _ = self.waker.wake();

@@ -89,7 +89,7 @@ struct Dialer {
     backoff_ms: Millis,
 }
 
-type Reply = Sender<Result<OpOk, ClientError>>;
+type Reply = Sender<crate::runtime::WriteReply>;
 
 /// The event loop of one server. Build with [`EventLoop::new`], then [`EventLoop::run`].
 pub struct EventLoop<M: Machine> {
@@ -670,7 +670,7 @@ impl<M: Machine> EventLoop<M> {
         m.write_latency_sum_ms += ms;
         m.writes_answered += 1;
         debug!("request {req} answered at zxid {zxid} after {ms:.3} ms");
-        let _ = tx.send(result);
+        let _ = tx.send((zxid, result));
     }
 
     /// Takes client writes and the log writer's reports.

@@ -348,7 +348,7 @@ fn client_writes_are_answered_and_counted() {
     };
     let rx = n1.handle.submit(op).expect("queue has room");
     assert_eq!(
-        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        rx.recv_timeout(Duration::from_secs(10)).unwrap().1,
         Ok(OpOk::Deleted)
     );
     // The loop answers this after the batch that replied, so that batch's view is out.
