@@ -245,3 +245,52 @@ fn hexdump_format_matches_the_system_tool() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), hexdump_c(&bytes));
 }
+
+/// The bytes of a `hexdump -C` block (the hex columns; the offset and ASCII columns are
+/// ignored).
+fn hexdump_bytes(block: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in block.lines() {
+        let cols = line.split('|').next().unwrap_or("");
+        for tok in cols.split_whitespace().skip(1) {
+            out.push(u8::from_str_radix(tok, 16).expect("hex byte"));
+        }
+    }
+    out
+}
+
+/// Blocks marked `<!-- captured: NAME -->` are bytes captured from a running ensemble:
+/// each must be whole frames that decode and re-encode to exactly the captured bytes.
+#[test]
+fn captured_session_decodes_and_reencodes_byte_for_byte() {
+    let spec = spec();
+    let mut blocks = 0;
+    for piece in spec.split("<!-- captured: ").skip(1) {
+        let name = &piece[..piece.find(" -->").expect("captured marker closes")];
+        let body = piece[piece.find("```text\n").expect("a text block follows") + 8..]
+            .split("```")
+            .next()
+            .unwrap();
+        let bytes = hexdump_bytes(body);
+        assert_eq!(hexdump_c(&bytes), body, "{name}: not hexdump -C output");
+        let (mut off, mut frames) = (0, 0);
+        while off < bytes.len() {
+            let (h, msg) = decode_frame(&bytes[off..])
+                .unwrap_or_else(|e| panic!("{name}: frame at offset {off}: {e}"))
+                .unwrap_or_else(|| panic!("{name}: partial frame at offset {off}"));
+            assert_eq!(
+                frame(&msg),
+                &bytes[off..off + h.frame_len()],
+                "{name} @ {off}"
+            );
+            off += h.frame_len();
+            frames += 1;
+        }
+        assert!(frames >= 10, "{name}: only {frames} frames");
+        blocks += 1;
+    }
+    assert_eq!(
+        blocks, 2,
+        "wire-spec.md should hold both directions of the capture"
+    );
+}

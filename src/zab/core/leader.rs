@@ -434,7 +434,8 @@ impl Core {
         } else {
             return;
         };
-        let point = point.min(self.log.last());
+        // Commit only up to a txn that exists (an ACK may name the new epoch's zxid).
+        let point = self.log.floor(point.min(self.log.last()));
         if point <= self.committed {
             return;
         }
