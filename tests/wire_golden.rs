@@ -3,7 +3,9 @@
 //! name below, and decode back to it. Run with `ZW_GOLDEN_PRINT=1` (and `--nocapture`) to
 //! print every block as the spec should hold it.
 
-use zooweeper::wire::{decode_frame, encode_frame, Origin, PeerMsg, PeerState, Txn, TxnOp, Vote};
+use zooweeper::wire::{
+    decode_frame, encode_frame, hexdump_c, Origin, PeerMsg, PeerState, Txn, TxnOp, Vote,
+};
 use zooweeper::zab::Zxid;
 
 const LEADER_TIME_MS: u64 = 1_700_000_000_000;
@@ -117,34 +119,6 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
             },
         ),
     ]
-}
-
-/// `hexdump -C` output for `bytes` (no repeated lines occur in these small frames, and
-/// `hexdump_format_matches_the_system_tool` checks the format where `hexdump` exists).
-fn hexdump_c(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for (i, chunk) in bytes.chunks(16).enumerate() {
-        let mut hex = String::new();
-        for (j, b) in chunk.iter().enumerate() {
-            hex.push_str(&format!("{b:02x} "));
-            if j == 7 {
-                hex.push(' ');
-            }
-        }
-        let ascii: String = chunk
-            .iter()
-            .map(|&b| {
-                if (0x20..0x7f).contains(&b) {
-                    b as char
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        out.push_str(&format!("{:08x}  {hex:<49} |{ascii}|\n", i * 16));
-    }
-    out.push_str(&format!("{:08x}\n", bytes.len()));
-    out
 }
 
 fn frame(msg: &PeerMsg) -> Vec<u8> {

@@ -78,6 +78,15 @@ impl Leading {
         self.peers.keys().copied().collect()
     }
 
+    /// Followers that get every proposal and commit: those sent NEWLEADER.
+    fn forwarding(&self) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.stage >= Stage::Synced)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn nl_zxid(&self) -> Zxid {
         Zxid::new(self.epoch, 0)
     }
@@ -440,14 +449,7 @@ impl Core {
             return;
         }
         self.commit_to(point);
-        let to: Vec<PeerId> = self
-            .leading()
-            .peers
-            .iter()
-            .filter(|(_, p)| p.stage >= Stage::Synced)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in to {
+        for id in self.leading().forwarding() {
             self.send(id, PeerMsg::Commit { zxid: point });
         }
     }
@@ -484,14 +486,7 @@ impl Core {
             op,
         };
         let prev = self.log.last();
-        let to: Vec<PeerId> = self
-            .leading()
-            .peers
-            .iter()
-            .filter(|(_, p)| p.stage >= Stage::Synced)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in to {
+        for id in self.leading().forwarding() {
             self.send(
                 id,
                 PeerMsg::Proposal {
