@@ -243,16 +243,55 @@ fn follower_far_behind_catches_up_by_snapshot() {
     let mut acked = write_each(&c, &[1, 2, 3], "early", 10);
     c.wait_converged();
     c.kill(1);
-    // Six snapshot intervals missed.
+    // Six snapshot intervals missed. The survivors then restart, so what they hold in
+    // memory starts at their newest snapshot: server 1 is behind all of it.
     acked.extend(write_each(&c, &[2, 3], "missed", 300));
+    c.wait_converged();
+    c.kill_all(&[2, 3]);
+    c.start_server(2);
+    c.start_server(3);
+    c.wait_all_serving();
+
     c.start_server(1);
     c.wait_converged();
     assert_all_present(&c, &acked);
-    let s1 = c.status(1).unwrap();
-    assert_eq!(s1.raw["znodes"], c.status(3).unwrap().raw["znodes"]);
-    // It keeps up afterwards too.
-    acked.extend(write_each(&c, &[1], "after", 5));
+    let snap_sent = c.ids().iter().any(|&id| c.log(id).contains("SNAP at"));
+    assert!(snap_sent, "no leader logged sending a SNAP to server 1");
+    // What it installed is durable: after a SIGKILL it recovers and keeps up.
+    c.restart(1);
+    acked.extend(write_each(&c, &[2, 3], "after", 5));
     c.wait_converged();
+    assert_all_present(&c, &acked);
+}
+
+#[test]
+fn leader_sigstop_detected_by_silence_and_it_rejoins_as_follower() {
+    let mut c = Cluster::start(3, Options::for_tests());
+    assert_eq!(c.wait_all_serving(), 3);
+    let mut acked = write_each(&c, &[1, 2, 3], "before", 10);
+    c.wait_converged();
+    let e = epoch(&c, 3);
+    // A stopped process keeps its connections open: only the missing pings tell.
+    c.stop(3);
+    assert_eq!(c.wait_all_serving(), 2, "the highest remaining id leads");
+    assert!(epoch(&c, 2) > e, "the new leader starts a new epoch");
+    let (zxid, _) = c.create_eventually(&[1, 2], "/during", "d", Duration::from_secs(10));
+    acked.push(Acked {
+        path: "/during".into(),
+        data: "d".into(),
+        zxid,
+    });
+    acked.extend(write_each(&c, &[1, 2], "during-more", 20));
+
+    c.cont(3);
+    c.wait_converged();
+    let s3 = c.status(3).unwrap();
+    assert_eq!(
+        (s3.role.as_str(), s3.leader),
+        ("following", Some(2)),
+        "the resumed old leader follows the new one: {}",
+        s3.raw
+    );
     assert_all_present(&c, &acked);
 }
 
