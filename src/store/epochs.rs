@@ -1,0 +1,153 @@
+//! acceptedEpoch and currentEpoch, in one file replaced atomically, and the start-up check
+//! that they agree with the log. Format: `wire-spec.md`, section "On disk".
+//!
+//! ```text
+//! "ZWEP" | version u16 | accepted u32 | current u32 | crc32 u32   (18 bytes)
+//! ```
+
+use std::io;
+use std::path::Path;
+
+use byteorder::{BigEndian, ByteOrder};
+
+use super::{write_atomic, StoreError, EPOCHS_FILE, RESYNC_HINT};
+use crate::zab::Zxid;
+
+const MAGIC: &[u8; 4] = b"ZWEP";
+const VERSION: u16 = 1;
+const LEN: usize = 18;
+
+/// The epochs file's bytes.
+fn encode(accepted: u32, current: u32) -> [u8; LEN] {
+    let mut b = [0u8; LEN];
+    b[..4].copy_from_slice(MAGIC);
+    BigEndian::write_u16(&mut b[4..6], VERSION);
+    BigEndian::write_u32(&mut b[6..10], accepted);
+    BigEndian::write_u32(&mut b[10..14], current);
+    let crc = crc32fast::hash(&b[..14]);
+    BigEndian::write_u32(&mut b[14..], crc);
+    b
+}
+
+/// Writes both epochs durably and atomically to `dir/epochs`: to a file aside, fsync,
+/// rename over the old one, fsync the dir. A crash leaves either the old or the new pair.
+///
+/// # Errors
+/// Any IO error (the old pair is then still in place).
+pub fn save_epochs(dir: &Path, accepted: u32, current: u32) -> io::Result<()> {
+    write_atomic(dir, EPOCHS_FILE, &encode(accepted, current), true).map_err(|e| match e {
+        StoreError::Io { path, source } => {
+            io::Error::new(source.kind(), format!("{}: {source}", path.display()))
+        }
+        other => io::Error::other(other.to_string()),
+    })
+}
+
+/// Reads `(accepted, current)` from `dir`; `(0, 0)` if the file does not exist.
+///
+/// # Errors
+/// `Io` on read errors, `Corrupt` when the file does not validate.
+pub fn load(dir: &Path) -> Result<(u32, u32), StoreError> {
+    let path = dir.join(EPOCHS_FILE);
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(StoreError::io(&path, e)),
+    };
+    let bad =
+        |offset, what: &str| StoreError::corrupt(&path, offset, format!("{what}: {RESYNC_HINT}"));
+    if b.len() != LEN || &b[..4] != MAGIC {
+        return Err(bad(0, "not an epochs file (bad magic or size)"));
+    }
+    if BigEndian::read_u16(&b[4..6]) != VERSION {
+        return Err(bad(4, "unsupported epochs format version"));
+    }
+    if crc32fast::hash(&b[..14]) != BigEndian::read_u32(&b[14..]) {
+        return Err(bad(14, "epochs checksum mismatch"));
+    }
+    Ok((
+        BigEndian::read_u32(&b[6..10]),
+        BigEndian::read_u32(&b[10..14]),
+    ))
+}
+
+/// Checks acceptedEpoch >= currentEpoch >= the epoch of the last durable zxid.
+///
+/// One exception is legal and only warned about: a server writes the txns it receives in
+/// synchronisation (which may already carry the new epoch) durably *before* it writes
+/// currentEpoch (ZOOKEEPER-4643), so a crash between the two leaves
+/// currentEpoch < last epoch <= acceptedEpoch.
+///
+/// # Errors
+/// `Corrupt` (on the epochs file) saying what is inconsistent and what to do.
+pub fn check(dir: &Path, accepted: u32, current: u32, last: Zxid) -> Result<(), StoreError> {
+    let path = dir.join(EPOCHS_FILE);
+    if accepted < current {
+        return Err(StoreError::corrupt(
+            &path,
+            6,
+            format!(
+                "acceptedEpoch {accepted} is below currentEpoch {current}, which no correct \
+                 sequence of writes produces: {RESYNC_HINT}"
+            ),
+        ));
+    }
+    let e = last.epoch();
+    if e > accepted {
+        return Err(StoreError::corrupt(
+            &path,
+            6,
+            format!(
+                "the log holds zxid {last} of epoch {e}, newer than acceptedEpoch {accepted} \
+                 (epochs file lost or from another dir?): {RESYNC_HINT}"
+            ),
+        ));
+    }
+    if e > current {
+        log::warn!(
+            "last logged zxid {last} is of epoch {e}, newer than currentEpoch {current}: a crash \
+             during synchronisation, before the new epoch was recorded; continuing"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_missing_file_is_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()).unwrap(), (0, 0));
+        save_epochs(dir.path(), 5, 4).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), (5, 4));
+        save_epochs(dir.path(), 6, 6).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), (6, 6));
+        assert!(!dir.path().join("epochs.tmp").exists());
+    }
+
+    #[test]
+    fn damaged_epochs_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        save_epochs(dir.path(), 5, 4).unwrap();
+        let p = dir.path().join(EPOCHS_FILE);
+        let mut b = std::fs::read(&p).unwrap();
+        b[9] ^= 1;
+        std::fs::write(&p, b).unwrap();
+        assert!(matches!(load(dir.path()), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn epoch_check_accepts_only_consistent_pairs() {
+        let d = Path::new("/x");
+        assert!(check(d, 3, 3, Zxid::new(3, 9)).is_ok());
+        assert!(check(d, 4, 3, Zxid::new(2, 1)).is_ok());
+        // Synced txns of the new epoch are durable, currentEpoch not yet written.
+        assert!(check(d, 4, 3, Zxid::new(4, 1)).is_ok());
+        let e = check(d, 2, 3, Zxid::ZERO).unwrap_err().to_string();
+        assert!(e.contains("acceptedEpoch 2 is below currentEpoch 3"), "{e}");
+        let e = check(d, 3, 3, Zxid::new(5, 1)).unwrap_err().to_string();
+        assert!(e.contains("epoch 5") && e.contains("resyncs"), "{e}");
+    }
+}
