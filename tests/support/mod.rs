@@ -1,7 +1,7 @@
 //! A cluster of real `zooweeper` processes for integration tests and benchmarks.
 //!
-//! Each [`Cluster`] gets its own loopback address `127.X.Y.1` (X from the process id, Y
-//! from a counter, checked free by binding), so parallel tests and parallel test runs never
+//! Each [`Cluster`] gets its own loopback address `127.X.Y.Z` (X.Y from the process id,
+//! Z from a counter, checked free by binding), so parallel tests and parallel test runs never
 //! collide on ports: server `i` listens for HTTP on `8080 + i - 1` and for peers on
 //! `18080 + i - 1` of that address. Every server has its own data dir in a temp dir that
 //! survives its restarts, and its stdout/stderr go to a log file beside it.
@@ -176,14 +176,16 @@ pub fn binary() -> PathBuf {
     }
 }
 
-/// A loopback address 127.X.Y.1 whose ports for `n` servers are free right now.
+/// A loopback address 127.X.Y.Z whose ports for `n` servers are free right now: X.Y from
+/// this process's id, Z from a counter, so that no two clusters alive at the same time
+/// (in this test process or another one) share an address.
 fn private_ip(n: u64) -> Ipv4Addr {
     let pid = std::process::id();
-    for _ in 0..1000 {
+    let x = 1 + ((pid / 254) % 254) as u8;
+    let y = 1 + (pid % 254) as u8;
+    for _ in 0..254 {
         let k = NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed);
-        let x = 1 + ((pid / 254 + k / 254) % 254) as u8;
-        let y = 1 + ((pid + k) % 254) as u8;
-        let ip = Ipv4Addr::new(127, x, y, 1);
+        let ip = Ipv4Addr::new(127, x, y, 1 + (k % 254) as u8);
         let free = (0..n as u16).all(|i| {
             TcpListener::bind((ip, HTTP_BASE + i)).is_ok()
                 && TcpListener::bind((ip, PEER_BASE + i)).is_ok()
@@ -192,7 +194,7 @@ fn private_ip(n: u64) -> Ipv4Addr {
             return ip;
         }
     }
-    panic!("no free 127.x.y.1 address with ports {HTTP_BASE}.. and {PEER_BASE}..");
+    panic!("no free address 127.{x}.{y}.* with ports {HTTP_BASE}.. and {PEER_BASE}..");
 }
 
 impl Cluster {
