@@ -227,13 +227,34 @@ impl Cluster {
         }
     }
 
-    /// A cluster of `n` servers, all started.
+    /// A cluster of `n` servers, all started and serving under server `n`: the quorum
+    /// of highest ids starts first and must agree on a leader among itself (with equal,
+    /// empty logs that is server `n`, however slowly each process comes up or connects);
+    /// then the others join it.
     pub fn start(n: u64, opts: Options) -> Cluster {
         let mut c = Cluster::new(n, opts);
-        for id in 1..=n {
+        let quorum = n / 2 + 1;
+        for id in (n - quorum + 1..=n).rev() {
             c.start_server(id);
         }
+        c.wait_all_serving();
+        for id in (1..=n - quorum).rev() {
+            c.start_server(id);
+        }
+        c.wait_all_serving();
         c
+    }
+
+    /// Waits until server `id` answers `/status` (in whatever role).
+    pub fn wait_answering(&self, id: u64) {
+        let deadline = Instant::now() + WAIT;
+        while self.status(id).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "server {id} did not answer /status within {WAIT:?}"
+            );
+            pace();
+        }
     }
 
     /// Every id, ascending.
