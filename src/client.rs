@@ -1,1 +1,340 @@
-//! A small blocking client of ZooWeeper's HTTP API. (Filled in by the http work.)
+//! A small blocking client of ZooWeeper's HTTP API (ureq, plain HTTP), for tests,
+//! benchmarks and the broker.
+//!
+//! ```no_run
+//! let zk = zooweeper::client::Client::new("http://127.0.0.1:8080");
+//! let created = zk.create("/app", b"config")?;
+//! let node = zk.get(&created.path)?;
+//! assert_eq!(node.data, b"config");
+//! # Ok::<(), zooweeper::client::ClientError>(())
+//! ```
+
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::http::api::{ErrorJson, WrittenJson, ZnodeJson};
+pub use crate::http::api::{MetadataRow, StatJson, StatusJson};
+
+/// Largest response body the client reads, in bytes.
+const MAX_RESPONSE_BYTES: u64 = 64 << 20;
+
+/// Why a call failed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ClientError {
+    /// The server answered with an error status; `code` and `message` come from its JSON
+    /// body (`code` is `"unknown"` if the body was not the usual error JSON).
+    Http {
+        /// The HTTP status.
+        status: u16,
+        /// The machine code, such as `no_node`.
+        code: String,
+        /// The server's sentence.
+        message: String,
+    },
+    /// The server could not be reached, or the connection broke.
+    Transport(String),
+    /// The server answered 2xx but the body was not what the API promises.
+    Decode(String),
+}
+
+impl ClientError {
+    /// The error's machine code (`no_node`, `busy`, ...) if the server answered one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Http { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Http {
+                status,
+                code,
+                message,
+            } => {
+                write!(f, "HTTP {status} ({code}): {message}")
+            }
+            ClientError::Transport(why) => write!(f, "cannot reach the server: {why}"),
+            ClientError::Decode(why) => write!(f, "unexpected answer from the server: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A znode created: its actual path (with the sequence suffix, if sequential), the zxid
+/// of the create, and its stat.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Created {
+    /// The actual path.
+    pub path: String,
+    /// The zxid of the create.
+    pub zxid: u64,
+    /// The new znode's stat.
+    pub stat: StatJson,
+}
+
+/// A znode as read.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Znode {
+    /// Its path.
+    pub path: String,
+    /// Its data.
+    pub data: Vec<u8>,
+    /// Its stat.
+    pub stat: StatJson,
+    /// Child names (not full paths).
+    pub children: Vec<String>,
+}
+
+/// A client of one ZooWeeper server.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`), with a 5 s connect
+    /// timeout and 30 s read and write timeouts.
+    pub fn new(base: &str) -> Client {
+        Client::with_timeouts(base, Duration::from_secs(5), Duration::from_secs(30))
+    }
+
+    /// A client with the given connect timeout and read/write timeout.
+    pub fn with_timeouts(base: &str, connect: Duration, io: Duration) -> Client {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(connect)
+            .timeout_read(io)
+            .timeout_write(io)
+            .build();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Creates a persistent znode at `path` with `data`.
+    ///
+    /// # Errors
+    /// `Http` with code `node_exists`, `no_node` (no parent), `bad_path`, `too_large`,
+    /// `no_leader`, `busy`, `uncertain`, `timeout`; or `Transport`/`Decode`.
+    pub fn create(&self, path: &str, data: &[u8]) -> Result<Created, ClientError> {
+        self.create_node(path, data, false)
+    }
+
+    /// Creates a persistent sequential znode: the server appends a 10-digit counter to
+    /// `path`; the actual path is in the answer.
+    ///
+    /// # Errors
+    /// As [`Client::create`].
+    pub fn create_sequential(&self, path: &str, data: &[u8]) -> Result<Created, ClientError> {
+        self.create_node(path, data, true)
+    }
+
+    fn create_node(
+        &self,
+        path: &str,
+        data: &[u8],
+        sequential: bool,
+    ) -> Result<Created, ClientError> {
+        let query = if sequential { "?sequential=true" } else { "" };
+        let url = format!("{}{query}", self.znode_url(path));
+        let w: WrittenJson = self.json(self.agent.post(&url).send_bytes(data))?;
+        Ok(Created {
+            path: w.path,
+            zxid: w.zxid,
+            stat: w.stat,
+        })
+    }
+
+    /// Reads the znode at `path`.
+    ///
+    /// # Errors
+    /// `Http` with code `no_node` or `bad_path`; or `Transport`/`Decode`.
+    pub fn get(&self, path: &str) -> Result<Znode, ClientError> {
+        let z: ZnodeJson = self.json(self.agent.get(&self.znode_url(path)).call())?;
+        let data = z.data_bytes().map_err(ClientError::Decode)?;
+        Ok(Znode {
+            path: z.path,
+            data,
+            stat: z.stat,
+            children: z.children,
+        })
+    }
+
+    /// Replaces the data of the znode at `path`, if its version is `version` (any version
+    /// when `None`). Returns the new stat.
+    ///
+    /// # Errors
+    /// `Http` with code `no_node`, `bad_version`, `too_large`, ...; or `Transport`/`Decode`.
+    pub fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: Option<i32>,
+    ) -> Result<StatJson, ClientError> {
+        let url = format!("{}{}", self.znode_url(path), version_query(version));
+        let w: WrittenJson = self.json(self.agent.put(&url).send_bytes(data))?;
+        Ok(w.stat)
+    }
+
+    /// Deletes the znode at `path`, if its version is `version` (any when `None`).
+    ///
+    /// # Errors
+    /// `Http` with code `no_node`, `bad_version`, `not_empty`, ...; or `Transport`.
+    pub fn delete(&self, path: &str, version: Option<i32>) -> Result<(), ClientError> {
+        let url = format!("{}{}", self.znode_url(path), version_query(version));
+        self.body(self.agent.delete(&url).call()).map(|_| ())
+    }
+
+    /// The server's status (role, leader, epochs, zxids, ensemble).
+    ///
+    /// # Errors
+    /// `Transport` if the server is unreachable; `Decode` on an unexpected body.
+    pub fn status(&self) -> Result<StatusJson, ClientError> {
+        self.json(self.agent.get(&format!("{}/status", self.base)).call())
+    }
+
+    /// The original ZooWeeper's `/metadata` rows: the server row, then one per broker.
+    ///
+    /// # Errors
+    /// `Transport` if the server is unreachable; `Decode` on an unexpected body.
+    pub fn metadata(&self) -> Result<Vec<MetadataRow>, ClientError> {
+        self.json(self.agent.get(&format!("{}/metadata", self.base)).call())
+    }
+
+    /// The original's write request: records broker `sender`'s process with `receiver`
+    /// and its `clients` list. Answers once the write is committed and applied.
+    ///
+    /// # Errors
+    /// `Http` with code `bad_request`, `no_leader`, `busy`, `uncertain`, `timeout`; or
+    /// `Transport`/`Decode`.
+    pub fn post_metadata(
+        &self,
+        sender: &str,
+        receiver: &str,
+        clients: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+            .to_string();
+        let body = serde_json::json!({
+            "Timestamp": timestamp,
+            "Metadata": {
+                "SenderIp": sender,
+                "ReceiverIp": receiver,
+                "Timestamp": timestamp,
+                "Clients": clients,
+            },
+        });
+        let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
+        self.json(
+            self.agent
+                .post(&format!("{}/metadata", self.base))
+                .set("Content-Type", "application/json")
+                .send_bytes(&bytes),
+        )
+    }
+
+    fn znode_url(&self, path: &str) -> String {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        format!("{}/znodes/{}", self.base, encode_path(path))
+    }
+
+    fn json<T: DeserializeOwned>(
+        &self,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<T, ClientError> {
+        let body = self.body(result)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Decode(format!("bad JSON in the answer: {e}")))
+    }
+
+    fn body(&self, result: Result<ureq::Response, ureq::Error>) -> Result<Vec<u8>, ClientError> {
+        match result {
+            Ok(resp) => read_all(resp),
+            Err(ureq::Error::Status(status, resp)) => {
+                let body = read_all(resp).unwrap_or_default();
+                Err(match serde_json::from_slice::<ErrorJson>(&body) {
+                    Ok(e) => ClientError::Http {
+                        status,
+                        code: e.code,
+                        message: e.error,
+                    },
+                    Err(_) => ClientError::Http {
+                        status,
+                        code: "unknown".into(),
+                        message: String::from_utf8_lossy(&body).into_owned(),
+                    },
+                })
+            }
+            Err(ureq::Error::Transport(t)) => Err(ClientError::Transport(t.to_string())),
+        }
+    }
+}
+
+fn read_all(resp: ureq::Response) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    resp.into_reader()
+        .take(MAX_RESPONSE_BYTES)
+        .read_to_end(&mut body)
+        .map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?;
+    Ok(body)
+}
+
+fn version_query(version: Option<i32>) -> String {
+    version.map_or(String::new(), |v| format!("?version={v}"))
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_percent_encoded_except_slashes() {
+        assert_eq!(encode_path("a/b c/é?&#%"), "a/b%20c/%C3%A9%3F%26%23%25");
+    }
+
+    #[test]
+    fn unreachable_server_is_a_transport_error() {
+        // Bind then drop a listener to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = Client::with_timeouts(
+            &format!("http://127.0.0.1:{port}/"),
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+        );
+        assert_eq!(c.base(), format!("http://127.0.0.1:{port}"));
+        assert!(matches!(c.status(), Err(ClientError::Transport(_))));
+    }
+}

@@ -1,0 +1,269 @@
+//! `zw-bench`: write latency of a real ZooWeeper ensemble, and the original ZooWeeper's
+//! response-time table, measured on this machine.
+//!
+//! ```text
+//! cargo build --release
+//! ./target/release/zw-bench latency --servers 3 --writes 1000     # p50/p90/p99 of sequential writes
+//! ./target/release/zw-bench seed-table                            # the original's 3/5/7/9 table
+//! ```
+//! It starts its own servers (the `zooweeper` binary beside it) on a private loopback
+//! address with temporary data dirs, and stops them (by pid) when it is done.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+zw-bench: measure a real ZooWeeper ensemble on this machine
+
+USAGE:
+    zw-bench latency [--servers N] [--writes N] [--target leader|follower|random]
+    zw-bench seed-table [--sizes 3,5,7,9]
+
+latency      N sequential znode creates (each waits for its 201) against a fresh ensemble;
+             prints p50, p90, p99, max and throughput. Default: 3 servers, 1000 writes,
+             sent to a follower (the path that forwards to the leader).
+seed-table   The original ZooWeeper's table: total time for 1, 10 and 100 sequential
+             POST /metadata writes on 3, 5, 7 and 9 servers, beside the original's
+             published seconds and the ratio.
+
+Servers run from the `zooweeper` binary next to this one, with fsync on, on 127.0.0.1
+ports chosen free at start, data in a temporary directory removed afterwards.
+";
+
+/// The original's published seconds for 1, 10 and 100 requests, by ensemble size.
+const SEED_TABLE: [(usize, [f64; 3]); 4] = [
+    (3, [0.261195, 2.22739, 21.3898]),
+    (5, [0.326156, 2.26135, 22.5576]),
+    (7, [0.337329, 2.40302, 23.191]),
+    (9, [0.333107, 2.48438, 24.343]),
+];
+
+struct Ensemble {
+    children: Vec<Child>,
+    http: Vec<SocketAddr>,
+    dir: PathBuf,
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> Result<u16, Box<dyn Error>> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn server_binary() -> Result<PathBuf, Box<dyn Error>> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("zooweeper");
+    if !bin.exists() {
+        return Err(format!("{} not found: run `cargo build --release` first", bin.display()).into());
+    }
+    Ok(bin)
+}
+
+impl Ensemble {
+    fn start(n: usize) -> Result<Ensemble, Box<dyn Error>> {
+        let dir = std::env::temp_dir().join(format!("zw-bench-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut members = Vec::new();
+        for id in 1..=n {
+            members.push((id, free_port()?, free_port()?));
+        }
+        let bin = server_binary()?;
+        let mut children = Vec::new();
+        for &(id, _, _) in &members {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--id").arg(id.to_string());
+            for &(mid, http, peer) in &members {
+                cmd.arg("--server")
+                    .arg(format!("{mid}=127.0.0.1:{http}:{peer}"));
+            }
+            let log = std::fs::File::create(dir.join(format!("zw-{id}.log")))?;
+            cmd.arg("--data-dir")
+                .arg(dir.join(format!("data-{id}")))
+                .arg("--log")
+                .arg("warn")
+                .stdout(Stdio::null())
+                .stderr(log);
+            children.push(cmd.spawn()?);
+        }
+        let http = members
+            .iter()
+            .map(|&(_, h, _)| SocketAddr::from(([127, 0, 0, 1], h)))
+            .collect();
+        let ens = Ensemble {
+            children,
+            http,
+            dir,
+        };
+        ens.wait_serving(Duration::from_secs(30))?;
+        Ok(ens)
+    }
+
+    fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let url = format!("http://{}/status", self.http[i]);
+        ureq::get(&url)
+            .timeout(Duration::from_secs(2))
+            .call()
+            .ok()?
+            .into_string()
+            .ok()
+            .and_then(|b| serde_json::from_str(&b).ok())
+    }
+
+    fn wait_serving(&self, limit: Duration) -> Result<(), Box<dyn Error>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let serving = (0..self.http.len())
+                .filter(|&i| self.status(i).is_some_and(|s| s["serving"] == true))
+                .count();
+            if serving == self.http.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("only {serving} of {} servers serving after {limit:?}", self.http.len()).into());
+            }
+            // Polling another process's HTTP status: pause briefly between polls.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pick(&self, target: &str, k: usize) -> usize {
+        let leader = (0..self.http.len()).find(|&i| {
+            self.status(i)
+                .is_some_and(|s| s["role"] == "leading")
+        });
+        match (target, leader) {
+            ("leader", Some(l)) => l,
+            ("follower", Some(l)) => (l + 1) % self.http.len(),
+            _ => k % self.http.len(),
+        }
+    }
+}
+
+fn create(addr: SocketAddr, path: &str) -> Result<(), Box<dyn Error>> {
+    let url = format!("http://{addr}/znodes{path}");
+    ureq::post(&url)
+        .timeout(Duration::from_secs(10))
+        .send_bytes(b"x")?;
+    Ok(())
+}
+
+fn post_metadata(addr: SocketAddr, k: usize) -> Result<(), Box<dyn Error>> {
+    let url = format!("http://{addr}/metadata");
+    let body = serde_json::json!({
+        "Timestamp": k.to_string(),
+        "Metadata": {"SenderIp": "9090", "ReceiverIp": addr.port().to_string(),
+                     "Timestamp": k.to_string(), "Clients": "9090,9091,9092"},
+        "GameResults": {"Minute": k % 90 + 1, "Player": "Messi", "Club": "FCB", "Score": "1-0"}
+    });
+    ureq::post(&url)
+        .timeout(Duration::from_secs(10))
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string())?;
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn latency(servers: usize, writes: usize, target: &str) -> Result<(), Box<dyn Error>> {
+    let ens = Ensemble::start(servers)?;
+    let mut ms = Vec::with_capacity(writes);
+    let start = Instant::now();
+    for k in 0..writes {
+        let i = if target == "random" { k } else { ens.pick(target, k) };
+        let addr = ens.http[i % servers];
+        let t = Instant::now();
+        create(addr, &format!("/bench-{k}"))?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let total = start.elapsed().as_secs_f64();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    println!("| servers | writes | target | p50 ms | p90 ms | p99 ms | max ms | writes/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {servers} | {writes} | {target} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} |",
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.9),
+        percentile(&ms, 0.99),
+        ms[ms.len() - 1],
+        writes as f64 / total
+    );
+    Ok(())
+}
+
+fn seed_table(sizes: &[usize]) -> Result<(), Box<dyn Error>> {
+    println!("| servers | requests | original s | ZooWeeper s | speed-up |");
+    println!("|---|---|---|---|---|");
+    for &n in sizes {
+        let ens = Ensemble::start(n)?;
+        let original = SEED_TABLE.iter().find(|(s, _)| *s == n).map(|(_, t)| *t);
+        for (j, count) in [1usize, 10, 100].into_iter().enumerate() {
+            let t = Instant::now();
+            for k in 0..count {
+                post_metadata(ens.http[k % n], k)?;
+            }
+            let ours = t.elapsed().as_secs_f64();
+            match original {
+                Some(o) => println!("| {n} | {count} | {:.6} | {ours:.6} | {:.0}x |", o[j], o[j] / ours),
+                None => println!("| {n} | {count} | - | {ours:.6} | - |"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let mut mode = None;
+    let (mut servers, mut writes, mut target) = (3usize, 1000usize, String::from("follower"));
+    let mut sizes = vec![3, 5, 7, 9];
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            Long("servers") => servers = parser.value()?.parse()?,
+            Long("writes") => writes = parser.value()?.parse()?,
+            Long("target") => target = parser.value()?.string()?,
+            Long("sizes") => {
+                sizes = parser
+                    .value()?
+                    .string()?
+                    .split(',')
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()?
+            }
+            Value(v) if mode.is_none() => mode = Some(v.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if !["leader", "follower", "random"].contains(&target.as_str()) {
+        return Err(format!("--target must be leader, follower or random, not '{target}'").into());
+    }
+    match mode.as_deref() {
+        Some("latency") if servers > 0 && writes > 0 => latency(servers, writes, &target),
+        Some("latency") => Err("--servers and --writes must be at least 1".into()),
+        Some("seed-table") => seed_table(&sizes),
+        _ => {
+            eprint!("{USAGE}");
+            Err("say which benchmark: latency or seed-table".into())
+        }
+    }
+}

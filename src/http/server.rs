@@ -1,0 +1,784 @@
+//! The tiny_http listener and its worker threads.
+//!
+//! Each worker loops on `recv_timeout`, checking a stop flag between requests. For each
+//! request it reads the body under a hard cap, routes it, and answers: reads from the
+//! published view, writes through the event loop's bounded queue. It always answers
+//! explicitly (tiny_http would answer a dropped request with an empty 500).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::RecvTimeoutError;
+use tiny_http::{Header, Request, Response};
+
+use super::api::{ApiError, ProcessWrittenJson, StatJson, WrittenJson, ZnodeJson};
+use super::metadata::{metadata_rows, status_json};
+use super::route::{check_declared_length, route, Route, INDEX_TEXT};
+use super::HttpConfig;
+use crate::runtime::Handle;
+use crate::wire::TxnOp;
+use crate::ztree::OpOk;
+
+/// How often an idle worker checks the stop flag.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// Largest declared body tiny_http is left to discard after an answer. tiny_http 0.12
+/// discards an unread body by allocating a buffer of its declared remaining length
+/// (`EqualReader::drop`), so a request declaring a huge `Content-Length` would abort the
+/// process; such connections are answered and then abandoned instead (see [`send`]).
+const MAX_DRAIN_BYTES: usize = 64 << 20;
+
+/// A running HTTP front. Dropping it without [`HttpServer::shutdown`] leaves the workers
+/// running until the process exits.
+pub struct HttpServer {
+    server: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// The address the front listens on (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking requests: wakes every worker, waits for each to finish the request
+    /// it is answering, answers requests still queued with 503 `shutting_down`, then
+    /// closes the listener.
+    ///
+    /// tiny_http gives no way to close connections already accepted: a client that keeps
+    /// an idle keep-alive connection from before the shutdown and sends on it afterwards
+    /// gets no answer (it sees its own read timeout). New connections are refused.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for worker in self.workers {
+            if worker.join().is_err() {
+                log::error!("an HTTP worker thread panicked");
+            }
+        }
+        let stopping = ApiError::new(503, "shutting_down", "the server is shutting down");
+        while let Ok(Some(request)) = self.server.try_recv() {
+            send(request, Answer::error(&stopping), usize::MAX);
+        }
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and starts `cfg.threads` workers serving
+/// requests against the server behind `handle`. A connection silent for
+/// [`SOCKET_IO_TIMEOUT`] (idle between requests, or stalled mid-body) is closed, so slow
+/// clients cannot hold the workers.
+///
+/// # Errors
+/// The address cannot be bound, or a thread cannot be spawned.
+pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<HttpServer> {
+    start_with_io_timeout(addr, handle, cfg, SOCKET_IO_TIMEOUT)
+}
+
+/// Read/write timeout of every client connection.
+pub const SOCKET_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn start_with_io_timeout(
+    addr: SocketAddr,
+    handle: Handle,
+    cfg: HttpConfig,
+    io_timeout: Duration,
+) -> io::Result<HttpServer> {
+    let listener = TcpListener::bind(addr)?;
+    set_io_timeouts(&listener, io_timeout)?;
+    let addr = listener.local_addr()?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| io::Error::other(format!("cannot start the HTTP server on {addr}: {e}")))?;
+    let server = Arc::new(server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for i in 0..cfg.threads.max(1) {
+        let worker = Worker {
+            server: server.clone(),
+            stop: stop.clone(),
+            handle: handle.clone(),
+            cfg: cfg.clone(),
+            port: addr.port(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("http-{i}"))
+            .spawn(move || worker.run());
+        match spawned {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                HttpServer {
+                    server,
+                    addr,
+                    stop,
+                    workers,
+                }
+                .shutdown();
+                return Err(e);
+            }
+        }
+    }
+    log::info!(
+        "HTTP front listening on {addr} with {} workers",
+        workers.len()
+    );
+    Ok(HttpServer {
+        server,
+        addr,
+        stop,
+        workers,
+    })
+}
+
+/// Sets `SO_RCVTIMEO`/`SO_SNDTIMEO` on the listening socket. tiny_http accepts the
+/// connections itself and offers no timeouts; accepted sockets inherit these options
+/// from the listener (Linux and the BSDs copy them at accept).
+fn set_io_timeouts(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_usec: timeout.subsec_micros().into(),
+    };
+    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: a valid socket fd, and a timeval that lives across the call with its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// One answer, ready to send.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json<T: serde::Serialize>(status: u16, value: &T) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(value).expect("API types always serialize"),
+        }
+    }
+
+    fn error(err: &ApiError) -> Answer {
+        Answer {
+            status: err.status,
+            content_type: "application/json",
+            body: err.to_json(),
+        }
+    }
+}
+
+struct Worker {
+    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
+    handle: Handle,
+    cfg: HttpConfig,
+    port: u16,
+}
+
+impl Worker {
+    fn run(self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            match self.server.recv_timeout(IDLE_POLL) {
+                Ok(Some(request)) => self.answer(request),
+                Ok(None) => {}
+                Err(e) => log::debug!("HTTP connection error: {e}"),
+            }
+        }
+    }
+
+    fn answer(&self, mut request: Request) {
+        let answer =
+            catch_unwind(AssertUnwindSafe(|| self.serve(&mut request))).unwrap_or_else(|_| {
+                log::error!(
+                    "HTTP worker panicked serving {} {}",
+                    request.method(),
+                    request.url()
+                );
+                Answer::error(&ApiError::new(
+                    500,
+                    "internal",
+                    "the server failed while answering; this is a bug",
+                ))
+            });
+        send(request, answer, self.cfg.max_body_bytes);
+    }
+
+    fn serve(&self, request: &mut Request) -> Answer {
+        let body = match read_body(request, self.cfg.max_body_bytes) {
+            Ok(body) => body,
+            Err(e) => return Answer::error(&e),
+        };
+        match route(request.method(), request.url(), &body) {
+            Ok(r) => self.execute(r).unwrap_or_else(|e| Answer::error(&e)),
+            Err(e) => Answer::error(&e),
+        }
+    }
+
+    fn execute(&self, r: Route) -> Result<Answer, ApiError> {
+        match r {
+            Route::Index => Ok(Answer {
+                status: 200,
+                content_type: "text/plain; charset=utf-8",
+                body: INDEX_TEXT.as_bytes().to_vec(),
+            }),
+            Route::Status => Ok(Answer::json(
+                200,
+                &status_json(&self.handle.view(), self.port),
+            )),
+            Route::Metadata => Ok(Answer::json(
+                200,
+                &metadata_rows(&self.handle.view(), self.port),
+            )),
+            Route::GetZnode { path } => match self.handle.view().tree.get(&path) {
+                Some(node) => Ok(Answer::json(200, &ZnodeJson::new(&path, &node))),
+                None => Err(ApiError::new(
+                    404,
+                    "no_node",
+                    format!("znode {path:?} does not exist"),
+                )),
+            },
+            Route::Write(op) => self.write(op),
+        }
+    }
+
+    /// Submits a write to the event loop and waits for its answer, which comes once the
+    /// write is committed and applied (or refused).
+    fn write(&self, op: TxnOp) -> Result<Answer, ApiError> {
+        let path = match &op {
+            TxnOp::Create { path, .. }
+            | TxnOp::Delete { path, .. }
+            | TxnOp::SetData { path, .. } => path.clone(),
+            TxnOp::PutProcess { sender, .. } => sender.clone(),
+        };
+        let reply = self.handle.submit(op).ok_or_else(ApiError::busy)?;
+        match reply.recv_timeout(self.cfg.write_timeout) {
+            Ok(Ok(done)) => Ok(written(done, &path)),
+            Ok(Err(e)) => Err(ApiError::from_client_error(&e, &path)),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(ApiError::timeout(self.cfg.write_timeout.as_millis()))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(ApiError::new(
+                503,
+                "uncertain",
+                "the server stopped before answering; the write may or may not have been applied",
+            )),
+        }
+    }
+}
+
+/// Sends `answer`. A request whose declared body is over both `max_body_bytes` and
+/// [`MAX_DRAIN_BYTES`] was not read; letting tiny_http discard that body would allocate
+/// its declared length, so that connection is answered and abandoned instead
+/// ([`answer_and_abandon`]).
+fn send(request: Request, answer: Answer, max_body_bytes: usize) {
+    let declared = request.body_length().unwrap_or(0);
+    if declared > max_body_bytes.max(MAX_DRAIN_BYTES) {
+        log::warn!(
+            "{:?} declared a {declared}-byte body; answered {} and abandoned the connection",
+            request.remote_addr(),
+            answer.status
+        );
+        answer_and_abandon(request, &answer);
+        return;
+    }
+    let mut response = Response::from_data(answer.body).with_status_code(answer.status);
+    if answer.status != 204 {
+        let header = Header::from_bytes(&b"Content-Type"[..], answer.content_type.as_bytes())
+            .expect("a static header is valid");
+        response = response.with_header(header);
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("could not send an HTTP answer: {e}");
+    }
+}
+
+/// Answers without ever dropping the request's body reader (whose drop would allocate
+/// the declared body length): takes the raw connection through `upgrade` (which sends
+/// an interim `100 Continue`), writes the final answer with `Connection: close` by hand,
+/// and forgets the connection. This deliberately leaks one tiny_http connection thread
+/// and socket per such request, which beats the process aborting.
+fn answer_and_abandon(request: Request, answer: &Answer) {
+    let mut stream = request.upgrade("zooweeper-refused", Response::empty(100));
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.status,
+        tiny_http::StatusCode(answer.status).default_reason_phrase(),
+        answer.content_type,
+        answer.body.len()
+    );
+    let sent = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(&answer.body))
+        .and_then(|()| stream.flush());
+    if let Err(e) = sent {
+        log::debug!("could not send an HTTP answer: {e}");
+    }
+    std::mem::forget(stream);
+}
+
+/// The success answer for a write.
+fn written(done: OpOk, requested_path: &str) -> Answer {
+    match done {
+        OpOk::Created { path, stat } => Answer::json(
+            201,
+            &WrittenJson {
+                path,
+                zxid: stat.czxid,
+                stat: StatJson::from(&stat),
+            },
+        ),
+        OpOk::Set { stat } => Answer::json(
+            200,
+            &WrittenJson {
+                path: requested_path.to_string(),
+                zxid: stat.mzxid,
+                stat: StatJson::from(&stat),
+            },
+        ),
+        OpOk::Deleted => Answer {
+            status: 204,
+            content_type: "",
+            body: Vec::new(),
+        },
+        OpOk::Process { path, version } => Answer::json(
+            200,
+            &ProcessWrittenJson {
+                status: "ok".into(),
+                path,
+                version,
+            },
+        ),
+    }
+}
+
+/// Reads the whole body, refusing (413) a declared length over `max` before reading and
+/// stopping as soon as more than `max` bytes arrive (chunked bodies declare no length).
+fn read_body(request: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    check_declared_length(request.body_length(), max)?;
+    let mut body = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    request
+        .as_reader()
+        .take(limit)
+        .read_to_end(&mut body)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ApiError::new(
+                408,
+                "request_timeout",
+                "the client stopped sending the request body",
+            ),
+            _ => ApiError::bad_request(format!("could not read the request body: {e}")),
+        })?;
+    if body.len() > max {
+        return Err(ApiError::new(
+            413,
+            "too_large",
+            format!("the request body is over the limit of {max} bytes"),
+        ));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::sync::RwLock;
+    use std::thread;
+
+    use crossbeam_channel::{bounded, Receiver, Sender};
+    use mio::{Poll, Token, Waker};
+
+    use super::*;
+    use crate::client::{Client, ClientError};
+    use crate::http::metadata::tests::{config, status};
+    use crate::runtime::{LoopMsg, Metrics, View};
+    use crate::wire::{Origin, Txn};
+    use crate::zab::{ClientError as WriteError, Zxid};
+    use crate::ztree::ZTree;
+
+    /// A server on 127.0.0.1:0 whose event loop is a test thread (or nothing).
+    struct Fixture {
+        http: Option<HttpServer>,
+        client: Client,
+        tx: Sender<LoopMsg>,
+        loop_thread: Option<thread::JoinHandle<()>>,
+        _poll: Poll,
+    }
+
+    impl Fixture {
+        /// `queue`: the loop queue's capacity; `apply`: run a loop that applies writes.
+        fn start(queue: usize, cfg: HttpConfig, apply: bool) -> (Fixture, Receiver<LoopMsg>) {
+            let poll = Poll::new().unwrap();
+            let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
+            let (tx, rx) = bounded(queue);
+            let view = Arc::new(RwLock::new(Arc::new(View {
+                tree: ZTree::default(),
+                status: status(2, Some(2)),
+                metrics: Metrics::default(),
+                config: config(2),
+            })));
+            let handle = Handle {
+                view: view.clone(),
+                tx: tx.clone(),
+                waker,
+            };
+            let loop_thread = apply.then(|| {
+                let rx = rx.clone();
+                thread::spawn(move || apply_loop(rx, view))
+            });
+            let http = start("127.0.0.1:0".parse().unwrap(), handle, cfg).unwrap();
+            let client = Client::new(&format!("http://{}", http.local_addr()));
+            let fixture = Fixture {
+                http: Some(http),
+                client,
+                tx,
+                loop_thread,
+                _poll: poll,
+            };
+            (fixture, rx)
+        }
+
+        fn addr(&self) -> SocketAddr {
+            self.http.as_ref().unwrap().local_addr()
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            if let Some(http) = self.http.take() {
+                http.shutdown();
+            }
+            if let Some(t) = self.loop_thread.take() {
+                let _ = self.tx.send(LoopMsg::Shutdown);
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// The test's event loop: applies each write to its tree, publishes the new view,
+    /// then answers, as the real loop does.
+    fn apply_loop(rx: Receiver<LoopMsg>, view: Arc<RwLock<Arc<View>>>) {
+        let mut tree = ZTree::default();
+        let mut counter = 0;
+        while let Ok(LoopMsg::Write { op, reply }) = rx.recv() {
+            counter += 1;
+            let txn = Txn {
+                zxid: Zxid::new(2, counter),
+                time_ms: 0,
+                origin: Origin::default(),
+                op,
+            };
+            let result = tree.apply(&txn).map_err(WriteError::Tree);
+            let mut next = (**view.read().unwrap()).clone();
+            next.tree = tree.clone();
+            next.status.last_applied = txn.zxid;
+            *view.write().unwrap() = Arc::new(next);
+            let _ = reply.send(result);
+        }
+    }
+
+    fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (u16, String) {
+        match r {
+            Err(ClientError::Http { status, code, .. }) => (status, code),
+            other => panic!("expected an HTTP error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn znode_create_get_set_delete_round_trip() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let c = &f.client;
+        let created = c.create("/app", b"hello").unwrap();
+        assert_eq!(created.path, "/app");
+        assert_eq!(created.zxid, Zxid::new(2, 1).0);
+        let node = c.get("/app").unwrap();
+        assert_eq!(
+            (node.data.as_slice(), node.stat.version),
+            (&b"hello"[..], 0)
+        );
+        assert_eq!(code(c.create("/app", b"")), (409, "node_exists".into()));
+        assert_eq!(
+            code(c.create("/missing/child", b"")),
+            (404, "no_node".into())
+        );
+
+        let stat = c.set("/app", b"v1", Some(0)).unwrap();
+        assert_eq!(stat.version, 1);
+        assert_eq!(
+            code(c.set("/app", b"v2", Some(0))),
+            (409, "bad_version".into())
+        );
+        assert_eq!(c.get("/app").unwrap().data, b"v1");
+
+        let seq = c.create_sequential("/app/job-", &[0xff, 0x00]).unwrap();
+        assert_eq!(seq.path, "/app/job-0000000000");
+        assert_eq!(c.get(&seq.path).unwrap().data, vec![0xff, 0x00]);
+        assert_eq!(c.get("/").unwrap().children, vec!["app".to_string()]);
+        assert_eq!(
+            c.get("/app").unwrap().children,
+            vec!["job-0000000000".to_string()]
+        );
+        assert_eq!(code(c.delete("/app", None)), (409, "not_empty".into()));
+
+        c.delete(&seq.path, Some(0)).unwrap();
+        c.delete("/app", Some(1)).unwrap();
+        assert_eq!(code(c.get("/app")), (404, "no_node".into()));
+        assert_eq!(code(c.delete("/app", None)), (404, "no_node".into()));
+    }
+
+    #[test]
+    fn paths_with_spaces_and_unicode_round_trip() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let created = f.client.create("/a b é", b"x").unwrap();
+        assert_eq!(created.path, "/a b é");
+        assert_eq!(f.client.get("/a b é").unwrap().path, "/a b é");
+    }
+
+    #[test]
+    fn metadata_write_then_read_shows_process_and_version_bump() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let c = &f.client;
+        let ok = c.post_metadata("9090", "8081", "9090,9091,9092").unwrap();
+        assert_eq!(
+            (ok["status"].as_str(), ok["version"].as_i64()),
+            (Some("ok"), Some(0))
+        );
+        let ok = c.post_metadata("9090", "8081", "9090,9091").unwrap();
+        assert_eq!(ok["version"].as_i64(), Some(1));
+        let rows = c.metadata().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].node_port, f.addr().port().to_string());
+        assert_eq!(rows[0].servers, "8080,8081,8082");
+        assert_eq!(rows[0].leader, "8081");
+        assert_eq!((rows[1].node_id, rows[1].parent_id), (2, 1));
+        assert_eq!(
+            (
+                rows[1].sender_ip.as_str(),
+                rows[1].clients.as_str(),
+                rows[1].version
+            ),
+            ("9090", "9090,9091", 1)
+        );
+        let st = c.status().unwrap();
+        assert_eq!(
+            (st.port, st.role.as_str(), st.zxid),
+            (f.addr().port(), "leading", Zxid::new(2, 2).0)
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_400_with_a_json_error() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let url = format!("http://{}/metadata", f.addr());
+        match ureq::post(&url).send_bytes(b"{\"Metadata\": ") {
+            Err(ureq::Error::Status(400, resp)) => {
+                assert_eq!(resp.content_type(), "application/json");
+                let v: serde_json::Value =
+                    serde_json::from_str(&resp.into_string().unwrap()).unwrap();
+                assert_eq!(v["code"], "bad_request");
+                assert!(v["error"].as_str().unwrap().contains("not valid JSON"));
+            }
+            other => panic!("expected 400, got {other:?}"),
+        }
+        assert_eq!(f.client.metadata().unwrap().len(), 1, "nothing was written");
+    }
+
+    #[test]
+    fn unknown_routes_and_methods_get_json_errors() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let base = format!("http://{}", f.addr());
+        for (method, path, want) in [
+            ("GET", "/nope", (404, "not_found")),
+            ("DELETE", "/status", (405, "method_not_allowed")),
+        ] {
+            match ureq::request(method, &format!("{base}{path}")).call() {
+                Err(ureq::Error::Status(s, resp)) => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&resp.into_string().unwrap()).unwrap();
+                    assert_eq!((s, v["code"].as_str().unwrap()), want);
+                }
+                other => panic!("expected {want:?}, got {other:?}"),
+            }
+        }
+        let index = ureq::get(&format!("{base}/")).call().unwrap();
+        assert!(index.into_string().unwrap().contains("/znodes/<path>"));
+    }
+
+    #[test]
+    fn body_over_the_cap_is_413_and_the_server_keeps_serving() {
+        let cfg = HttpConfig {
+            max_body_bytes: 1000,
+            threads: 2,
+            ..HttpConfig::default()
+        };
+        let (f, _rx) = Fixture::start(16, cfg, true);
+        let (status, code) = code(f.client.create("/big", &[b'x'; 1001]));
+        assert_eq!((status, code.as_str()), (413, "too_large"));
+        f.client.create("/small", &[b'x'; 1000]).unwrap();
+        assert_eq!(code_of(f.client.get("/big")), "no_node");
+
+        // A chunked body declares no length: the cap applies while reading.
+        let mut s = TcpStream::connect(f.addr()).unwrap();
+        let chunk = vec![b'y'; 600];
+        let mut req = b"POST /znodes/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        for _ in 0..2 {
+            req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            req.extend_from_slice(&chunk);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        s.write_all(&req).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("\"too_large\""), "{answer}");
+        assert_eq!(code_of(f.client.get("/chunked")), "no_node");
+        assert_eq!(f.client.get("/small").unwrap().data.len(), 1000);
+    }
+
+    fn code_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> String {
+        code(r).1
+    }
+
+    #[test]
+    fn full_loop_queue_is_503_busy() {
+        let (f, _rx) = Fixture::start(1, HttpConfig::default(), false);
+        f.tx.try_send(LoopMsg::Shutdown).unwrap(); // the queue is now full
+        assert_eq!(code(f.client.create("/a", b"")), (503, "busy".into()));
+        assert_eq!(
+            code(f.client.post_metadata("9090", "8080", "")),
+            (503, "busy".into())
+        );
+        assert_eq!(f.client.status().unwrap().id, 2, "reads still work");
+    }
+
+    #[test]
+    fn unanswered_write_is_504_timeout() {
+        let cfg = HttpConfig {
+            write_timeout: Duration::from_millis(100),
+            ..HttpConfig::default()
+        };
+        let (f, rx) = Fixture::start(4, cfg, false);
+        // The loop takes the write and holds its reply channel without answering.
+        let holder = thread::spawn(move || rx.recv().ok());
+        let err = f.client.create("/a", b"").unwrap_err();
+        assert_eq!(err.code(), Some("timeout"));
+        assert!(err.to_string().contains("may still be applied"), "{err}");
+        assert!(holder.join().unwrap().is_some());
+    }
+
+    #[test]
+    fn loop_errors_map_to_503_codes() {
+        let (f, rx) = Fixture::start(4, HttpConfig::default(), false);
+        let answers = [
+            WriteError::NoLeader,
+            WriteError::Busy,
+            WriteError::Uncertain,
+        ];
+        let responder = thread::spawn(move || {
+            for answer in answers {
+                if let Ok(LoopMsg::Write { reply, .. }) = rx.recv() {
+                    let _ = reply.send(Err(answer));
+                }
+            }
+        });
+        for want in ["no_leader", "busy", "uncertain"] {
+            assert_eq!(code(f.client.set("/a", b"", None)), (503, want.into()));
+        }
+        responder.join().unwrap();
+    }
+
+    #[test]
+    fn huge_declared_length_is_413_and_does_not_take_the_server_down() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let mut s = TcpStream::connect(f.addr()).unwrap();
+        let head =
+            "POST /znodes/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000000\r\n\r\nabc";
+        s.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        while !String::from_utf8_lossy(&answer).ends_with("\"too_large\"}") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed before an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.contains("HTTP/1.1 413 "), "{text}");
+        assert!(text.contains("Connection: close"), "{text}");
+        drop(s);
+        f.client.create("/after", b"ok").unwrap();
+        assert_eq!(f.client.get("/after").unwrap().data, b"ok");
+    }
+
+    #[test]
+    fn stalled_body_times_out_and_frees_the_worker() {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
+        let (tx, _rx) = bounded(4);
+        let view = View {
+            tree: ZTree::default(),
+            status: status(2, None),
+            metrics: Metrics::default(),
+            config: config(2),
+        };
+        let handle = Handle {
+            view: Arc::new(RwLock::new(Arc::new(view))),
+            tx,
+            waker,
+        };
+        let cfg = HttpConfig {
+            threads: 1,
+            ..HttpConfig::default()
+        };
+        let http = start_with_io_timeout(
+            "127.0.0.1:0".parse().unwrap(),
+            handle,
+            cfg,
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        // Declares 100 bytes, sends 3, then stalls: the only worker must not stay stuck.
+        let mut s = TcpStream::connect(http.local_addr()).unwrap();
+        s.write_all(b"POST /znodes/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\nabc")
+            .unwrap();
+        let client = Client::new(&format!("http://{}", http.local_addr()));
+        assert_eq!(client.status().unwrap().id, 2);
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+        http.shutdown();
+    }
+
+    #[test]
+    fn shutdown_joins_workers_and_closes_the_port() {
+        let (mut f, _rx) = Fixture::start(4, HttpConfig::default(), true);
+        f.client.status().unwrap();
+        f.http.take().unwrap().shutdown();
+        let fresh = Client::new(f.client.base());
+        assert!(matches!(fresh.status(), Err(ClientError::Transport(_))));
+    }
+}

@@ -1,0 +1,374 @@
+//! `MemStore`: one simulated server's disk. Log operations are pending until the store
+//! makes them durable (in order, a group at a time); a crash loses every pending
+//! operation and every snapshot still being written. Epochs are durable at once, as
+//! the core's `SaveEpochs` demands.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use crate::wire::Txn;
+use crate::zab::{Recovered, Zxid};
+use crate::ztree::ZTree;
+
+/// A log operation, as the core numbers them.
+#[derive(Clone, Debug)]
+pub enum LogOp {
+    /// Append these txns.
+    Append(Vec<Txn>),
+    /// Drop every txn after this zxid.
+    Truncate(Zxid),
+    /// Replace the whole state with a snapshot at this zxid.
+    Install(Zxid, ZTree),
+}
+
+/// A log operation the store refuses, because the core broke the store's contract.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum StoreError {
+    /// Log operations must be numbered in increasing order.
+    SeqNotIncreasing {
+        /// The previous operation's number.
+        last: u64,
+        /// The offending number.
+        seq: u64,
+    },
+    /// A txn appended at or below the log's last zxid.
+    ZxidNotIncreasing {
+        /// The log's last zxid before the append.
+        last: Zxid,
+        /// The offending txn's zxid.
+        zxid: Zxid,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::SeqNotIncreasing { last, seq } => {
+                write!(f, "log op {seq} issued after log op {last}")
+            }
+            StoreError::ZxidNotIncreasing { last, zxid } => {
+                write!(f, "append of txn {zxid} after txn {last}")
+            }
+        }
+    }
+}
+
+/// What survives a crash.
+#[derive(Clone, Debug, Default)]
+struct DurableState {
+    accepted_epoch: u32,
+    current_epoch: u32,
+    snap_zxid: Zxid,
+    snap_tree: ZTree,
+    log: Vec<Txn>,
+}
+
+impl DurableState {
+    fn apply(&mut self, op: LogOp) {
+        match op {
+            LogOp::Append(txns) => self.log.extend(txns),
+            LogOp::Truncate(after) => self.log.retain(|t| t.zxid <= after),
+            LogOp::Install(zxid, tree) => {
+                self.log.clear();
+                self.snap_zxid = zxid;
+                self.snap_tree = tree;
+            }
+        }
+    }
+}
+
+/// The simulated disk of one server.
+#[derive(Default)]
+pub struct MemStore {
+    durable: DurableState,
+    pending: VecDeque<(u64, LogOp)>,
+    /// The log as it will be once every pending operation is durable.
+    log: Vec<Txn>,
+    /// The zxid of the last installed snapshot in that future state.
+    base: Zxid,
+    durable_seq: u64,
+    issued_seq: u64,
+    snapshots: BTreeMap<u64, (Zxid, ZTree)>,
+    next_snapshot: u64,
+}
+
+impl MemStore {
+    /// An empty disk.
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// Accepts log operation `seq`; it becomes durable at a later [`MemStore::flush`].
+    /// Returns the txns it removes past its point (a truncation's, or those after an
+    /// installed snapshot's zxid).
+    ///
+    /// # Errors
+    /// A number not above the previous one, or an append that does not increase zxids:
+    /// nothing changes.
+    pub fn issue(&mut self, seq: u64, op: LogOp) -> Result<Vec<Txn>, StoreError> {
+        if seq <= self.issued_seq {
+            let last = self.issued_seq;
+            return Err(StoreError::SeqNotIncreasing { last, seq });
+        }
+        let mut removed = Vec::new();
+        match &op {
+            LogOp::Append(txns) => {
+                let mut last = self.last_logged();
+                for t in txns {
+                    if t.zxid <= last {
+                        let zxid = t.zxid;
+                        return Err(StoreError::ZxidNotIncreasing { last, zxid });
+                    }
+                    last = t.zxid;
+                }
+                self.log.extend(txns.iter().cloned());
+            }
+            LogOp::Truncate(after) => {
+                let keep = self.log.partition_point(|t| t.zxid <= *after);
+                removed = self.log.split_off(keep);
+            }
+            LogOp::Install(zxid, _) => {
+                let keep = self.log.partition_point(|t| t.zxid <= *zxid);
+                removed = self.log.split_off(keep);
+                self.log.clear();
+                self.base = *zxid;
+            }
+        }
+        self.issued_seq = seq;
+        self.pending.push_back((seq, op));
+        Ok(removed)
+    }
+
+    /// Makes the oldest `count` pending operations durable (all when `count` is larger).
+    /// Returns the number of the last one, or `None` if nothing was pending.
+    pub fn flush(&mut self, count: usize) -> Option<u64> {
+        let mut last = None;
+        for _ in 0..count {
+            let Some((seq, op)) = self.pending.pop_front() else {
+                break;
+            };
+            self.durable.apply(op);
+            self.durable_seq = seq;
+            last = Some(seq);
+        }
+        last
+    }
+
+    /// Pending log operations.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Number of the newest durable log operation of this incarnation (0: none).
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// Number of the newest log operation issued in this incarnation (0: none).
+    pub fn issued_seq(&self) -> u64 {
+        self.issued_seq
+    }
+
+    /// Saves both epochs durably, at once.
+    pub fn save_epochs(&mut self, accepted: u32, current: u32) {
+        self.durable.accepted_epoch = accepted;
+        self.durable.current_epoch = current;
+    }
+
+    /// The durable epochs `(accepted, current)`.
+    pub fn epochs(&self) -> (u32, u32) {
+        (self.durable.accepted_epoch, self.durable.current_epoch)
+    }
+
+    /// Starts writing a snapshot; returns its number for [`MemStore::snapshot_done`].
+    pub fn write_snapshot(&mut self, zxid: Zxid, tree: ZTree) -> u64 {
+        self.next_snapshot += 1;
+        self.snapshots.insert(self.next_snapshot, (zxid, tree));
+        self.next_snapshot
+    }
+
+    /// Snapshot `id` is on disk; it becomes the recovery point if it is the newest.
+    /// False when a crash lost it first.
+    pub fn snapshot_done(&mut self, id: u64) -> bool {
+        let Some((zxid, tree)) = self.snapshots.remove(&id) else {
+            return false;
+        };
+        if zxid >= self.durable.snap_zxid {
+            self.durable.snap_zxid = zxid;
+            self.durable.snap_tree = tree;
+        }
+        true
+    }
+
+    /// The zxid of the durable recovery snapshot.
+    pub fn snapshot_zxid(&self) -> Zxid {
+        self.durable.snap_zxid
+    }
+
+    /// The log with every issued operation applied (durable or not).
+    pub fn log(&self) -> &[Txn] {
+        &self.log
+    }
+
+    /// The newest installed snapshot's zxid in that state: txns at or below it are in the
+    /// tree, not the log.
+    pub fn base(&self) -> Zxid {
+        self.base
+    }
+
+    /// Last zxid logged (durable or not), or the installed snapshot's.
+    pub fn last_logged(&self) -> Zxid {
+        self.log.last().map_or(self.base, |t| t.zxid.max(self.base))
+    }
+
+    /// Last zxid on disk: the durable log's last txn or the durable snapshot's.
+    pub fn durable_last(&self) -> Zxid {
+        let log_last = self.durable.log.last().map_or(Zxid::ZERO, |t| t.zxid);
+        log_last.max(self.durable.snap_zxid)
+    }
+
+    /// Power off: pending operations and snapshots being written are lost; the next
+    /// incarnation numbers its operations from 1 again.
+    pub fn crash(&mut self) {
+        self.pending.clear();
+        self.snapshots.clear();
+        self.durable_seq = 0;
+        self.issued_seq = 0;
+        self.base = self.durable.snap_zxid;
+        self.log = self.durable.log.clone();
+    }
+
+    /// What a restarting server reads: epochs, the newest snapshot and the log after it.
+    pub fn recover(&self) -> Recovered {
+        let d = &self.durable;
+        Recovered {
+            accepted_epoch: d.accepted_epoch,
+            current_epoch: d.current_epoch,
+            tree: d.snap_tree.clone(),
+            snapshot_zxid: d.snap_zxid,
+            log: d
+                .log
+                .iter()
+                .filter(|t| t.zxid > d.snap_zxid)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Origin, TxnOp};
+
+    fn txn(epoch: u32, counter: u32) -> Txn {
+        Txn {
+            zxid: Zxid::new(epoch, counter),
+            time_ms: 0,
+            origin: Origin::default(),
+            op: TxnOp::Create {
+                path: format!("/n{counter}"),
+                data: vec![],
+                sequential: false,
+                ephemeral_owner: 0,
+            },
+        }
+    }
+
+    fn zxids(txns: &[Txn]) -> Vec<Zxid> {
+        txns.iter().map(|t| t.zxid).collect()
+    }
+
+    #[test]
+    fn a_crash_loses_what_was_not_flushed() {
+        let mut s = MemStore::new();
+        s.issue(1, LogOp::Append(vec![txn(1, 1), txn(1, 2)]))
+            .unwrap();
+        s.issue(2, LogOp::Append(vec![txn(1, 3)])).unwrap();
+        assert_eq!(s.flush(1), Some(1));
+        assert_eq!(s.durable_last(), Zxid::new(1, 2));
+        assert_eq!(s.last_logged(), Zxid::new(1, 3));
+        s.crash();
+        assert_eq!(
+            zxids(&s.recover().log),
+            vec![Zxid::new(1, 1), Zxid::new(1, 2)]
+        );
+        assert_eq!(s.last_logged(), Zxid::new(1, 2));
+        assert_eq!(s.issued_seq(), 0);
+    }
+
+    #[test]
+    fn appends_must_increase_zxids_and_ops_their_numbers() {
+        let mut s = MemStore::new();
+        s.issue(1, LogOp::Append(vec![txn(1, 2)])).unwrap();
+        let e = s.issue(2, LogOp::Append(vec![txn(1, 2)])).unwrap_err();
+        assert!(matches!(e, StoreError::ZxidNotIncreasing { .. }));
+        assert!(e.to_string().contains("0x100000002"));
+        let e = s.issue(1, LogOp::Truncate(Zxid::ZERO)).unwrap_err();
+        assert_eq!(e, StoreError::SeqNotIncreasing { last: 1, seq: 1 });
+        assert_eq!(s.pending_len(), 1, "refused ops change nothing");
+    }
+
+    #[test]
+    fn truncate_returns_what_it_cut_and_applies_in_order() {
+        let mut s = MemStore::new();
+        s.issue(1, LogOp::Append(vec![txn(1, 1), txn(1, 2), txn(1, 3)]))
+            .unwrap();
+        let cut = s.issue(2, LogOp::Truncate(Zxid::new(1, 1))).unwrap();
+        assert_eq!(zxids(&cut), vec![Zxid::new(1, 2), Zxid::new(1, 3)]);
+        s.issue(3, LogOp::Append(vec![txn(2, 1)])).unwrap();
+        assert_eq!(s.flush(2), Some(2));
+        s.crash();
+        assert_eq!(zxids(&s.recover().log), vec![Zxid::new(1, 1)]);
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_the_log_once_durable() {
+        let mut s = MemStore::new();
+        s.issue(1, LogOp::Append(vec![txn(1, 1)])).unwrap();
+        s.issue(2, LogOp::Install(Zxid::new(2, 5), ZTree::default()))
+            .unwrap();
+        assert!(s.log().is_empty());
+        assert_eq!(s.last_logged(), Zxid::new(2, 5));
+        assert!(s.issue(3, LogOp::Append(vec![txn(2, 5)])).is_err());
+        assert_eq!(s.flush(10), Some(2));
+        s.crash();
+        let r = s.recover();
+        assert_eq!(r.snapshot_zxid, Zxid::new(2, 5));
+        assert!(r.log.is_empty());
+        assert_eq!(s.durable_last(), Zxid::new(2, 5));
+    }
+
+    #[test]
+    fn a_snapshot_counts_only_when_written_before_the_crash() {
+        let mut s = MemStore::new();
+        s.issue(1, LogOp::Append(vec![txn(1, 1), txn(1, 2), txn(1, 3)]))
+            .unwrap();
+        s.flush(1);
+        let a = s.write_snapshot(Zxid::new(1, 2), ZTree::default());
+        let b = s.write_snapshot(Zxid::new(1, 3), ZTree::default());
+        assert!(s.snapshot_done(a));
+        s.crash();
+        assert!(
+            !s.snapshot_done(b),
+            "the crash lost the snapshot being written"
+        );
+        let r = s.recover();
+        assert_eq!(r.snapshot_zxid, Zxid::new(1, 2));
+        assert_eq!(
+            zxids(&r.log),
+            vec![Zxid::new(1, 3)],
+            "only the log after the snapshot"
+        );
+    }
+
+    #[test]
+    fn epochs_are_durable_at_once() {
+        let mut s = MemStore::new();
+        s.save_epochs(3, 2);
+        s.crash();
+        let r = s.recover();
+        assert_eq!((r.accepted_epoch, r.current_epoch), (3, 2));
+        assert_eq!(s.epochs(), (3, 2));
+    }
+}
