@@ -363,3 +363,44 @@ fn leader_without_quorum_refuses_writes() {
     }
     c.create_ok(1, "/again", "writes work again");
 }
+
+#[test]
+fn leader_cut_off_from_silent_followers_steps_down() {
+    let mut c = Cluster::start(3, Options::for_tests());
+    assert_eq!(c.wait_all_serving(), 3);
+    let acked = write_each(&c, &[1, 2, 3], "heard", 5);
+    c.wait_converged();
+
+    // Stopped followers keep their connections open: the leader has only their silence
+    // to go by. A write sent now can never reach a quorum; it must be refused with 503
+    // once the leader gives up, not left hanging and never acknowledged.
+    c.stop(1);
+    c.stop(2);
+    let bound = c.options().sync_limit_time() * 2 + Duration::from_secs(3);
+    let slow = support::agent(bound + Duration::from_secs(5));
+    let start = Instant::now();
+    let reply = support::send(&slow, "POST", &format!("{}/znodes/unheard", c.url(3)), "x");
+    let took = start.elapsed();
+    let refused_code = match &reply {
+        Reply::Refused(503, code) => code.clone(),
+        other => panic!("a leader whose followers are silent answered {other:?}"),
+    };
+    assert!(took <= bound, "the refusal took {took:?} (bound {bound:?})");
+    c.wait_until_for("server 3 stepped down", bound, |all| {
+        (all[0].role != "leading" && !all[0].serving).then_some(())
+    });
+
+    c.cont(1);
+    c.cont(2);
+    c.wait_converged();
+    assert_all_present(&c, &acked);
+    if refused_code == "no_leader" || refused_code == "busy" {
+        for id in c.ids() {
+            assert!(
+                c.znode(id, "/unheard").is_none(),
+                "the refused write exists on {id}"
+            );
+        }
+    }
+    c.create_ok(1, "/again", "writes work again");
+}

@@ -67,7 +67,11 @@ fn server_binary() -> Result<PathBuf, Box<dyn Error>> {
     let me = std::env::current_exe()?;
     let bin = me.with_file_name("zooweeper");
     if !bin.exists() {
-        return Err(format!("{} not found: run `cargo build --release` first", bin.display()).into());
+        return Err(format!(
+            "{} not found: run `cargo build --release` first",
+            bin.display()
+        )
+        .into());
     }
     Ok(bin)
 }
@@ -132,7 +136,11 @@ impl Ensemble {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("only {serving} of {} servers serving after {limit:?}", self.http.len()).into());
+                return Err(format!(
+                    "only {serving} of {} servers serving after {limit:?}",
+                    self.http.len()
+                )
+                .into());
             }
             // Polling another process's HTTP status: pause briefly between polls.
             std::thread::sleep(Duration::from_millis(50));
@@ -140,10 +148,8 @@ impl Ensemble {
     }
 
     fn pick(&self, target: &str, k: usize) -> usize {
-        let leader = (0..self.http.len()).find(|&i| {
-            self.status(i)
-                .is_some_and(|s| s["role"] == "leading")
-        });
+        let leader =
+            (0..self.http.len()).find(|&i| self.status(i).is_some_and(|s| s["role"] == "leading"));
         match (target, leader) {
             ("leader", Some(l)) => l,
             ("follower", Some(l)) => (l + 1) % self.http.len(),
@@ -185,7 +191,11 @@ fn latency(servers: usize, writes: usize, target: &str) -> Result<(), Box<dyn Er
     let mut ms = Vec::with_capacity(writes);
     let start = Instant::now();
     for k in 0..writes {
-        let i = if target == "random" { k } else { ens.pick(target, k) };
+        let i = if target == "random" {
+            k
+        } else {
+            ens.pick(target, k)
+        };
         let addr = ens.http[i % servers];
         let t = Instant::now();
         create(addr, &format!("/bench-{k}"))?;
@@ -219,7 +229,11 @@ fn seed_table(sizes: &[usize]) -> Result<(), Box<dyn Error>> {
             }
             let ours = t.elapsed().as_secs_f64();
             match original {
-                Some(o) => println!("| {n} | {count} | {:.6} | {ours:.6} | {:.0}x |", o[j], o[j] / ours),
+                Some(o) => println!(
+                    "| {n} | {count} | {:.6} | {ours:.6} | {:.0}x |",
+                    o[j],
+                    o[j] / ours
+                ),
                 None => println!("| {n} | {count} | - | {ours:.6} | - |"),
             }
         }
