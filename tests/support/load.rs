@@ -29,7 +29,8 @@ pub struct Outcome {
     pub unavailable: usize,
     /// Writes without an HTTP answer (server killed, connection refused, timeout).
     pub transport: usize,
-    /// Answers no correct server gives to a create of a fresh path (e.g. 409 node_exists).
+    /// Answers no correct server gives to a create of a fresh path (e.g. 409 node_exists),
+    /// and acknowledgements out of the client's order.
     pub unexpected: Vec<String>,
 }
 
@@ -117,6 +118,14 @@ fn writer(
         match send(&agent, "POST", &url, &data) {
             Reply::Ok(body) => match body["zxid"].as_u64() {
                 Some(zxid) => {
+                    // One client's writes, each sent after the last was answered, are
+                    // ordered: their zxids increase.
+                    if let Some(prev) = out.acked.last().filter(|p| p.zxid >= zxid) {
+                        out.unexpected.push(format!(
+                            "POST {url}: zxid {zxid:#x} after this client's {} got {:#x}",
+                            prev.path, prev.zxid
+                        ));
+                    }
                     out.acked.push(Acked { path, data, zxid });
                     acked.fetch_add(1, Ordering::Relaxed);
                     server = (server + 1) % urls.len();
