@@ -1,8 +1,15 @@
 //! Server configuration from flags and the original's environment variables.
-//! (Types fixed here; parsing is filled in by the net/runtime work.)
+//!
+//! The original's way works unchanged: `PORT=8081 START_PORT=8080 END_PORT=8082 zooweeper`
+//! serves HTTP on 8081, the ensemble is every port 8080..=8082, the id is
+//! `PORT - START_PORT + 1` and each server's peer port is its HTTP port +
+//! [`PEER_PORT_OFFSET`]. Real deployments name every member with `--server`.
 
-use std::net::SocketAddr;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use crate::zab::PeerId;
 
@@ -44,4 +51,652 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// HTTP worker threads.
     pub http_threads: usize,
+}
+
+/// Default heartbeat period (ms).
+pub const DEFAULT_TICK_MS: u64 = 100;
+/// Default initLimit (ticks).
+pub const DEFAULT_INIT_LIMIT: u32 = 20;
+/// Default syncLimit (ticks).
+pub const DEFAULT_SYNC_LIMIT: u32 = 10;
+/// Default snapshot interval (committed txns).
+pub const DEFAULT_SNAP_COUNT: u64 = 100_000;
+/// Default HTTP body cap (bytes).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default number of HTTP workers.
+pub const DEFAULT_HTTP_THREADS: usize = 8;
+/// Default ensemble name.
+pub const DEFAULT_CLUSTER: &str = "zooweeper";
+
+impl Config {
+    /// This server's own entry in [`Config::servers`].
+    ///
+    /// # Panics
+    /// If the id is not a member; [`parse`] never builds such a config.
+    pub fn me(&self) -> &ServerAddr {
+        self.member(self.id)
+            .expect("the configured id is a member of the ensemble")
+    }
+
+    /// The entry of server `id`, if it is a member.
+    pub fn member(&self, id: PeerId) -> Option<&ServerAddr> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+
+    /// Every member's id, ascending.
+    pub fn voters(&self) -> Vec<PeerId> {
+        let mut ids: Vec<PeerId> = self.servers.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A config for tests and embedding: defaults everywhere but the ensemble.
+    pub fn with_servers(id: PeerId, servers: Vec<ServerAddr>, data_dir: PathBuf) -> Config {
+        Config {
+            id,
+            servers,
+            data_dir,
+            cluster: DEFAULT_CLUSTER.to_string(),
+            tick_ms: DEFAULT_TICK_MS,
+            init_limit: DEFAULT_INIT_LIMIT,
+            sync_limit: DEFAULT_SYNC_LIMIT,
+            snap_count: DEFAULT_SNAP_COUNT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            http_threads: DEFAULT_HTTP_THREADS,
+        }
+    }
+
+    /// The configuration as `conf` (the four-letter word) prints it: one `key=value` a line.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "serverId={}\ncluster={}\ndataDir={}\ntickTime={}\ninitLimit={}\nsyncLimit={}\n\
+             snapCount={}\nhttpThreads={}\nmaxBodyBytes={}\n",
+            self.id,
+            self.cluster,
+            self.data_dir.display(),
+            self.tick_ms,
+            self.init_limit,
+            self.sync_limit,
+            self.snap_count,
+            self.http_threads,
+            self.max_body_bytes,
+        );
+        for s in &self.servers {
+            out.push_str(&format!(
+                "server.{}={}:{}:participant;http={}\n",
+                s.id,
+                s.peer.ip(),
+                s.peer.port(),
+                s.http
+            ));
+        }
+        out
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run a server with this configuration; `log` is the `--log` level, if given.
+    Run {
+        /// The server's configuration.
+        config: Config,
+        /// `--log LEVEL`, overriding `RUST_LOG`.
+        log: Option<String>,
+    },
+    /// Print [`USAGE`] and exit.
+    Help,
+}
+
+/// A bad flag, environment variable or combination of them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<lexopt::Error> for ConfigError {
+    fn from(e: lexopt::Error) -> ConfigError {
+        ConfigError(e.to_string())
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// `zooweeper --help`.
+pub const USAGE: &str = "\
+zooweeper: one server of a ZooWeeper ensemble (Zab over TCP, HTTP+JSON front)
+
+USAGE:
+  PORT=8081 START_PORT=8080 END_PORT=8082 zooweeper      (the original's way)
+  zooweeper --port 8081 --start-port 8080 --end-port 8082
+  zooweeper --id 2 --server 1=10.0.0.1:8080:18080 --server 2=10.0.0.2:8080:18080 ...
+
+ENSEMBLE FROM A PORT RANGE (env var in brackets):
+  --port N            this server's HTTP port [PORT]; derived from --id if omitted
+  --start-port N      first HTTP port of the ensemble [START_PORT]; default: --port
+  --end-port N        last HTTP port of the ensemble [END_PORT]; default: --start-port
+  --host HOST         host every member listens on [HOST]; default 127.0.0.1
+                      Every port START..=END is one server; its id is port-START+1 and
+                      its peer (Zab) port is its HTTP port + 10000.
+
+ENSEMBLE BY NAME:
+  --id N              this server's id (1-based)
+  --server ID=HOST:HTTPPORT:PEERPORT
+                      one member; repeat for every member, this one included
+
+SERVER:
+  --data-dir DIR      txn log, snapshots, epochs [DATA_DIR]; default ./data/zw-<HTTPPORT>
+  --cluster NAME      ensemble name checked at the peer handshake; default zooweeper
+  --tick-ms N         heartbeat period in ms; default 100
+  --init-limit N      ticks allowed for discovery and synchronisation; default 20
+  --sync-limit N      ticks of silence before giving up on a peer; default 10
+  --snap-count N      committed txns between snapshots; default 100000
+  --http-threads N    HTTP worker threads; default 8
+  --max-body-bytes N  largest HTTP request body; default 1048576
+  --log LEVEL         error|warn|info|debug|trace or an env_logger filter [RUST_LOG];
+                      default info
+  -h, --help          print this help
+
+The peer port also answers ZooKeeper's four-letter words: ruok, srvr, stat, mntr, conf
+(e.g. `echo ruok | nc 127.0.0.1 18080`).
+";
+
+/// Flags as given, before they are combined.
+#[derive(Default)]
+struct Raw {
+    id: Option<PeerId>,
+    servers: Vec<ServerAddr>,
+    port: Option<u16>,
+    start_port: Option<u16>,
+    end_port: Option<u16>,
+    host: Option<String>,
+    data_dir: Option<PathBuf>,
+    cluster: Option<String>,
+    tick_ms: Option<u64>,
+    init_limit: Option<u32>,
+    sync_limit: Option<u32>,
+    snap_count: Option<u64>,
+    http_threads: Option<usize>,
+    max_body_bytes: Option<usize>,
+    log: Option<String>,
+}
+
+/// Parses the process's arguments and environment.
+///
+/// # Errors
+/// A [`ConfigError`] naming the bad flag or variable.
+pub fn from_env() -> Result<Command, ConfigError> {
+    parse(std::env::args_os().skip(1), &|k| std::env::var(k).ok())
+}
+
+/// Parses `args` (without the program name), reading variables through `env`.
+///
+/// # Errors
+/// A [`ConfigError`] naming the bad flag or variable.
+pub fn parse(
+    args: impl IntoIterator<Item = impl Into<OsString>>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError> {
+    use lexopt::prelude::*;
+    let mut raw = Raw::default();
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("id") => raw.id = Some(num(&mut p, "--id")?),
+            Long("server") => raw.servers.push(parse_server(&text(&mut p, "--server")?)?),
+            Long("port") => raw.port = Some(num(&mut p, "--port")?),
+            Long("start-port") => raw.start_port = Some(num(&mut p, "--start-port")?),
+            Long("end-port") => raw.end_port = Some(num(&mut p, "--end-port")?),
+            Long("host") => raw.host = Some(text(&mut p, "--host")?),
+            Long("data-dir") => raw.data_dir = Some(text(&mut p, "--data-dir")?.into()),
+            Long("cluster") => raw.cluster = Some(text(&mut p, "--cluster")?),
+            Long("tick-ms") => raw.tick_ms = Some(num(&mut p, "--tick-ms")?),
+            Long("init-limit") => raw.init_limit = Some(num(&mut p, "--init-limit")?),
+            Long("sync-limit") => raw.sync_limit = Some(num(&mut p, "--sync-limit")?),
+            Long("snap-count") => raw.snap_count = Some(num(&mut p, "--snap-count")?),
+            Long("http-threads") => raw.http_threads = Some(num(&mut p, "--http-threads")?),
+            Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
+            Long("log") => raw.log = Some(text(&mut p, "--log")?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    raw.fill_from_env(env)?;
+    let log = raw.log.clone();
+    Ok(Command::Run {
+        config: raw.build()?,
+        log,
+    })
+}
+
+fn text(p: &mut lexopt::Parser, flag: &str) -> Result<String, ConfigError> {
+    let v = p.value()?;
+    v.into_string()
+        .or_else(|v| err(format!("{flag}: {v:?} is not valid UTF-8")))
+}
+
+fn num<T: FromStr>(p: &mut lexopt::Parser, flag: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    parse_num(&text(p, flag)?, flag)
+}
+
+fn parse_num<T: FromStr>(s: &str, what: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    s.trim()
+        .parse()
+        .or_else(|e| err(format!("{what}: {s:?} is not a valid number ({e})")))
+}
+
+fn resolve(host: &str, port: u16, what: &str) -> Result<SocketAddr, ConfigError> {
+    match (host, port).to_socket_addrs() {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => Ok(a),
+            None => err(format!("{what}: host {host:?} has no address")),
+        },
+        Err(e) => err(format!("{what}: cannot resolve host {host:?}: {e}")),
+    }
+}
+
+/// Parses `ID=HOST:HTTPPORT:PEERPORT`.
+fn parse_server(s: &str) -> Result<ServerAddr, ConfigError> {
+    let what = format!("--server {s}");
+    let Some((id, rest)) = s.split_once('=') else {
+        return err(format!("{what}: expected ID=HOST:HTTPPORT:PEERPORT"));
+    };
+    let id: PeerId = parse_num(id, &what)?;
+    let mut parts = rest.rsplitn(3, ':');
+    let (Some(peer), Some(http), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return err(format!("{what}: expected ID=HOST:HTTPPORT:PEERPORT"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let http: u16 = parse_num(http, &what)?;
+    let peer: u16 = parse_num(peer, &what)?;
+    Ok(ServerAddr {
+        id,
+        http: resolve(host, http, &what)?,
+        peer: resolve(host, peer, &what)?,
+    })
+}
+
+impl Raw {
+    fn fill_from_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn var<T: FromStr>(
+            slot: &mut Option<T>,
+            env: &dyn Fn(&str) -> Option<String>,
+            name: &str,
+        ) -> Result<(), ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            if slot.is_none() {
+                if let Some(v) = env(name).filter(|v| !v.trim().is_empty()) {
+                    *slot = Some(parse_num(&v, name)?);
+                }
+            }
+            Ok(())
+        }
+        var(&mut self.port, env, "PORT")?;
+        var(&mut self.start_port, env, "START_PORT")?;
+        var(&mut self.end_port, env, "END_PORT")?;
+        if self.host.is_none() {
+            self.host = env("HOST").filter(|h| !h.is_empty());
+        }
+        if self.data_dir.is_none() {
+            self.data_dir = env("DATA_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+        }
+        Ok(())
+    }
+
+    fn build(self) -> Result<Config, ConfigError> {
+        let (id, servers) = if self.servers.is_empty() {
+            self.range_ensemble()?
+        } else {
+            self.named_ensemble()?
+        };
+        let me = servers.iter().find(|s| s.id == id).cloned();
+        let me = me.ok_or_else(|| ConfigError(format!("id {id} is not a member")))?;
+        let cluster = self.cluster.unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+        if cluster.is_empty() || cluster.len() > 255 {
+            return err("--cluster: the name must be 1..=255 bytes");
+        }
+        let config = Config {
+            id,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(format!("./data/zw-{}", me.http.port()))),
+            servers,
+            cluster,
+            tick_ms: positive(self.tick_ms, DEFAULT_TICK_MS, "--tick-ms")?,
+            init_limit: positive(self.init_limit, DEFAULT_INIT_LIMIT, "--init-limit")?,
+            sync_limit: positive(self.sync_limit, DEFAULT_SYNC_LIMIT, "--sync-limit")?,
+            snap_count: positive(self.snap_count, DEFAULT_SNAP_COUNT, "--snap-count")?,
+            http_threads: positive(self.http_threads, DEFAULT_HTTP_THREADS, "--http-threads")?,
+            max_body_bytes: positive(
+                self.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+                "--max-body-bytes",
+            )?,
+        };
+        Ok(config)
+    }
+
+    /// The original's ensemble: every port START..=END on one host.
+    fn range_ensemble(&self) -> Result<(PeerId, Vec<ServerAddr>), ConfigError> {
+        let port = match (self.port, self.id, self.start_port) {
+            (Some(p), _, _) => p,
+            (None, Some(0), _) => return err("--id: ids start at 1"),
+            (None, Some(id), Some(start)) => u16::try_from(u64::from(start) + id - 1)
+                .or_else(|_| err(format!("--id {id}: START_PORT + id - 1 is past port 65535")))?,
+            _ => return err("no ensemble given: set PORT (and START_PORT/END_PORT), or --port, or --id with --server for every member; see --help"),
+        };
+        let start = self.start_port.unwrap_or(port);
+        let end = self.end_port.unwrap_or(start);
+        if start == 0 || start > end {
+            return err(format!(
+                "START_PORT {start} .. END_PORT {end} is not a valid range (need 0 < START <= END)"
+            ));
+        }
+        if port < start || port > end {
+            return err(format!(
+                "PORT {port} is outside START_PORT..END_PORT ({start}..{end})"
+            ));
+        }
+        if end > u16::MAX - PEER_PORT_OFFSET {
+            return err(format!(
+                "END_PORT {end} is too high: peer port = HTTP port + {PEER_PORT_OFFSET} must stay <= 65535"
+            ));
+        }
+        let id = PeerId::from(port - start) + 1;
+        if let Some(given) = self.id.filter(|&g| g != id) {
+            return err(format!(
+                "--id {given} contradicts PORT {port} (id = PORT - START_PORT + 1 = {id})"
+            ));
+        }
+        let host = self.host.as_deref().unwrap_or("127.0.0.1");
+        let mut servers = Vec::new();
+        for p in start..=end {
+            servers.push(ServerAddr {
+                id: PeerId::from(p - start) + 1,
+                http: resolve(host, p, "HOST")?,
+                peer: resolve(host, p + PEER_PORT_OFFSET, "HOST")?,
+            });
+        }
+        Ok((id, servers))
+    }
+
+    /// An ensemble named member by member with `--server`.
+    fn named_ensemble(&self) -> Result<(PeerId, Vec<ServerAddr>), ConfigError> {
+        if self.port.is_some() || self.start_port.is_some() || self.end_port.is_some() {
+            return err("--server cannot be combined with --port/--start-port/--end-port (or PORT/START_PORT/END_PORT)");
+        }
+        let Some(id) = self.id else {
+            return err("--server needs --id to say which member this server is");
+        };
+        let mut servers = self.servers.clone();
+        servers.sort_by_key(|s| s.id);
+        for w in servers.windows(2) {
+            if w[0].id == w[1].id {
+                return err(format!("--server: id {} is given twice", w[0].id));
+            }
+        }
+        if let Some(s) = servers.iter().find(|s| s.id == 0) {
+            return err(format!("--server {}: ids start at 1", s.id));
+        }
+        if !servers.iter().any(|s| s.id == id) {
+            return err(format!("--id {id} is not one of the --server members"));
+        }
+        Ok((id, servers))
+    }
+}
+
+fn positive<T: Default + PartialEq + Copy + fmt::Display>(
+    v: Option<T>,
+    default: T,
+    flag: &str,
+) -> Result<T, ConfigError> {
+    match v {
+        Some(v) if v == T::default() => err(format!("{flag}: must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse(args.iter().copied(), &env)? {
+            Command::Run { config, .. } => Ok(config),
+            Command::Help => panic!("unexpected help"),
+        }
+    }
+
+    fn msg(r: Result<Config, ConfigError>) -> String {
+        r.expect_err("expected an error").0
+    }
+
+    #[test]
+    fn original_env_vars_derive_id_ports_and_peer_ports() {
+        let c = run(
+            &[],
+            &[
+                ("PORT", "8081"),
+                ("START_PORT", "8080"),
+                ("END_PORT", "8082"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.id, 2);
+        assert_eq!(c.servers.len(), 3);
+        assert_eq!(c.me().http, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.me().peer, "127.0.0.1:18081".parse().unwrap());
+        assert_eq!(c.servers[2].id, 3);
+        assert_eq!(c.servers[2].peer.port(), 18082);
+        assert_eq!(c.data_dir, PathBuf::from("./data/zw-8081"));
+        assert_eq!(c.cluster, "zooweeper");
+        assert_eq!(c.tick_ms, DEFAULT_TICK_MS);
+    }
+
+    #[test]
+    fn flags_override_env_and_host_applies_to_every_member() {
+        let c = run(
+            &[
+                "--port",
+                "9001",
+                "--start-port",
+                "9000",
+                "--end-port",
+                "9004",
+                "--host",
+                "127.0.0.2",
+            ],
+            &[
+                ("PORT", "8081"),
+                ("START_PORT", "8080"),
+                ("END_PORT", "8082"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.id, 2);
+        assert_eq!(c.servers.len(), 5);
+        assert!(c
+            .servers
+            .iter()
+            .all(|s| s.http.ip().to_string() == "127.0.0.2"));
+    }
+
+    #[test]
+    fn id_with_a_range_derives_the_port() {
+        let c = run(
+            &["--id", "3", "--start-port", "8080", "--end-port", "8084"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.me().http.port(), 8082);
+    }
+
+    #[test]
+    fn port_outside_the_range_is_refused_with_both_bounds_named() {
+        let e = msg(run(
+            &[],
+            &[
+                ("PORT", "8090"),
+                ("START_PORT", "8080"),
+                ("END_PORT", "8082"),
+            ],
+        ));
+        assert!(e.contains("8090") && e.contains("8080..8082"), "{e}");
+    }
+
+    #[test]
+    fn contradicting_id_and_port_is_refused() {
+        let e = msg(run(
+            &[
+                "--id",
+                "1",
+                "--port",
+                "8081",
+                "--start-port",
+                "8080",
+                "--end-port",
+                "8082",
+            ],
+            &[],
+        ));
+        assert!(e.contains("contradicts"), "{e}");
+    }
+
+    #[test]
+    fn non_numeric_port_names_the_variable() {
+        let e = msg(run(&[], &[("PORT", "eighty")]));
+        assert!(e.starts_with("PORT"), "{e}");
+    }
+
+    #[test]
+    fn peer_port_overflow_is_refused() {
+        let e = msg(run(&[], &[("PORT", "60000")]));
+        assert!(e.contains("65535"), "{e}");
+    }
+
+    #[test]
+    fn nothing_given_explains_what_is_needed() {
+        let e = msg(run(&[], &[]));
+        assert!(e.contains("PORT"), "{e}");
+    }
+
+    #[test]
+    fn named_members_with_id_and_tuning_flags() {
+        let c = run(
+            &[
+                "--id",
+                "2",
+                "--server",
+                "1=127.0.0.1:8080:18080",
+                "--server",
+                "2=127.0.0.1:8081:18081",
+                "--server",
+                "3=[::1]:8082:18082",
+                "--data-dir",
+                "/tmp/zw",
+                "--cluster",
+                "prod",
+                "--tick-ms",
+                "50",
+                "--init-limit",
+                "5",
+                "--sync-limit",
+                "3",
+                "--snap-count",
+                "1000",
+                "--http-threads",
+                "2",
+                "--max-body-bytes",
+                "4096",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.id, 2);
+        assert_eq!(c.servers[2].peer, "[::1]:18082".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/zw"));
+        assert_eq!(
+            (c.cluster.as_str(), c.tick_ms, c.init_limit, c.sync_limit),
+            ("prod", 50, 5, 3)
+        );
+        assert_eq!(
+            (c.snap_count, c.http_threads, c.max_body_bytes),
+            (1000, 2, 4096)
+        );
+        assert_eq!(c.voters(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn named_members_need_an_id_that_is_one_of_them() {
+        let e = msg(run(&["--server", "1=127.0.0.1:1:2"], &[]));
+        assert!(e.contains("--id"), "{e}");
+        let e = msg(run(&["--id", "4", "--server", "1=127.0.0.1:1:2"], &[]));
+        assert!(e.contains("not one of"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_or_malformed_server_entries_are_refused() {
+        let e = msg(run(
+            &[
+                "--id",
+                "1",
+                "--server",
+                "1=127.0.0.1:1:2",
+                "--server",
+                "1=127.0.0.1:3:4",
+            ],
+            &[],
+        ));
+        assert!(e.contains("twice"), "{e}");
+        let e = msg(run(&["--id", "1", "--server", "1=127.0.0.1:8080"], &[]));
+        assert!(e.contains("ID=HOST:HTTPPORT:PEERPORT"), "{e}");
+        let e = msg(run(&["--id", "1", "--server", "x=127.0.0.1:1:2"], &[]));
+        assert!(e.contains("not a valid number"), "{e}");
+    }
+
+    #[test]
+    fn zero_tick_and_unknown_flags_are_refused() {
+        let e = msg(run(&["--port", "8080", "--tick-ms", "0"], &[]));
+        assert!(e.contains("--tick-ms"), "{e}");
+        let e = msg(run(&["--port", "8080", "--bogus"], &[]));
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn help_and_log_level_are_recognised() {
+        assert!(matches!(parse(["--help"], &|_| None), Ok(Command::Help)));
+        match parse(["--port", "8080", "--log", "debug"], &|_| None).unwrap() {
+            Command::Run { log, .. } => assert_eq!(log.as_deref(), Some("debug")),
+            Command::Help => panic!("expected run"),
+        }
+    }
+
+    #[test]
+    fn data_dir_env_is_used_when_no_flag() {
+        let c = run(&["--port", "8080"], &[("DATA_DIR", "/var/zw")]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/zw"));
+        assert!(c.render().contains("server.1=127.0.0.1:18080"));
+    }
 }

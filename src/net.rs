@@ -1,2 +1,51 @@
-//! The mio event loop that owns the core and every peer connection. (Filled in by the
-//! net/runtime work.)
+//! The IO shell: one mio event loop thread per server owns the Zab [`Core`] and every peer
+//! connection. Other threads reach it through crossbeam channels and a [`mio::Waker`].
+//!
+//! - [`event_loop`]: the loop, the handshake, dialing and reconnecting, executing the
+//!   core's actions.
+//! - [`conn`]: one connection's socket and buffers.
+//! - [`fourlw`]: ZooKeeper's four-letter words on the peer port.
+
+pub mod conn;
+pub mod event_loop;
+pub mod fourlw;
+#[cfg(test)]
+mod loop_tests;
+
+pub use event_loop::{EventLoop, LoopError, LoopSetup, LISTENER, WAKER};
+
+use crate::zab::{Action, Core, Input, Millis, Status};
+use crate::ztree::ZTree;
+
+/// What the event loop drives: the Zab [`Core`] in a server, a scripted stand-in in the
+/// loop's own tests. The methods mean exactly what they mean on [`Core`].
+pub trait Machine {
+    /// Feeds one input at time `now`.
+    fn handle(&mut self, now: Millis, input: Input);
+    /// The next action to execute, in order.
+    fn poll_action(&mut self) -> Option<Action>;
+    /// When the machine next needs an `Input::Tick`.
+    fn next_deadline(&self) -> Option<Millis>;
+    /// A summary for status pages.
+    fn status(&self) -> Status;
+    /// The applied tree.
+    fn tree(&self) -> &ZTree;
+}
+
+impl Machine for Core {
+    fn handle(&mut self, now: Millis, input: Input) {
+        Core::handle(self, now, input)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        Core::poll_action(self)
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        Core::next_deadline(self)
+    }
+    fn status(&self) -> Status {
+        Core::status(self)
+    }
+    fn tree(&self) -> &ZTree {
+        Core::tree(self)
+    }
+}

@@ -1,13 +1,22 @@
 //! Starts and wires the threads of one server: the event loop (core + peers), the log
-//! writer, the HTTP workers. (Types fixed here; `start` is filled in by the net/runtime work.)
+//! writer, the HTTP workers. See [`start`].
 
+use std::error::Error;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
+use log::{error, info};
 
 use crate::config::Config;
+use crate::http::{self, HttpConfig, HttpServer};
+use crate::net::{EventLoop, LoopError, LoopSetup, WAKER};
+use crate::store::{self, StoreCmd, StoreOptions};
 use crate::wire::TxnOp;
-use crate::zab::{ClientError, Status};
+use crate::zab::{ClientError, Status, Zxid};
+use crate::zab::{Core, CoreConfig, Recovered};
 use crate::ztree::{OpOk, ZTree};
 
 /// Counters and latency figures for `mntr`/`srvr`, kept by the event loop.
@@ -37,12 +46,16 @@ pub struct View {
     pub config: Arc<Config>,
 }
 
+/// The answer to a client write: the zxid its txn got (zero if it never got one) and
+/// its outcome.
+pub type WriteReply = (Zxid, Result<OpOk, ClientError>);
+
 /// A message from another thread to the event loop.
 pub enum LoopMsg {
     /// A client write; the answer comes back on `reply`.
     Write {
         op: TxnOp,
-        reply: Sender<Result<OpOk, ClientError>>,
+        reply: Sender<WriteReply>,
     },
     /// Stop the server.
     Shutdown,
@@ -66,10 +79,252 @@ impl Handle {
     }
 
     /// Queues a write; `None` when the loop's queue is full (answer 503).
-    pub fn submit(&self, op: TxnOp) -> Option<Receiver<Result<OpOk, ClientError>>> {
+    pub fn submit(&self, op: TxnOp) -> Option<Receiver<WriteReply>> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.tx.try_send(LoopMsg::Write { op, reply }).ok()?;
         let _ = self.waker.wake();
         Some(rx)
+    }
+}
+
+/// Client writes that may wait in the loop's queue before HTTP answers 503.
+pub const LOOP_QUEUE: usize = 4096;
+/// Size of one txn log segment.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Snapshots kept on disk.
+pub const SNAPSHOTS_RETAINED: usize = 3;
+/// How long an HTTP worker may take to write one answer.
+pub const HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running server: its event loop, log writer and HTTP workers.
+pub struct Server {
+    handle: Handle,
+    http: Option<HttpServer>,
+    event_loop: Option<JoinHandle<Result<(), LoopError>>>,
+    writer: Option<JoinHandle<()>>,
+    store_cmds: Sender<StoreCmd>,
+    peer_addr: SocketAddr,
+    http_addr: SocketAddr,
+}
+
+/// Asks the event loop behind `handle` to stop (what SIGTERM does). Returns at once; the
+/// server's [`Server::wait`] then finishes the shutdown.
+pub fn request_stop(handle: &Handle) {
+    // A closed channel means the loop has already stopped.
+    let _ = handle.tx.send(LoopMsg::Shutdown);
+    let _ = handle.waker.wake();
+}
+
+fn boxed(msg: String) -> Box<dyn Error> {
+    msg.into()
+}
+
+/// Starts one server: recovers the store, spawns the log writer, creates the core, binds
+/// the peer port and the HTTP front, and spawns the event loop.
+///
+/// # Errors
+/// The data dir cannot be used, recovery failed, or a port cannot be bound; everything
+/// already started is stopped again.
+pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
+    let config = Arc::new(config);
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| boxed(format!("cannot create data dir {}: {e}", dir.display())))?;
+    let opts = StoreOptions {
+        cluster: config.cluster.clone(),
+        segment_bytes: SEGMENT_BYTES,
+        snapshots_retained: SNAPSHOTS_RETAINED,
+        fsync: true,
+    };
+    let (store, recovered) = store::open(dir, opts).map_err(|e| {
+        boxed(format!(
+            "cannot recover the store in {}: {e}",
+            dir.display()
+        ))
+    })?;
+    log_recovered(&config, &recovered);
+    let poll = mio::Poll::new()?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+    let (tx, msgs) = crossbeam_channel::bounded(LOOP_QUEUE);
+    let (store_cmds, cmds_rx) = crossbeam_channel::unbounded();
+    let (events_tx, store_events) = crossbeam_channel::unbounded();
+    let notify = {
+        let waker = waker.clone();
+        Box::new(move || {
+            let _ = waker.wake();
+        })
+    };
+    let writer = store::spawn_writer(store, cmds_rx, events_tx, notify);
+    let mut starting = Starting {
+        store_cmds: store_cmds.clone(),
+        writer: Some(writer),
+        http: None,
+    };
+    let core = Core::new(core_config(&config), recovered);
+    let me = config.me().clone();
+    let listener = mio::net::TcpListener::bind(me.peer)
+        .map_err(|e| boxed(format!("cannot listen on peer port {}: {e}", me.peer)))?;
+    let peer_addr = listener.local_addr()?;
+    let view = Arc::new(RwLock::new(Arc::new(View {
+        tree: core.tree().clone(),
+        status: core.status(),
+        metrics: Metrics::default(),
+        config: config.clone(),
+    })));
+    let handle = Handle {
+        view: view.clone(),
+        tx,
+        waker,
+    };
+    let http_cfg = HttpConfig {
+        threads: config.http_threads,
+        max_body_bytes: config.max_body_bytes,
+        write_timeout: HTTP_WRITE_TIMEOUT,
+    };
+    let http = http::start(me.http, handle.clone(), http_cfg)
+        .map_err(|e| boxed(format!("cannot serve HTTP on {}: {e}", me.http)))?;
+    let http_addr = http.local_addr();
+    starting.http = Some(http);
+    let setup = LoopSetup {
+        config,
+        poll,
+        listener,
+        msgs,
+        store_cmds: store_cmds.clone(),
+        store_events,
+        view,
+    };
+    let event_loop = EventLoop::new(core, setup);
+    let event_loop = std::thread::Builder::new()
+        .name("zw-loop".to_string())
+        .spawn(move || event_loop.run())?;
+    info!("peer port {peer_addr}, HTTP on {http_addr}");
+    Ok(Server {
+        handle,
+        http: starting.http.take(),
+        event_loop: Some(event_loop),
+        writer: starting.writer.take(),
+        store_cmds,
+        peer_addr,
+        http_addr,
+    })
+}
+
+/// Stops what was started if `start` fails half-way.
+struct Starting {
+    store_cmds: Sender<StoreCmd>,
+    writer: Option<JoinHandle<()>>,
+    http: Option<HttpServer>,
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(http) = self.http.take() {
+            http.shutdown();
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = self.store_cmds.send(StoreCmd::Shutdown);
+            let _ = writer.join();
+        }
+    }
+}
+
+fn core_config(config: &Config) -> CoreConfig {
+    let mut cfg = CoreConfig::new(config.id, config.voters());
+    cfg.tick_ms = config.tick_ms;
+    cfg.init_limit = config.init_limit;
+    cfg.sync_limit = config.sync_limit;
+    cfg.snap_count = config.snap_count;
+    cfg
+}
+
+fn log_recovered(config: &Config, rec: &Recovered) {
+    let last = rec.log.last().map_or(rec.snapshot_zxid, |t| t.zxid);
+    info!(
+        "server {} of {} in cluster {:?}, data dir {}",
+        config.id,
+        config.servers.len(),
+        config.cluster,
+        config.data_dir.display()
+    );
+    info!(
+        "recovered: snapshot at zxid {}, {} logged txns after it, last zxid {last}, accepted epoch {}, current epoch {}",
+        rec.snapshot_zxid,
+        rec.log.len(),
+        rec.accepted_epoch,
+        rec.current_epoch
+    );
+}
+
+impl Server {
+    /// How other threads reach this server.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Where the peer port listens (the real port if the config said 0).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Where the HTTP front listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Waits until the event loop stops (after [`request_stop`] or a fatal error), then
+    /// stops the HTTP workers and the log writer.
+    ///
+    /// # Errors
+    /// Why the event loop stopped, if it was not asked to.
+    pub fn wait(mut self) -> Result<(), Box<dyn Error>> {
+        let result = match self.event_loop.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r.map_err(|e| boxed(e.to_string())),
+            Some(Err(_)) => Err(boxed("the event loop panicked".to_string())),
+            None => Ok(()),
+        };
+        if let Err(e) = &result {
+            error!("stopping: {e}");
+        }
+        self.stop_rest();
+        result
+    }
+
+    /// Stops the server cleanly: HTTP first (no new requests), then the event loop, then
+    /// the log writer, joining each.
+    ///
+    /// # Errors
+    /// As [`Server::wait`].
+    pub fn shutdown(mut self) -> Result<(), Box<dyn Error>> {
+        if let Some(http) = self.http.take() {
+            http.shutdown();
+        }
+        request_stop(&self.handle);
+        self.wait()
+    }
+
+    fn stop_rest(&mut self) {
+        if let Some(http) = self.http.take() {
+            http.shutdown();
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = self.store_cmds.send(StoreCmd::Shutdown);
+            if writer.join().is_err() {
+                error!("the log writer panicked");
+            }
+        }
+        info!("server stopped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.event_loop.is_some() {
+            request_stop(&self.handle);
+            if let Some(t) = self.event_loop.take() {
+                let _ = t.join();
+            }
+            self.stop_rest();
+        }
     }
 }

@@ -189,13 +189,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn latency(servers: usize, writes: usize, target: &str) -> Result<(), Box<dyn Error>> {
     let ens = Ensemble::start(servers)?;
     let mut ms = Vec::with_capacity(writes);
+    let fixed = ens.pick(target, 0);
     let start = Instant::now();
     for k in 0..writes {
-        let i = if target == "random" {
-            k
-        } else {
-            ens.pick(target, k)
-        };
+        let i = if target == "random" { k } else { fixed };
         let addr = ens.http[i % servers];
         let t = Instant::now();
         create(addr, &format!("/bench-{k}"))?;

@@ -268,6 +268,8 @@ pub struct ProcessWrittenJson {
     pub path: String,
     /// The process's metadata version after the write.
     pub version: i32,
+    /// The zxid of the write's txn.
+    pub zxid: u64,
 }
 
 /// One row of `GET /metadata`, with the original system's field names.

@@ -274,8 +274,8 @@ impl Worker {
         };
         let reply = self.handle.submit(op).ok_or_else(ApiError::busy)?;
         match reply.recv_timeout(self.cfg.write_timeout) {
-            Ok(Ok(done)) => Ok(written(done, &path)),
-            Ok(Err(e)) => Err(ApiError::from_client_error(&e, &path)),
+            Ok((zxid, Ok(done))) => Ok(written(done, &path, zxid.0)),
+            Ok((_, Err(e))) => Err(ApiError::from_client_error(&e, &path)),
             Err(RecvTimeoutError::Timeout) => {
                 Err(ApiError::timeout(self.cfg.write_timeout.as_millis()))
             }
@@ -339,7 +339,7 @@ fn answer_and_abandon(request: Request, answer: &Answer) {
 }
 
 /// The success answer for a write.
-fn written(done: OpOk, requested_path: &str) -> Answer {
+fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
     match done {
         OpOk::Created { path, stat } => Answer::json(
             201,
@@ -368,6 +368,7 @@ fn written(done: OpOk, requested_path: &str) -> Answer {
                 status: "ok".into(),
                 path,
                 version,
+                zxid,
             },
         ),
     }
@@ -496,7 +497,7 @@ mod tests {
             next.tree = tree.clone();
             next.status.last_applied = txn.zxid;
             *view.write().unwrap() = Arc::new(next);
-            let _ = reply.send(result);
+            let _ = reply.send((txn.zxid, result));
         }
     }
 
@@ -701,7 +702,7 @@ mod tests {
         let responder = thread::spawn(move || {
             for answer in answers {
                 if let Ok(LoopMsg::Write { reply, .. }) = rx.recv() {
-                    let _ = reply.send(Err(answer));
+                    let _ = reply.send((Zxid::ZERO, Err(answer)));
                 }
             }
         });

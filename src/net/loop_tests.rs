@@ -1,0 +1,357 @@
+//! The event loop over real sockets, driven by a scripted machine instead of the Zab core:
+//! handshake, refusals, reconnects, four-letter words and garbage on the peer port.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use super::{EventLoop, LoopError, LoopSetup, Machine, WAKER};
+use crate::config::{Config, ServerAddr};
+use crate::runtime::{Handle, LoopMsg, Metrics, View};
+use crate::wire::{encode_frame, PeerMsg, TxnOp};
+use crate::zab::{Action, Input, Millis, PeerId, Role, Status, Zxid};
+use crate::ztree::{OpOk, ZTree};
+
+/// Greets every peer that comes up with a PING carrying its own id, answers every client
+/// write, and reports each input to the test.
+struct Scripted {
+    id: PeerId,
+    tree: ZTree,
+    seen: Sender<Input>,
+    actions: Vec<Action>,
+}
+
+impl Machine for Scripted {
+    fn handle(&mut self, _now: Millis, input: Input) {
+        match &input {
+            Input::PeerUp { peer } => self.actions.push(Action::Send {
+                to: *peer,
+                msg: PeerMsg::Ping {
+                    zxid: Zxid(self.id),
+                },
+            }),
+            Input::Client { req, .. } => self.actions.push(Action::Reply {
+                req: *req,
+                zxid: Zxid(*req),
+                result: Ok(OpOk::Deleted),
+            }),
+            _ => {}
+        }
+        let _ = self.seen.send(input);
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        if self.actions.is_empty() {
+            None
+        } else {
+            Some(self.actions.remove(0))
+        }
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        None
+    }
+    fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            role: Role::Looking,
+            leader: None,
+            serving: false,
+            accepted_epoch: 0,
+            current_epoch: 0,
+            last_logged: Zxid::ZERO,
+            last_committed: Zxid::ZERO,
+            last_applied: Zxid::ZERO,
+            synced_followers: Vec::new(),
+            outstanding: 0,
+            election_round: 0,
+            tree_digest: 0,
+            znode_count: 1,
+        }
+    }
+    fn tree(&self) -> &ZTree {
+        &self.tree
+    }
+}
+
+struct Node {
+    handle: Handle,
+    seen: Receiver<Input>,
+    thread: Option<JoinHandle<Result<(), LoopError>>>,
+    peer_addr: SocketAddr,
+}
+
+impl Node {
+    fn start(id: PeerId, servers: &[ServerAddr], cluster: &str) -> Node {
+        let me = servers.iter().find(|s| s.id == id).unwrap();
+        let std_listener = std::net::TcpListener::bind(me.peer).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let listener = mio::net::TcpListener::from_std(std_listener);
+        let mut config = Config::with_servers(id, servers.to_vec(), "/nonexistent".into());
+        config.cluster = cluster.to_string();
+        let config = Arc::new(config);
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).unwrap());
+        let (tx, msgs) = crossbeam_channel::bounded(64);
+        let (store_cmds, _cmds_rx) = unbounded();
+        let (_events_tx, store_events) = unbounded();
+        let (seen_tx, seen) = unbounded();
+        let machine = Scripted {
+            id,
+            tree: ZTree::default(),
+            seen: seen_tx,
+            actions: Vec::new(),
+        };
+        let view = Arc::new(RwLock::new(Arc::new(View {
+            tree: ZTree::default(),
+            status: machine.status(),
+            metrics: Metrics::default(),
+            config: config.clone(),
+        })));
+        let setup = LoopSetup {
+            config,
+            poll,
+            listener,
+            msgs,
+            store_cmds,
+            store_events,
+            view: view.clone(),
+        };
+        let event_loop = EventLoop::new(machine, setup);
+        let thread = std::thread::spawn(move || {
+            let _keep = (_cmds_rx, _events_tx);
+            event_loop.run()
+        });
+        Node {
+            handle: Handle { view, tx, waker },
+            seen,
+            thread: Some(thread),
+            peer_addr: me.peer,
+        }
+    }
+
+    /// The next input matching `pred`, skipping others; panics after 10 s.
+    fn expect(&self, what: &str, pred: impl Fn(&Input) -> bool) -> Input {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.seen.recv_timeout(left) {
+                Ok(i) if pred(&i) => return i,
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.handle.tx.send(LoopMsg::Shutdown).unwrap();
+        self.handle.waker.wake().unwrap();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.handle.tx.send(LoopMsg::Shutdown);
+            let _ = self.handle.waker.wake();
+        }
+    }
+}
+
+/// `n` members on free 127.0.0.1 ports (bound once to learn them, then released).
+fn members(n: u64) -> Vec<ServerAddr> {
+    (1..=n)
+        .map(|id| {
+            let free = || {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+            };
+            ServerAddr {
+                id,
+                http: free(),
+                peer: free(),
+            }
+        })
+        .collect()
+}
+
+fn is_up(peer: PeerId) -> impl Fn(&Input) -> bool {
+    move |i| matches!(i, Input::PeerUp { peer: p } if *p == peer)
+}
+
+fn is_ping_from(peer: PeerId) -> impl Fn(&Input) -> bool {
+    move |i| matches!(i, Input::Peer { from, msg: PeerMsg::Ping { zxid } } if *from == peer && zxid.0 == peer)
+}
+
+/// Sends `bytes` on a fresh connection and returns everything read until the server
+/// closes it.
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => out,
+        Err(e) => panic!("server did not close the connection: {e}"),
+    }
+}
+
+fn hello(id: PeerId, cluster: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(
+        &PeerMsg::Hello {
+            server_id: id,
+            cluster: cluster.to_string(),
+        },
+        &mut out,
+    );
+    out
+}
+
+/// The same frame claiming protocol version 2 (byte 2 of the header).
+fn wrong_version(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[2] = 2;
+    frame
+}
+
+#[test]
+fn higher_id_dials_and_both_sides_see_peer_up_then_messages() {
+    let servers = members(3);
+    let nodes: Vec<Node> = (1..=3).map(|id| Node::start(id, &servers, "zw")).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let me = i as u64 + 1;
+        let mut missing: Vec<(PeerId, bool)> = (1..=3)
+            .filter(|&o| o != me)
+            .flat_map(|o| [(o, true), (o, false)])
+            .collect();
+        while !missing.is_empty() {
+            let input = node.expect("peer up and ping from every other server", |_| true);
+            // PeerUp must come before that peer's first message.
+            if let Input::Peer { from, .. } = input {
+                assert!(
+                    !missing.contains(&(from, true)),
+                    "message from {from} before its PeerUp"
+                );
+            }
+            missing.retain(|&(o, up)| {
+                !(if up {
+                    is_up(o)(&input)
+                } else {
+                    is_ping_from(o)(&input)
+                })
+            });
+        }
+    }
+}
+
+#[test]
+fn peer_restart_gives_peer_down_then_reconnects() {
+    let servers = members(2);
+    let mut n1 = Node::start(1, &servers, "zw");
+    let n2 = Node::start(2, &servers, "zw");
+    n2.expect("peer 1 up", is_up(1));
+    n1.stop();
+    n2.expect("peer 1 down", |i| matches!(i, Input::PeerDown { peer: 1 }));
+    let n1 = Node::start(1, &servers, "zw");
+    n2.expect("peer 1 up again", is_up(1));
+    n1.expect("peer 2 up", is_up(2));
+    n2.expect("ping from the new peer 1", is_ping_from(1));
+}
+
+#[test]
+fn wrong_cluster_unknown_id_and_lower_id_hellos_are_refused() {
+    let servers = members(2);
+    let n1 = Node::start(1, &servers, "zw");
+    let n2 = Node::start(2, &servers, "zw");
+    n1.expect("peer 2 up", is_up(2));
+    for (addr, bytes, why) in [
+        (n1.peer_addr, hello(2, "other"), "wrong cluster"),
+        (n1.peer_addr, hello(9, "zw"), "unknown id"),
+        (
+            n2.peer_addr,
+            hello(1, "zw"),
+            "lower id dialing a higher one",
+        ),
+        (n1.peer_addr, hello(1, "zw"), "our own id"),
+        (
+            n1.peer_addr,
+            wrong_version(hello(2, "zw")),
+            "another protocol version",
+        ),
+    ] {
+        assert!(
+            exchange(addr, &bytes).is_empty(),
+            "{why}: the server answered instead of closing"
+        );
+    }
+    // The real link between 1 and 2 was not disturbed.
+    assert!(n1
+        .seen
+        .try_iter()
+        .all(|i| !matches!(i, Input::PeerDown { .. })));
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let servers = members(2);
+    let n1 = Node::start(1, &servers, "zw");
+    let n2 = Node::start(2, &servers, "zw");
+    n1.expect("peer 2 up", is_up(2));
+    n2.expect("peer 1 up", is_up(1));
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    assert!(exchange(n1.peer_addr, &garbage).is_empty());
+    assert!(exchange(n1.peer_addr, b"GET / HTTP/1.1\r\n\r\n").is_empty());
+    assert_eq!(exchange(n1.peer_addr, b"ruok"), b"imok");
+    assert!(n1
+        .seen
+        .try_iter()
+        .all(|i| !matches!(i, Input::PeerDown { .. })));
+    assert!(n2
+        .seen
+        .try_iter()
+        .all(|i| !matches!(i, Input::PeerDown { .. })));
+}
+
+#[test]
+fn four_letter_words_answer_on_the_peer_port() {
+    let servers = members(1);
+    let n1 = Node::start(1, &servers, "zw");
+    assert_eq!(exchange(n1.peer_addr, b"ruok\n"), b"imok");
+    let srvr = String::from_utf8(exchange(n1.peer_addr, b"srvr")).unwrap();
+    assert!(
+        srvr.starts_with("ZooWeeper version: 0.1.0\n") && srvr.contains("Mode: looking"),
+        "{srvr}"
+    );
+    let mntr = String::from_utf8(exchange(n1.peer_addr, b"mntr")).unwrap();
+    assert!(mntr.contains("zk_server_state\tlooking\n"), "{mntr}");
+    let conf = String::from_utf8(exchange(n1.peer_addr, b"conf")).unwrap();
+    assert!(conf.contains("cluster=zw"), "{conf}");
+}
+
+#[test]
+fn client_writes_are_answered_and_counted() {
+    let servers = members(1);
+    let n1 = Node::start(1, &servers, "zw");
+    let op = TxnOp::Delete {
+        path: "/a".to_string(),
+        expected_version: None,
+    };
+    let rx = n1.handle.submit(op).expect("queue has room");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap().1,
+        Ok(OpOk::Deleted)
+    );
+    // The loop answers this after the batch that replied, so that batch's view is out.
+    assert_eq!(exchange(n1.peer_addr, b"ruok"), b"imok");
+    assert_eq!(n1.handle.view().metrics.writes_answered, 1);
+}
