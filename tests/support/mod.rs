@@ -416,10 +416,21 @@ impl Cluster {
         self.start_server(id);
     }
 
-    /// SIGSTOPs server `id` (it keeps its sockets but answers nothing).
+    /// SIGSTOPs server `id` (it keeps its sockets but answers nothing) and returns once
+    /// every thread of it has stopped: the signal is delivered asynchronously, and a
+    /// thread in the middle of a syscall (an fsync) runs on until it returns.
     pub fn stop(&mut self, id: u64) {
         self.signal(id, libc::SIGSTOP);
         self.server_mut(id).stopped = true;
+        let pid = self.server(id).child.as_ref().expect("running").id();
+        let deadline = Instant::now() + WAIT;
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "server {id} (pid {pid}) did not stop within {WAIT:?} of SIGSTOP"
+            );
+            pace();
+        }
     }
 
     /// SIGCONTs a stopped server.
@@ -650,6 +661,22 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// Whether every thread of process `pid` is in the stopped state (`T` in
+/// `/proc/<pid>/task/*/stat`). Where there is no /proc, `true`.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // "tid (comm) S ...": the state follows the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        matches!(state, Some('T') | Some('t') | None)
+    })
 }
 
 /// The pause between two polls of another process's state. Callers bound their polling
