@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod frame;
+pub mod hexdump;
 pub mod peer;
 pub mod txn;
 
@@ -14,5 +15,6 @@ pub use frame::{
     decode_frame, encode_frame, DecodeError, FrameDecoder, FrameHeader, HEADER_BYTES, MAGIC,
     MAX_FRAME_BYTES, VERSION,
 };
+pub use hexdump::hexdump_c;
 pub use peer::{PeerMsg, PeerState, Vote};
 pub use txn::{Origin, Txn, TxnOp};

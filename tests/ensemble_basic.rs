@@ -271,3 +271,80 @@ fn assert_data_dirs_used(dir: &Path) {
         assert!(files > 0, "{} is empty", d.display());
     }
 }
+
+/// The original's metadata write (`POST /metadata`) sent to the leader and to each
+/// follower: every server's `GET /metadata` then shows the same process znodes (one per
+/// broker, with the Version bumped when its Clients list changed), and each server's own
+/// row (NodeId 1) names itself and the same leader.
+#[test]
+fn metadata_is_the_same_on_every_server_after_writes_to_leader_and_followers() {
+    let ens = Ensemble::start(SERVERS);
+    let statuses = ens.wait_until("a leader serving with every follower", |s| {
+        s.iter().all(|v| v["serving"] == true)
+            && s.iter().filter(|v| v["role"] == "leading").count() == 1
+    });
+    let leader_port = statuses
+        .iter()
+        .find(|v| v["role"] == "leading")
+        .map(|v| v["port"].as_u64().unwrap())
+        .unwrap();
+    let post = |server: usize, sender: &str, clients: &str| {
+        let body = serde_json::json!({
+            "Timestamp": "t",
+            "Metadata": {"SenderIp": sender, "ReceiverIp": "8081", "Timestamp": "t", "Clients": clients},
+            "GameResults": {"Minute": 12, "Player": "Messi", "Club": "FCB", "Score": "1-0"}
+        });
+        let reply = agent()
+            .post(&format!("{}/metadata", ens.http[server]))
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string())
+            .unwrap_or_else(|e| panic!("POST /metadata to server {server}: {e}\n{}", ens.logs()));
+        serde_json::from_str::<Value>(&reply.into_string().unwrap()).unwrap()
+    };
+    for (i, sender) in ["9090", "9091", "9092"].iter().enumerate() {
+        post(i, sender, "9090,9091,9092");
+    }
+    let changed = post(1, "9090", "9090,9091");
+    assert_eq!(
+        changed["version"], 1,
+        "a changed Clients list bumps the version"
+    );
+    let same = post(2, "9090", "9090,9091");
+    assert_eq!(
+        same["version"], 1,
+        "the same Clients list keeps the version"
+    );
+    let last = same["zxid"].as_u64().unwrap();
+    ens.wait_until("every server applied the last write", |s| {
+        s.iter().all(|v| v["zxid"].as_u64() >= Some(last))
+    });
+    let views: Vec<Vec<Value>> = ens
+        .http
+        .iter()
+        .map(|base| {
+            let v = get_json(&format!("{base}/metadata")).expect("GET /metadata");
+            v.as_array().unwrap().clone()
+        })
+        .collect();
+    for (i, rows) in views.iter().enumerate() {
+        let port = ens.http[i].rsplit(':').next().unwrap();
+        assert_eq!(rows[0]["NodeId"], 1);
+        assert_eq!(rows[0]["NodePort"], port);
+        assert_eq!(rows[0]["Leader"], leader_port.to_string());
+        assert_eq!(
+            rows[1..],
+            views[0][1..],
+            "server {i} shows other process znodes"
+        );
+    }
+    let rows = &views[0][1..];
+    let senders: Vec<&str> = rows
+        .iter()
+        .map(|r| r["SenderIp"].as_str().unwrap())
+        .collect();
+    assert_eq!(senders, ["9090", "9091", "9092"]);
+    assert_eq!(rows[0]["Clients"], "9090,9091");
+    assert_eq!(rows[0]["Version"], 1);
+    assert_eq!(rows[1]["Version"], 0);
+    assert!(rows.iter().all(|r| r["ParentId"] == 1));
+}

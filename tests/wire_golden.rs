@@ -3,7 +3,9 @@
 //! name below, and decode back to it. Run with `ZW_GOLDEN_PRINT=1` (and `--nocapture`) to
 //! print every block as the spec should hold it.
 
-use zooweeper::wire::{decode_frame, encode_frame, Origin, PeerMsg, PeerState, Txn, TxnOp, Vote};
+use zooweeper::wire::{
+    decode_frame, encode_frame, hexdump_c, Origin, PeerMsg, PeerState, Txn, TxnOp, Vote,
+};
 use zooweeper::zab::Zxid;
 
 const LEADER_TIME_MS: u64 = 1_700_000_000_000;
@@ -119,34 +121,6 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
     ]
 }
 
-/// `hexdump -C` output for `bytes` (no repeated lines occur in these small frames, and
-/// `hexdump_format_matches_the_system_tool` checks the format where `hexdump` exists).
-fn hexdump_c(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for (i, chunk) in bytes.chunks(16).enumerate() {
-        let mut hex = String::new();
-        for (j, b) in chunk.iter().enumerate() {
-            hex.push_str(&format!("{b:02x} "));
-            if j == 7 {
-                hex.push(' ');
-            }
-        }
-        let ascii: String = chunk
-            .iter()
-            .map(|&b| {
-                if (0x20..0x7f).contains(&b) {
-                    b as char
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        out.push_str(&format!("{:08x}  {hex:<49} |{ascii}|\n", i * 16));
-    }
-    out.push_str(&format!("{:08x}\n", bytes.len()));
-    out
-}
-
 fn frame(msg: &PeerMsg) -> Vec<u8> {
     let mut out = Vec::new();
     encode_frame(msg, &mut out);
@@ -244,4 +218,53 @@ fn hexdump_format_matches_the_system_tool() {
     child.stdin.take().unwrap().write_all(&bytes).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), hexdump_c(&bytes));
+}
+
+/// The bytes of a `hexdump -C` block (the hex columns; the offset and ASCII columns are
+/// ignored).
+fn hexdump_bytes(block: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in block.lines() {
+        let cols = line.split('|').next().unwrap_or("");
+        for tok in cols.split_whitespace().skip(1) {
+            out.push(u8::from_str_radix(tok, 16).expect("hex byte"));
+        }
+    }
+    out
+}
+
+/// Blocks marked `<!-- captured: NAME -->` are bytes captured from a running ensemble:
+/// each must be whole frames that decode and re-encode to exactly the captured bytes.
+#[test]
+fn captured_session_decodes_and_reencodes_byte_for_byte() {
+    let spec = spec();
+    let mut blocks = 0;
+    for piece in spec.split("<!-- captured: ").skip(1) {
+        let name = &piece[..piece.find(" -->").expect("captured marker closes")];
+        let body = piece[piece.find("```text\n").expect("a text block follows") + 8..]
+            .split("```")
+            .next()
+            .unwrap();
+        let bytes = hexdump_bytes(body);
+        assert_eq!(hexdump_c(&bytes), body, "{name}: not hexdump -C output");
+        let (mut off, mut frames) = (0, 0);
+        while off < bytes.len() {
+            let (h, msg) = decode_frame(&bytes[off..])
+                .unwrap_or_else(|e| panic!("{name}: frame at offset {off}: {e}"))
+                .unwrap_or_else(|| panic!("{name}: partial frame at offset {off}"));
+            assert_eq!(
+                frame(&msg),
+                &bytes[off..off + h.frame_len()],
+                "{name} @ {off}"
+            );
+            off += h.frame_len();
+            frames += 1;
+        }
+        assert!(frames >= 10, "{name}: only {frames} frames");
+        blocks += 1;
+    }
+    assert_eq!(
+        blocks, 2,
+        "wire-spec.md should hold both directions of the capture"
+    );
 }

@@ -21,6 +21,7 @@ zw-bench: measure a real ZooWeeper ensemble on this machine
 USAGE:
     zw-bench latency [--servers N] [--writes N] [--target leader|follower|random]
     zw-bench seed-table [--sizes 3,5,7,9]
+    zw-bench load [--servers N] [--clients N] [--seconds N]
 
 latency      N sequential znode creates (each waits for its 201) against a fresh ensemble;
              prints p50, p90, p99, max and throughput. Default: 3 servers, 1000 writes,
@@ -28,6 +29,11 @@ latency      N sequential znode creates (each waits for its 201) against a fresh
 seed-table   The original ZooWeeper's table: total time for 1, 10 and 100 sequential
              POST /metadata writes on 3, 5, 7 and 9 servers, beside the original's
              published seconds and the ratio.
+
+load         N concurrent clients create znodes on the servers in turn for a while; prints
+             throughput, latency, the leader's txns per fsync (group commit, from mntr)
+             and whether the leader or epoch changed under the load (it should not).
+             Default: 3 servers, 32 clients, 10 seconds.
 
 Servers run from the `zooweeper` binary next to this one, with fsync on, on 127.0.0.1
 ports chosen free at start, data in a temporary directory removed afterwards.
@@ -44,6 +50,7 @@ const SEED_TABLE: [(usize, [f64; 3]); 4] = [
 struct Ensemble {
     children: Vec<Child>,
     http: Vec<SocketAddr>,
+    peer: Vec<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -106,9 +113,14 @@ impl Ensemble {
             .iter()
             .map(|&(_, h, _)| SocketAddr::from(([127, 0, 0, 1], h)))
             .collect();
+        let peer = members
+            .iter()
+            .map(|&(_, _, p)| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
         let ens = Ensemble {
             children,
             http,
+            peer,
             dir,
         };
         ens.wait_serving(Duration::from_secs(30))?;
@@ -156,6 +168,73 @@ impl Ensemble {
             _ => k % self.http.len(),
         }
     }
+}
+
+/// The leader's index and its status.
+fn leader_status(ens: &Ensemble) -> Option<(usize, serde_json::Value)> {
+    (0..ens.http.len()).find_map(|i| {
+        ens.status(i)
+            .filter(|s| s["role"] == "leading")
+            .map(|s| (i, s))
+    })
+}
+
+/// One figure from the `mntr` four-letter word on a peer port.
+fn mntr(addr: SocketAddr, key: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"mntr").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('\t').map(str::to_string))
+}
+
+fn load(servers: usize, clients: usize, seconds: u64) -> Result<(), Box<dyn Error>> {
+    let ens = Ensemble::start(servers)?;
+    let (leader, before) = leader_status(&ens).ok_or("no leader")?;
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for c in 0..clients {
+        let http = ens.http.clone();
+        workers.push(std::thread::spawn(move || {
+            let (mut ms, mut failed) = (Vec::new(), 0u64);
+            let mut k = 0usize;
+            while Instant::now() < until {
+                let t = Instant::now();
+                match create(http[(c + k) % http.len()], &format!("/load-{c}-{k}")) {
+                    Ok(()) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Err(_) => failed += 1,
+                }
+                k += 1;
+            }
+            (ms, failed)
+        }));
+    }
+    let (mut ms, mut failed) = (Vec::new(), 0);
+    for w in workers {
+        let (m, f) = w.join().map_err(|_| "a client thread panicked")?;
+        ms.extend(m);
+        failed += f;
+    }
+    let (leader_after, after) = leader_status(&ens).ok_or("no leader after the load")?;
+    let per_fsync = mntr(ens.peer[leader], "zw_fsync_txns_per_batch").unwrap_or_default();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    if ms.is_empty() {
+        return Err("no write succeeded".into());
+    }
+    println!("| servers | clients | s | writes ok | failed | writes/s | p50 ms | p99 ms | leader txns/fsync | leader/epoch changed |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {servers} | {clients} | {seconds} | {} | {failed} | {:.0} | {:.3} | {:.3} | {per_fsync} | {} |",
+        ms.len(),
+        ms.len() as f64 / seconds as f64,
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+        if leader_after != leader || after["epoch"] != before["epoch"] { "YES" } else { "no" }
+    );
+    Ok(())
 }
 
 fn create(addr: SocketAddr, path: &str) -> Result<(), Box<dyn Error>> {
@@ -243,6 +322,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut parser = lexopt::Parser::from_env();
     let mut mode = None;
     let (mut servers, mut writes, mut target) = (3usize, 1000usize, String::from("follower"));
+    let (mut clients, mut seconds) = (32usize, 10u64);
     let mut sizes = vec![3, 5, 7, 9];
     while let Some(arg) = parser.next()? {
         match arg {
@@ -253,6 +333,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             Long("servers") => servers = parser.value()?.parse()?,
             Long("writes") => writes = parser.value()?.parse()?,
             Long("target") => target = parser.value()?.string()?,
+            Long("clients") => clients = parser.value()?.parse()?,
+            Long("seconds") => seconds = parser.value()?.parse()?,
             Long("sizes") => {
                 sizes = parser
                     .value()?
@@ -272,9 +354,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some("latency") if servers > 0 && writes > 0 => latency(servers, writes, &target),
         Some("latency") => Err("--servers and --writes must be at least 1".into()),
         Some("seed-table") => seed_table(&sizes),
+        Some("load") if servers > 0 && clients > 0 && seconds > 0 => {
+            load(servers, clients, seconds)
+        }
+        Some("load") => Err("--servers, --clients and --seconds must be at least 1".into()),
         _ => {
             eprint!("{USAGE}");
-            Err("say which benchmark: latency or seed-table".into())
+            Err("say which benchmark: latency, seed-table or load".into())
         }
     }
 }

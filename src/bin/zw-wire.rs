@@ -12,48 +12,7 @@ use zooweeper::wire::{
 mod hexfmt {
     //! `hexdump -C`, `xxd` and plain hex text, both ways.
 
-    /// Renders `bytes` exactly as `hexdump -C` does (repeated lines squeezed to `*`).
-    pub fn hexdump_c(bytes: &[u8]) -> String {
-        let mut out = String::new();
-        let mut prev: Option<&[u8]> = None;
-        let mut squeezing = false;
-        for (i, chunk) in bytes.chunks(16).enumerate() {
-            if chunk.len() == 16 && prev == Some(chunk) {
-                if !squeezing {
-                    out.push_str("*\n");
-                    squeezing = true;
-                }
-                continue;
-            }
-            squeezing = false;
-            prev = Some(chunk);
-            out.push_str(&format!("{:08x}  ", i * 16));
-            for j in 0..16 {
-                match chunk.get(j) {
-                    Some(b) => out.push_str(&format!("{b:02x} ")),
-                    None => out.push_str("   "),
-                }
-                if j == 7 {
-                    out.push(' ');
-                }
-            }
-            let ascii: String = chunk
-                .iter()
-                .map(|&b| {
-                    if (0x20..0x7f).contains(&b) {
-                        b as char
-                    } else {
-                        '.'
-                    }
-                })
-                .collect();
-            out.push_str(&format!(" |{ascii}|\n"));
-        }
-        if !bytes.is_empty() {
-            out.push_str(&format!("{:08x}\n", bytes.len()));
-        }
-        out
-    }
+    pub use zooweeper::wire::hexdump_c;
 
     /// Which text format `text` is in, judged by its first non-blank line.
     pub fn detect(text: &str) -> Option<&'static str> {
@@ -352,14 +311,14 @@ fn describe(msg: &PeerMsg) -> String {
             vote.peer_epoch,
             format!("{state:?}").to_lowercase()
         ),
-        PeerMsg::Request { req, op } => format!("req={req} {}", describe_op(op)),
+        PeerMsg::Request { req, op } => format!("req={req} {}", crate::op_line(op)),
         PeerMsg::Proposal { prev, txn } => format!(
             "prev={prev} zxid={} time={} origin={}/{} {}",
             txn.zxid,
             utc(txn.time_ms),
             txn.origin.server,
             txn.origin.req,
-            describe_op(&txn.op)
+            crate::op_line(&txn.op)
         ),
         PeerMsg::Ack { zxid }
         | PeerMsg::Commit { zxid }
@@ -381,63 +340,6 @@ fn describe(msg: &PeerMsg) -> String {
         } => format!(
             "current_epoch={current_epoch} last_zxid={last_zxid} already_accepted={already_accepted}"
         ),
-    }
-}
-
-fn describe_op(op: &TxnOp) -> String {
-    let version = |v: &Option<i32>| v.map_or("any".to_string(), |v| v.to_string());
-    match op {
-        TxnOp::Create {
-            path,
-            data,
-            sequential,
-            ephemeral_owner,
-        } => {
-            let mut s = format!("create {path} data={}", show_data(data));
-            if *sequential {
-                s.push_str(" sequential");
-            }
-            if *ephemeral_owner != 0 {
-                s.push_str(&format!(" ephemeral_owner={ephemeral_owner:#x}"));
-            }
-            s
-        }
-        TxnOp::Delete {
-            path,
-            expected_version,
-        } => format!("delete {path} version={}", version(expected_version)),
-        TxnOp::SetData {
-            path,
-            data,
-            expected_version,
-        } => format!(
-            "setData {path} data={} version={}",
-            show_data(data),
-            version(expected_version)
-        ),
-        TxnOp::PutProcess {
-            sender,
-            receiver,
-            timestamp,
-            clients,
-        } => format!(
-            "putProcess sender={sender:?} receiver={receiver:?} timestamp={timestamp:?} clients={clients:?}"
-        ),
-    }
-}
-
-/// Data as an escaped string, cut after 64 bytes.
-fn show_data(data: &[u8]) -> String {
-    const SHOWN: usize = 64;
-    let head: String = data[..data.len().min(SHOWN)]
-        .iter()
-        .flat_map(|&b| std::ascii::escape_default(b))
-        .map(char::from)
-        .collect();
-    if data.len() > SHOWN {
-        format!("\"{head}\"...({} bytes)", data.len())
-    } else {
-        format!("\"{head}\"")
     }
 }
 
@@ -695,4 +597,9 @@ fn build_op(o: &mut Opts) -> Result<TxnOp, String> {
             ))
         }
     })
+}
+
+/// One readable line for an op (the op's `Display`).
+fn op_line(op: &TxnOp) -> String {
+    op.to_string()
 }

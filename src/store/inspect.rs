@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::segment::{self, ScanEnd};
 use super::{epochs, list_files, snapshot, StoreError};
-use crate::wire::{Txn, TxnOp};
+use crate::wire::Txn;
 use crate::zab::Zxid;
 
 /// What kind of damage a file has.
@@ -235,38 +235,7 @@ pub fn dump(
 
 /// One readable line for a txn: zxid, op, path and fields, time, origin.
 pub fn format_txn(t: &Txn) -> String {
-    let op = match &t.op {
-        TxnOp::Create {
-            path,
-            data,
-            sequential,
-            ephemeral_owner,
-        } => format!(
-            "create {path} data={} sequential={sequential} ephemeralOwner={ephemeral_owner:#x}",
-            show_data(data)
-        ),
-        TxnOp::Delete {
-            path,
-            expected_version,
-        } => format!("delete {path} version={}", show_version(*expected_version)),
-        TxnOp::SetData {
-            path,
-            data,
-            expected_version,
-        } => format!(
-            "setData {path} data={} version={}",
-            show_data(data),
-            show_version(*expected_version)
-        ),
-        TxnOp::PutProcess {
-            sender,
-            receiver,
-            timestamp,
-            clients,
-        } => format!(
-            "putProcess sender={sender:?} receiver={receiver:?} timestamp={timestamp:?} clients={clients:?}"
-        ),
-    };
+    let op = &t.op;
     format!(
         "{} epoch={} counter={} {op} time_ms={} origin={}/{}",
         t.zxid,
@@ -278,26 +247,10 @@ pub fn format_txn(t: &Txn) -> String {
     )
 }
 
-fn show_version(v: Option<i32>) -> String {
-    v.map_or_else(|| "any".to_string(), |v| v.to_string())
-}
-
-/// `N bytes "preview"`, the preview escaped and cut at 32 bytes.
-fn show_data(data: &[u8]) -> String {
-    let preview: String = data
-        .iter()
-        .take(32)
-        .flat_map(|b| b.escape_ascii())
-        .map(char::from)
-        .collect();
-    let more = if data.len() > 32 { "..." } else { "" };
-    format!("{}B\"{preview}{more}\"", data.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Origin;
+    use crate::wire::{Origin, TxnOp};
 
     #[test]
     fn txn_line_shows_zxid_op_path_and_escaped_data() {
@@ -313,7 +266,7 @@ mod tests {
         };
         assert_eq!(
             format_txn(&t),
-            "0x200000005 epoch=2 counter=5 setData /a data=3B\"hi\\n\" version=4 time_ms=7 origin=3/9"
+            "0x200000005 epoch=2 counter=5 setData /a data=\"hi\\n\" version=4 time_ms=7 origin=3/9"
         );
     }
 }

@@ -187,6 +187,68 @@ impl TxnOp {
     }
 }
 
+/// One readable line, as `zw-wire` and `zw-log` print it:
+/// `create /a data="hi" sequential`, `setData /a data="x" version=3`, ...
+impl std::fmt::Display for TxnOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let version = |v: &Option<i32>| v.map_or("any".to_string(), |v| v.to_string());
+        let line = match self {
+        TxnOp::Create {
+            path,
+            data,
+            sequential,
+            ephemeral_owner,
+        } => {
+            let mut s = format!("create {path} data={}", show_data(data));
+            if *sequential {
+                s.push_str(" sequential");
+            }
+            if *ephemeral_owner != 0 {
+                s.push_str(&format!(" ephemeral_owner={ephemeral_owner:#x}"));
+            }
+            s
+        }
+        TxnOp::Delete {
+            path,
+            expected_version,
+        } => format!("delete {path} version={}", version(expected_version)),
+        TxnOp::SetData {
+            path,
+            data,
+            expected_version,
+        } => format!(
+            "setData {path} data={} version={}",
+            show_data(data),
+            version(expected_version)
+        ),
+        TxnOp::PutProcess {
+            sender,
+            receiver,
+            timestamp,
+            clients,
+        } => format!(
+            "putProcess sender={sender:?} receiver={receiver:?} timestamp={timestamp:?} clients={clients:?}"
+        ),
+        };
+        f.write_str(&line)
+    }
+}
+
+/// Data as an escaped string, cut after 64 bytes.
+fn show_data(data: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    let head: String = data[..data.len().min(SHOWN)]
+        .iter()
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect();
+    if data.len() > SHOWN {
+        format!("\"{head}\"...({} bytes)", data.len())
+    } else {
+        format!("\"{head}\"")
+    }
+}
+
 fn version(v: i32) -> Result<Option<i32>, DecodeError> {
     match v {
         -1 => Ok(None),

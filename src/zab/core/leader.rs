@@ -78,6 +78,15 @@ impl Leading {
         self.peers.keys().copied().collect()
     }
 
+    /// Followers that get every proposal and commit: those sent NEWLEADER.
+    fn forwarding(&self) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.stage >= Stage::Synced)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn nl_zxid(&self) -> Zxid {
         Zxid::new(self.epoch, 0)
     }
@@ -434,19 +443,13 @@ impl Core {
         } else {
             return;
         };
-        let point = point.min(self.log.last());
+        // Commit only up to a txn that exists (an ACK may name the new epoch's zxid).
+        let point = self.log.floor(point.min(self.log.last()));
         if point <= self.committed {
             return;
         }
         self.commit_to(point);
-        let to: Vec<PeerId> = self
-            .leading()
-            .peers
-            .iter()
-            .filter(|(_, p)| p.stage >= Stage::Synced)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in to {
+        for id in self.leading().forwarding() {
             self.send(id, PeerMsg::Commit { zxid: point });
         }
     }
@@ -483,14 +486,7 @@ impl Core {
             op,
         };
         let prev = self.log.last();
-        let to: Vec<PeerId> = self
-            .leading()
-            .peers
-            .iter()
-            .filter(|(_, p)| p.stage >= Stage::Synced)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in to {
+        for id in self.leading().forwarding() {
             self.send(
                 id,
                 PeerMsg::Proposal {
