@@ -235,6 +235,8 @@ fn core_config(config: &Config) -> CoreConfig {
     cfg.init_limit = config.init_limit;
     cfg.sync_limit = config.sync_limit;
     cfg.snap_count = config.snap_count;
+    // A follower that missed more than one snapshot interval gets a SNAP, not a DIFF.
+    cfg.max_diff_txns = usize::try_from(config.snap_count).unwrap_or(usize::MAX);
     cfg
 }
 

@@ -140,6 +140,7 @@ impl Core {
             l.recv.clear();
             l.vote = Some(best);
             l.recv.insert(id, best);
+            l.decide_at = None;
             self.broadcast_vote();
         } else if round < self.round {
             self.send_notification(from);
@@ -149,6 +150,8 @@ impl Core {
             let l = self.looking();
             l.vote = Some(vote);
             l.recv.insert(id, vote);
+            // A new vote must stand unchallenged for the whole finalize wait again.
+            l.decide_at = None;
             self.broadcast_vote();
         }
         self.looking().recv.insert(from, vote);
