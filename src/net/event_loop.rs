@@ -192,6 +192,7 @@ impl<M: Machine> EventLoop<M> {
             .registry()
             .register(&mut self.listener, LISTENER, Interest::READABLE)
             .map_err(LoopError::Io)?;
+        self.hint_higher_ids();
         let mut events = Events::with_capacity(256);
         loop {
             self.timers()?;
@@ -298,6 +299,38 @@ impl<M: Machine> EventLoop<M> {
             Err(e) => {
                 debug!("cannot dial server {id} at {addr}: {e}");
                 self.schedule_redial(id);
+            }
+        }
+    }
+
+    /// Tells every higher id that this server is (back) up, so it dials now instead of
+    /// after its grown backoff: a connection whose HELLO names a lower id is that hint
+    /// (ZooKeeper's QuorumCnxManager does the same). The other side closes it and dials.
+    fn hint_higher_ids(&mut self) {
+        let me = self.config.id;
+        let hello = self.hello();
+        let now = self.now();
+        let higher: Vec<(PeerId, std::net::SocketAddr)> = self
+            .config
+            .servers
+            .iter()
+            .filter(|s| s.id > me)
+            .map(|s| (s.id, s.peer))
+            .collect();
+        for (id, addr) in higher {
+            let token = Token(self.next_token + 1);
+            let conn = TcpStream::connect(addr).and_then(|stream| {
+                let mut conn = Conn::dialing(stream, addr, id, &hello, now);
+                conn.register(self.poll.registry(), token)?;
+                Ok(conn)
+            });
+            match conn {
+                Ok(conn) => {
+                    self.next_token = token.0;
+                    debug!("asking server {id} at {addr} to dial us");
+                    self.conns.insert(token, conn);
+                }
+                Err(e) => debug!("server {id} at {addr} not reachable for a dial-back hint: {e}"),
             }
         }
     }
@@ -493,7 +526,20 @@ impl<M: Machine> EventLoop<M> {
                 Some(expect) if expect != id => {
                     Some(format!("dialed server {expect} but server {id} answered"))
                 }
-                None if id < me => Some(format!("server {id} dialed us, but the higher id dials")),
+                None if id < me => {
+                    // A dial-back hint: server `id` is up. Dial it now unless we are
+                    // connected to it already.
+                    if !self.peers.contains_key(&id) {
+                        if let Some(d) = self.dialers.get_mut(&id) {
+                            if d.token.is_none() {
+                                d.backoff_ms = BACKOFF_MIN_MS;
+                                d.retry_at = Some(0);
+                            }
+                        }
+                    }
+                    debug!("server {id} is up and asks to be dialed");
+                    return self.close(token, "dial-back hint answered");
+                }
                 _ => None,
             }
         };
