@@ -401,25 +401,17 @@ impl Cluster {
     /// after a while.
     pub(super) fn reset_conn(&mut self, a: PeerId, b: PeerId) {
         if let Some(conn) = self.net.reset(a, b) {
-            self.queue.push(
-                self.now,
-                Ev::PeerDown {
-                    node: a,
-                    peer: b,
-                    conn,
-                },
-            );
-            self.queue.push(
-                self.now,
-                Ev::PeerDown {
-                    node: b,
-                    peer: a,
-                    conn,
-                },
-            );
+            self.conn_down(a, b, conn);
         }
         let at = self.now + self.rng.range(10, 300);
         self.queue.push(at, Ev::Reconnect { pair: pair(a, b) });
+    }
+
+    /// Connection `conn` between `a` and `b` is gone: both ends see their peer go down.
+    pub(super) fn conn_down(&mut self, a: PeerId, b: PeerId, conn: u64) {
+        for (node, peer) in [(a, b), (b, a)] {
+            self.queue.push(self.now, Ev::PeerDown { node, peer, conn });
+        }
     }
 
     fn core_config(&self, id: PeerId) -> CoreConfig {

@@ -131,22 +131,7 @@ impl Cluster {
             return;
         }
         if let Some(conn) = self.net.block(a, b, until) {
-            self.queue.push(
-                self.now,
-                Ev::PeerDown {
-                    node: a,
-                    peer: b,
-                    conn,
-                },
-            );
-            self.queue.push(
-                self.now,
-                Ev::PeerDown {
-                    node: b,
-                    peer: a,
-                    conn,
-                },
-            );
+            self.conn_down(a, b, conn);
         }
     }
 
