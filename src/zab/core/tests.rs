@@ -22,6 +22,7 @@ struct Ens {
     now: Millis,
     hold_durable: BTreeSet<PeerId>,
     sent: Vec<(PeerId, PeerId, &'static str)>,
+    commits: Vec<Zxid>,
 }
 
 fn cfg(id: PeerId, n: u64) -> CoreConfig {
@@ -39,6 +40,7 @@ impl Ens {
             now: 0,
             hold_durable: BTreeSet::new(),
             sent: vec![],
+            commits: vec![],
         };
         for id in 1..=n {
             e.nodes.insert(
@@ -145,6 +147,9 @@ impl Ens {
             Action::Send { to, msg } => {
                 if self.up.contains(&(id.min(to), id.max(to))) {
                     self.sent.push((id, to, msg.name()));
+                    if let PeerMsg::Commit { zxid } = &msg {
+                        self.commits.push(*zxid);
+                    }
                     self.queue.push_back((id, to, msg));
                 }
             }
@@ -492,4 +497,24 @@ fn five_servers_survive_two_failures_in_a_row() {
     e.write(1, 2, "/b");
     e.settle();
     assert!(e.replied(1, 2).unwrap().2.is_ok());
+}
+
+#[test]
+fn every_commit_names_a_logged_txn_never_the_new_epochs_zero_zxid() {
+    // Found in a capture of a running ensemble: the first ACKs name NEWLEADER's (epoch, 0)
+    // and the leader used to send COMMIT for it, which is no txn.
+    let mut e = Ens::new(3);
+    let l = e.elect();
+    for i in 0..3 {
+        e.write(l, i, &format!("/c{i}"));
+        e.settle();
+    }
+    assert!(!e.commits.is_empty());
+    for z in &e.commits {
+        assert!(z.counter() > 0, "COMMIT {z} names no txn");
+        assert!(
+            e.core(l).logged_txn(*z).is_some(),
+            "COMMIT {z} is not in the log"
+        );
+    }
 }
