@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::{mutation, ClientError, Core, MutationKind, ReqId, State};
+use crate::wire::codec::MAX_SNAP_TREE_BYTES;
 use crate::wire::{Origin, PeerMsg, Txn, TxnOp};
 use crate::zab::{Millis, PeerId, Zxid};
 
@@ -305,6 +306,16 @@ impl Core {
         let from = if their < self.log.base() {
             let mut bytes = Vec::new();
             self.tree.encode(&mut bytes);
+            if bytes.len() > MAX_SNAP_TREE_BYTES {
+                log::error!(
+                    "server {}: cannot SNAP server {peer}: the tree encodes to {} bytes, over \
+                     the {MAX_SNAP_TREE_BYTES}-byte SNAP limit (chunked SNAP is not built); \
+                     raise --snap-count so followers this far behind get a DIFF",
+                    self.cfg.id,
+                    bytes.len()
+                );
+                return self.disconnect(peer, "tree too large for one SNAP".into());
+            }
             let at = self.committed;
             log::info!(
                 "server {}: SNAP at {at} to {peer} (it has {their})",
