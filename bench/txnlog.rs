@@ -7,6 +7,7 @@
 //! snapshot, a temp dir under /tmp; 0 skips that part).
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -165,6 +166,23 @@ enum Phase {
 struct Samples {
     durable: Vec<Duration>,
     apply: Vec<Duration>,
+    /// The slowest write's latency and when it was sent.
+    worst: Option<(Duration, Instant)>,
+}
+
+impl Samples {
+    fn add(&mut self, latency: Duration, sent: Instant, apply: Duration) {
+        self.durable.push(latency);
+        self.apply.push(apply);
+        if !self.worst.is_some_and(|(w, _)| latency <= w) {
+            self.worst = Some((latency, sent));
+        }
+    }
+
+    fn extend(&mut self, other: Samples) {
+        self.durable.extend(other.durable);
+        self.apply.extend(other.apply);
+    }
 }
 
 /// The outcome of one snapshot-stall run.
@@ -173,6 +191,8 @@ struct StallRun {
     phases: [Samples; 3],
     /// The event loop's `tree.clone()` for the snapshot.
     clone: Duration,
+    /// When `WriteSnapshot` was sent.
+    snapshot_sent: Instant,
     /// From sending `WriteSnapshot` to receiving `SnapshotWritten`.
     snapshot: Duration,
     /// The snapshot file's size.
@@ -194,15 +214,16 @@ fn snapshot_stall(dir: &Path, mut tree: ZTree, n: u32, clients: usize) -> (Stall
     let mut run = StallRun {
         phases: Default::default(),
         clone: Duration::ZERO,
+        snapshot_sent: Instant::now(),
         snapshot: Duration::ZERO,
         snapshot_bytes: 0,
     };
     let (mut phase, mut next, mut applied) = (Phase::Before, 1u32, Zxid::new(1, n));
-    let (start, mut snap_sent, mut snap_done) = (Instant::now(), Instant::now(), None);
+    let (start, mut snap_done) = (Instant::now(), None);
     let mut outstanding = Outstanding::new();
     loop {
         if phase == Phase::Before && start.elapsed() >= BASELINE {
-            (run.clone, snap_sent) = request_snapshot(&tx, &tree, applied);
+            (run.clone, run.snapshot_sent) = request_snapshot(&tx, &tree, applied);
             phase = Phase::During;
         }
         let stop = snap_done.is_some_and(|d: Instant| d.elapsed() >= TAIL);
@@ -224,7 +245,7 @@ fn snapshot_stall(dir: &Path, mut tree: ZTree, n: u32, clients: usize) -> (Stall
                 applied = complete(&mut outstanding, seq, &mut tree, &mut run.phases);
             }
             StoreEvent::SnapshotWritten { zxid } => {
-                run.snapshot = snap_sent.elapsed();
+                run.snapshot = run.snapshot_sent.elapsed();
                 run.snapshot_bytes = file_len(&dir.join(format!("snap.{:016x}", zxid.0)));
                 snap_done = Some(Instant::now());
                 phase = Phase::After;
@@ -255,11 +276,10 @@ fn complete(out: &mut Outstanding, seq: u64, tree: &mut ZTree, phases: &mut [Sam
     let mut last = Zxid::default();
     while out.front().is_some_and(|w| w.0 <= seq) {
         let (_, phase, sent, txn) = out.pop_front().expect("checked non-empty");
-        let samples = &mut phases[phase as usize];
-        samples.durable.push(sent.elapsed());
+        let latency = sent.elapsed();
         let a = Instant::now();
         tree.apply(&txn).expect("bench setData");
-        samples.apply.push(a.elapsed());
+        phases[phase as usize].add(latency, sent, a.elapsed());
         last = txn.zxid;
     }
     last
@@ -286,29 +306,102 @@ fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
+/// Snapshot-stall runs per writer count; the tables pool their samples and take the
+/// medians of their per-run figures.
+const STALL_RUNS: usize = 3;
+
+/// Per-run figures of a snapshot-stall run: clone, snapshot time, file size, the worst
+/// write while it was written and when (after the request) that write was sent.
+struct RunFigures {
+    clone: Duration,
+    snapshot: Duration,
+    bytes: u64,
+    worst: Duration,
+    worst_at: Duration,
+}
+
 /// Prints the snapshot-stall tables for runs with 1 and 2 writers.
 fn snapshot_stall_report(base: &Path, n: u32) {
     let b = Instant::now();
     let mut tree = stall_tree(n);
     println!();
     println!(
-        "Snapshot stall: {n} znodes built in {:.1} s; fsync on; {} cores; {} s of writes \
-         before the snapshot, {} ms after it is durable",
+        "Snapshot stall: {n} znodes built in {:.1} s; fsync on; {} cores; {STALL_RUNS} runs \
+         per row of {} s of writes before the snapshot, {} ms after it is durable",
         b.elapsed().as_secs_f64(),
         std::thread::available_parallelism().map_or(1, usize::from),
         BASELINE.as_secs(),
         TAIL.as_millis()
     );
-    println!();
-    println!("| writers | phase | writes | durable p50 ms | p99 ms | max ms | apply p50 µs | apply p99 µs | apply max µs |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let mut runs = Vec::new();
+    let mut summary = Vec::new();
     for clients in [1, 2] {
-        let (mut run, t) = snapshot_stall(&base.join(format!("snap{clients}")), tree, n, clients);
-        tree = t;
-        for (name, s) in ["before", "during", "after"].iter().zip(&mut run.phases) {
+        let mut pooled: [Samples; 3] = Default::default();
+        let mut figures = Vec::new();
+        for i in 0..STALL_RUNS {
+            let dir = base.join(format!("snap{clients}-{i}"));
+            let (run, t) = snapshot_stall(&dir, tree, n, clients);
+            tree = t;
+            let (worst, sent) = run.phases[1]
+                .worst
+                .unwrap_or((Duration::ZERO, run.snapshot_sent));
+            figures.push(RunFigures {
+                clone: run.clone,
+                snapshot: run.snapshot,
+                bytes: run.snapshot_bytes,
+                worst,
+                worst_at: sent.saturating_duration_since(run.snapshot_sent),
+            });
+            for (p, s) in pooled.iter_mut().zip(run.phases) {
+                p.extend(s);
+            }
+        }
+        summary.push((clients, pooled, figures));
+    }
+    print_phases(&mut summary);
+    print_figures(&mut summary);
+    let (encode, write) = snapshot_parts(base, &tree);
+    println!();
+    println!("| snapshot alone, no writes: encode s | write + fsync s |");
+    println!("|---|---|");
+    println!(
+        "| {:.2} | {:.2} |",
+        encode.as_secs_f64(),
+        write.as_secs_f64()
+    );
+}
+
+/// The two halves of writing a snapshot, timed alone: encoding the tree, and writing the
+/// bytes to a file with fsync (the store adds a small header, a rename and a dir fsync).
+fn snapshot_parts(base: &Path, tree: &ZTree) -> (Duration, Duration) {
+    let e = Instant::now();
+    let mut buf = Vec::new();
+    tree.encode(&mut buf);
+    let encode = e.elapsed();
+    let path = base.join("snapshot-alone");
+    let w = Instant::now();
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&buf).unwrap();
+    f.sync_all().unwrap();
+    let write = w.elapsed();
+    drop(f);
+    std::fs::remove_file(&path).unwrap();
+    (encode, write)
+}
+
+type Summary = Vec<(usize, [Samples; 3], Vec<RunFigures>)>;
+
+fn print_phases(summary: &mut Summary) {
+    println!();
+    println!(
+        "| writers | phase | writes | durable p50 ms | p99 ms | max ms | over 5 ms \
+         | apply p50 µs | apply p99 µs | apply max µs |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (clients, phases, _) in summary.iter_mut() {
+        for (name, s) in ["before", "during", "after"].iter().zip(phases.iter_mut()) {
+            let slow = s.durable.iter().filter(|d| d.as_millis() >= 5).count();
             println!(
-                "| {clients} | {name} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {clients} | {name} | {} | {} | {} | {} | {slow} | {} | {} | {} |",
                 s.durable.len(),
                 ms(quantile(&mut s.durable, 0.5)),
                 ms(quantile(&mut s.durable, 0.99)),
@@ -318,23 +411,35 @@ fn snapshot_stall_report(base: &Path, n: u32) {
                 us(quantile(&mut s.apply, 1.0)),
             );
         }
-        runs.push((clients, run));
     }
+}
+
+fn print_figures(summary: &mut Summary) {
     println!();
-    println!("| writers | clone µs | snapshot s | snapshot MiB | during/before p50 | p99 | max |");
-    println!("|---|---|---|---|---|---|---|");
-    for (clients, mut run) in runs {
-        let [before, during, _] = &mut run.phases;
+    println!(
+        "| writers | clone µs | snapshot s | snapshot MiB | worst write ms | sent at +ms \
+         | during/before p50 | p99 | max |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (clients, phases, figures) in summary.iter_mut() {
+        let [before, during, _] = phases;
         let mut ratio = |q| {
             let b = quantile(&mut before.durable, q).as_secs_f64();
             quantile(&mut during.durable, q).as_secs_f64() / b
         };
         let r = [ratio(0.5), ratio(0.99), ratio(1.0)];
+        let med = |f: fn(&RunFigures) -> Duration| {
+            let mut v: Vec<Duration> = figures.iter().map(f).collect();
+            quantile(&mut v, 0.5)
+        };
+        let worst = figures.iter().max_by_key(|f| f.worst).expect("runs");
         println!(
-            "| {clients} | {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
-            us(run.clone),
-            run.snapshot.as_secs_f64(),
-            run.snapshot_bytes as f64 / f64::from(1 << 20),
+            "| {clients} | {} | {:.2} | {:.1} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            us(med(|f| f.clone)),
+            med(|f| f.snapshot).as_secs_f64(),
+            figures[0].bytes as f64 / f64::from(1 << 20),
+            ms(worst.worst),
+            ms(worst.worst_at),
             r[0],
             r[1],
             r[2]
