@@ -281,10 +281,20 @@ pub(crate) fn write_atomic(
     fsync: bool,
 ) -> Result<(), StoreError> {
     use std::io::Write;
+    write_atomic_with(dir, name, fsync, |f| f.write_all(bytes))
+}
+
+/// Like [`write_atomic`], with `fill` writing the contents into the temporary file.
+pub(crate) fn write_atomic_with(
+    dir: &Path,
+    name: &str,
+    fsync: bool,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), StoreError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
     let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
+    fill(&mut f).map_err(|e| StoreError::io(&tmp, e))?;
     if fsync {
         f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
     }

@@ -9,12 +9,13 @@
 //! The file layer works on opaque payload bytes; [`encode_tree`] and [`decode_tree`] are
 //! the only places that know the payload is a tree.
 
+use std::io::Write;
 use std::path::Path;
 
 use byteorder::{BigEndian, ByteOrder};
 
 use super::segment::MAX_CLUSTER_BYTES;
-use super::{list_files, remove_file, snapshot_name, sync_dir, write_atomic, StoreError};
+use super::{list_files, remove_file, snapshot_name, sync_dir, write_atomic_with, StoreError};
 use crate::zab::Zxid;
 use crate::ztree::ZTree;
 
@@ -34,18 +35,25 @@ pub struct SnapshotMeta {
     pub zxid: Zxid,
 }
 
-/// The bytes of a snapshot file holding `payload`.
-pub fn encode_file(meta: &SnapshotMeta, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 + meta.cluster.len() + payload.len());
+/// The header of a snapshot file (everything before the payload, its CRC included).
+fn encode_header(meta: &SnapshotMeta, payload_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + meta.cluster.len());
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
     out.extend_from_slice(&(meta.cluster.len() as u16).to_be_bytes());
     out.extend_from_slice(meta.cluster.as_bytes());
     out.extend_from_slice(&meta.generation.to_be_bytes());
     out.extend_from_slice(&meta.zxid.0.to_be_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(&(payload_len as u64).to_be_bytes());
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The bytes of a snapshot file holding `payload` (what [`write`] streams to disk).
+#[cfg(test)]
+pub fn encode_file(meta: &SnapshotMeta, payload: &[u8]) -> Vec<u8> {
+    let mut out = encode_header(meta, payload.len());
     out.extend_from_slice(payload);
     out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
     out
@@ -121,13 +129,23 @@ pub fn write(
     payload: &[u8],
     fsync: bool,
 ) -> Result<(), StoreError> {
-    write_atomic(
-        dir,
-        &snapshot_name(meta.zxid),
-        &encode_file(meta, payload),
-        fsync,
-    )
+    let name = snapshot_name(meta.zxid);
+    write_atomic_with(dir, &name, fsync, |f| {
+        f.write_all(&encode_header(meta, payload.len()))?;
+        // Flushed as it goes, so the txn log's own fsyncs never queue behind the whole
+        // snapshot's dirty pages (a single final fsync of ~100 MB held log writes ~30 ms).
+        for chunk in payload.chunks(SYNC_CHUNK_BYTES) {
+            f.write_all(chunk)?;
+            if fsync {
+                f.sync_data()?;
+            }
+        }
+        f.write_all(&crc32fast::hash(payload).to_be_bytes())
+    })
 }
+
+/// Snapshot bytes written between two flushes.
+const SYNC_CHUNK_BYTES: usize = 2 * 1024 * 1024;
 
 /// A snapshot loaded and validated from disk.
 pub struct Loaded {
