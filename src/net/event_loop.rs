@@ -449,6 +449,13 @@ impl<M: Machine> EventLoop<M> {
             self.on_frame(token, msg)?;
         }
         if let Some(e) = bad {
+            let from = self.conns.get(&token).map(|c| c.addr);
+            if let Some(addr) = from {
+                warn!(
+                    "closing peer connection from {addr}: bad frame: {}",
+                    e.reason()
+                );
+            }
             return self.close(token, &format!("bad frame: {}", e.reason()));
         }
         match end {
