@@ -136,6 +136,11 @@ impl Core {
                 own
             };
             let id = self.cfg.id;
+            log::info!(
+                "server {id}: server {from} is in election round {round}; joining that round, \
+                 voting for {}",
+                best.leader
+            );
             let l = self.looking();
             l.recv.clear();
             l.vote = Some(best);
@@ -147,6 +152,14 @@ impl Core {
             return;
         } else if better(&vote, &mine, ids_only) {
             let id = self.cfg.id;
+            log::info!(
+                "server {id}: round {round}: now voting for {} (zxid {}, epoch {}) as server \
+                 {from} proposes, instead of {}",
+                vote.leader,
+                vote.zxid,
+                vote.peer_epoch,
+                mine.leader
+            );
             let l = self.looking();
             l.vote = Some(vote);
             l.recv.insert(id, vote);
