@@ -2,7 +2,7 @@
 //! the recovery time of a large log, and how much a background snapshot of a large tree
 //! delays sequential writes. Prints tables; never fails on time.
 //!
-//! `cargo bench --bench txnlog -- [--burst N] [--recover N] [--snapshot-stall N] [--dir PATH]`
+//! `cargo bench --bench txnlog -- [--burst N] [--recover N] [--snapshot-stall N] [--dir PATH] [--keep]`
 //! (defaults: 20,000 appends per run, 1,000,000 txns to recover, 1,000,000 znodes to
 //! snapshot, a temp dir under /tmp; 0 skips that part).
 
@@ -452,6 +452,7 @@ fn main() {
     let mut recover_n = 1_000_000u32;
     let mut stall_n = 1_000_000u32;
     let mut base: Option<PathBuf> = None;
+    let mut keep = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -469,6 +470,7 @@ fn main() {
                     .expect("--snapshot-stall N")
             }
             "--dir" => base = args.next().map(PathBuf::from),
+            "--keep" => keep = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -484,6 +486,10 @@ fn main() {
     }
     if stall_n > 0 {
         snapshot_stall_report(tmp.path(), stall_n);
+    }
+    if keep {
+        let kept = tmp.keep();
+        println!("\ndata dirs kept in {} (a zooweeper server can start on {}/recover with --cluster bench)", kept.display(), kept.display());
     }
 }
 
