@@ -31,7 +31,7 @@ use crate::wire::Txn;
 use crate::zab::{Recovered, Zxid};
 use crate::ztree::ZTree;
 
-pub use epochs::save_epochs;
+pub use epochs::{epoch_consistency, save_epochs, Epochs};
 
 /// Name of the epochs file in a data dir.
 pub const EPOCHS_FILE: &str = "epochs";

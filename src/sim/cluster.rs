@@ -428,19 +428,15 @@ impl Cluster {
             return Ok(());
         }
         let rec = self.nodes[&id].store.recover();
-        // The real store's start-up rule (store/epochs.rs): acceptedEpoch >= currentEpoch
-        // and >= the last logged epoch; currentEpoch may lag the log after a crash in
-        // synchronisation (the synced txns durable, the new epoch not yet).
+        // The real store's start-up rule on epochs, called as the store calls it.
         let last = rec.log.last().map_or(rec.snapshot_zxid, |t| t.zxid);
-        if rec.accepted_epoch < rec.current_epoch || rec.accepted_epoch < last.epoch() {
-            let detail = format!(
-                "server {id} restarts with acceptedEpoch {}, currentEpoch {} and last logged zxid {last}: the store refuses to start",
-                rec.accepted_epoch, rec.current_epoch
-            );
-            return Err(Violation::new("epochs-inconsistent", detail));
-        }
-        if rec.current_epoch < last.epoch() {
-            self.cov.epoch_behind_log += 1;
+        match crate::store::epoch_consistency(rec.accepted_epoch, rec.current_epoch, last) {
+            Ok(crate::store::Epochs::Consistent) => {}
+            Ok(crate::store::Epochs::CurrentBehindLog) => self.cov.epoch_behind_log += 1,
+            Err(reason) => {
+                let detail = format!("server {id} restarts and the store refuses: {reason}");
+                return Err(Violation::new("epochs-inconsistent", detail));
+            }
         }
         let core = Core::new(self.core_config(id), rec);
         let node = self.nodes.get_mut(&id).expect("known node");

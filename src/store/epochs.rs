@@ -81,35 +81,55 @@ pub fn load(dir: &Path) -> Result<(u32, u32), StoreError> {
 /// # Errors
 /// `Corrupt` (on the epochs file) saying what is inconsistent and what to do.
 pub fn check(dir: &Path, accepted: u32, current: u32, last: Zxid) -> Result<(), StoreError> {
-    let path = dir.join(EPOCHS_FILE);
-    if accepted < current {
-        return Err(StoreError::corrupt(
-            &path,
+    match epoch_consistency(accepted, current, last) {
+        Ok(Epochs::Consistent) => Ok(()),
+        Ok(Epochs::CurrentBehindLog) => {
+            log::warn!(
+                "last logged zxid {last} is of epoch {}, newer than currentEpoch {current}: a \
+                 crash during synchronisation, before the new epoch was recorded; continuing",
+                last.epoch()
+            );
+            Ok(())
+        }
+        Err(reason) => Err(StoreError::corrupt(
+            &dir.join(EPOCHS_FILE),
             6,
-            format!(
-                "acceptedEpoch {accepted} is below currentEpoch {current}, which no correct \
-                 sequence of writes produces: {RESYNC_HINT}"
-            ),
-        ));
+            format!("{reason}: {RESYNC_HINT}"),
+        )),
     }
+}
+
+/// How a server's durable epochs relate to its log at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epochs {
+    /// acceptedEpoch >= currentEpoch >= the last logged epoch.
+    Consistent,
+    /// currentEpoch < the last logged epoch <= acceptedEpoch: a legal crash between the
+    /// synchronised txns becoming durable and currentEpoch being written.
+    CurrentBehindLog,
+}
+
+/// The start-up rule on epochs, without IO (the simulation applies the same rule).
+///
+/// # Errors
+/// What is inconsistent, when no correct sequence of writes produces these values.
+pub fn epoch_consistency(accepted: u32, current: u32, last: Zxid) -> Result<Epochs, String> {
     let e = last.epoch();
-    if e > accepted {
-        return Err(StoreError::corrupt(
-            &path,
-            6,
-            format!(
-                "the log holds zxid {last} of epoch {e}, newer than acceptedEpoch {accepted} \
-                 (epochs file lost or from another dir?): {RESYNC_HINT}"
-            ),
-        ));
+    if accepted < current {
+        Err(format!(
+            "acceptedEpoch {accepted} is below currentEpoch {current}, which no correct \
+             sequence of writes produces"
+        ))
+    } else if e > accepted {
+        Err(format!(
+            "the log holds zxid {last} of epoch {e}, newer than acceptedEpoch {accepted} \
+             (epochs file lost or from another dir?)"
+        ))
+    } else if e > current {
+        Ok(Epochs::CurrentBehindLog)
+    } else {
+        Ok(Epochs::Consistent)
     }
-    if e > current {
-        log::warn!(
-            "last logged zxid {last} is of epoch {e}, newer than currentEpoch {current}: a crash \
-             during synchronisation, before the new epoch was recorded; continuing"
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
