@@ -242,7 +242,10 @@ fn every_message_type_can_be_encoded_and_decoded() {
             &["followerinfo", "--epoch", "1", "--zxid", "0x100000002"],
             "FOLLOWERINFO len=12 crc=ok accepted_epoch=1 last_zxid=0x100000002",
         ),
-        (&["uptodate", "--zxid", "0x100000002"], "UPTODATE len=8 crc=ok commit=0x100000002"),
+        (
+            &["uptodate", "--zxid", "0x100000002", "--digest", "42"],
+            "UPTODATE len=16 crc=ok commit=0x100000002 digest=0x000000000000002a",
+        ),
         (&["diff", "--zxid", "0x2"], "DIFF len=8 crc=ok zxid=0x2"),
         (&["trunc", "--zxid", "0x1"], "TRUNC len=8 crc=ok zxid=0x1"),
         (&["snap", "--tree", "abc"], "SNAP len=15 crc=ok zxid=0x0 tree=3 bytes"),

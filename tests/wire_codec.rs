@@ -105,7 +105,7 @@ fn msg() -> impl Strategy<Value = PeerMsg> {
             accepted_epoch,
             last_zxid
         }),
-        zxid().prop_map(|commit| PeerMsg::UpToDate { commit }),
+        (zxid(), any::<u64>()).prop_map(|(commit, digest)| PeerMsg::UpToDate { commit, digest }),
         zxid().prop_map(|zxid| PeerMsg::Diff { zxid }),
         zxid().prop_map(|zxid| PeerMsg::Trunc { zxid }),
         (zxid(), vec(any::<u8>(), 0..300)).prop_map(|(zxid, tree)| PeerMsg::Snap { zxid, tree }),

@@ -59,7 +59,13 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
             },
         ),
         ("newleader", PeerMsg::NewLeader { zxid: z(2, 0) }),
-        ("uptodate", PeerMsg::UpToDate { commit: z(1, 2) }),
+        (
+            "uptodate",
+            PeerMsg::UpToDate {
+                commit: z(1, 2),
+                digest: 0x9e37_79b9_7f4a_7c15,
+            },
+        ),
         (
             "proposal-create",
             PeerMsg::Proposal {

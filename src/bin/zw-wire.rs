@@ -133,7 +133,8 @@ ENCODE
     MSG and its options (zxids are 0x-hex or decimal; defaults in brackets):
         hello         --id N --cluster NAME
         notification  --leader N [--zxid 0] [--epoch 0] [--round 1] [--state looking|following|leading]
-        ping | ack | commit | newleader | diff | trunc | uptodate   [--zxid 0]
+        ping | ack | commit | newleader | diff | trunc   [--zxid 0]
+        uptodate                               [--zxid 0] [--digest 0]
         followerinfo  [--epoch 0] [--zxid 0]          (accepted epoch, last logged zxid)
         leaderinfo    --epoch N
         ackepoch      [--epoch 0] [--zxid 0] [--already-accepted]
@@ -326,7 +327,7 @@ fn describe(msg: &PeerMsg) -> String {
         | PeerMsg::NewLeader { zxid }
         | PeerMsg::Diff { zxid }
         | PeerMsg::Trunc { zxid } => format!("zxid={zxid}"),
-        PeerMsg::UpToDate { commit } => format!("commit={commit}"),
+        PeerMsg::UpToDate { commit, digest } => format!("commit={commit} digest={digest:#018x}"),
         PeerMsg::FollowerInfo {
             accepted_epoch,
             last_zxid,
@@ -476,7 +477,11 @@ fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
                 Some(s) => return Err(format!("--state {s:?}: looking, following or leading")),
             },
         },
-        "ping" | "ack" | "commit" | "newleader" | "diff" | "trunc" | "uptodate" => {
+        "uptodate" => PeerMsg::UpToDate {
+            commit: o.zxid("zxid")?,
+            digest: o.num("digest", 0)?,
+        },
+        "ping" | "ack" | "commit" | "newleader" | "diff" | "trunc" => {
             zxid_msg(kind, o.zxid("zxid")?)
         }
         "followerinfo" => PeerMsg::FollowerInfo {
@@ -517,7 +522,10 @@ fn zxid_msg(kind: &str, zxid: zooweeper::zab::Zxid) -> PeerMsg {
         "newleader" => PeerMsg::NewLeader { zxid },
         "diff" => PeerMsg::Diff { zxid },
         "trunc" => PeerMsg::Trunc { zxid },
-        _ => PeerMsg::UpToDate { commit: zxid },
+        _ => PeerMsg::UpToDate {
+            commit: zxid,
+            digest: 0,
+        },
     }
 }
 

@@ -101,7 +101,9 @@ pub fn msg(m: &PeerMsg) -> String {
             accepted_epoch,
             last_zxid,
         } => format!("FOLLOWERINFO accepted={accepted_epoch} last={last_zxid}"),
-        PeerMsg::UpToDate { commit } => format!("UPTODATE commit={commit}"),
+        PeerMsg::UpToDate { commit, digest } => {
+            format!("UPTODATE commit={commit} digest={digest:#x}")
+        }
         PeerMsg::Diff { zxid } => format!("DIFF {zxid}"),
         PeerMsg::Trunc { zxid } => format!("TRUNC {zxid}"),
         PeerMsg::Snap { zxid, tree } => format!("SNAP {zxid} ({}B)", tree.len()),

@@ -135,9 +135,12 @@ pub fn encode_payload(msg: &PeerMsg, out: &mut Vec<u8>) {
         | PeerMsg::Commit { zxid }
         | PeerMsg::Ping { zxid }
         | PeerMsg::NewLeader { zxid }
-        | PeerMsg::UpToDate { commit: zxid }
         | PeerMsg::Diff { zxid }
         | PeerMsg::Trunc { zxid } => put_u64(out, zxid.0),
+        PeerMsg::UpToDate { commit, digest } => {
+            put_u64(out, commit.0);
+            put_u64(out, *digest);
+        }
         PeerMsg::FollowerInfo {
             accepted_epoch,
             last_zxid,
@@ -226,6 +229,7 @@ pub fn decode_payload(code: u8, payload: &[u8]) -> Result<PeerMsg, DecodeError> 
         },
         UPTODATE => PeerMsg::UpToDate {
             commit: read_zxid(&mut r)?,
+            digest: r.u64()?,
         },
         DIFF => PeerMsg::Diff {
             zxid: read_zxid(&mut r)?,

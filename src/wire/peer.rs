@@ -66,8 +66,9 @@ pub enum PeerMsg {
         accepted_epoch: u32,
         last_zxid: Zxid,
     },
-    /// UPTODATE (12): synchronisation complete; everything up to `commit` is committed.
-    UpToDate { commit: Zxid },
+    /// UPTODATE (12): synchronisation complete; everything up to `commit` is committed, and
+    /// `digest` is the leader's tree digest at `commit` (the follower checks its own).
+    UpToDate { commit: Zxid, digest: u64 },
     /// DIFF (13): the proposals that follow continue the follower's log after `zxid`.
     Diff { zxid: Zxid },
     /// TRUNC (14): cut the follower's log after `zxid`; proposals follow from there.

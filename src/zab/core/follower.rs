@@ -134,15 +134,8 @@ impl Core {
             }
             (PeerMsg::NewLeader { zxid }, Phase::Sync) => self.on_new_leader(zxid),
             (PeerMsg::Commit { zxid }, p) if p != Phase::Discovery => self.on_commit(zxid),
-            (PeerMsg::UpToDate { commit }, Phase::Synced { zxid }) => {
-                self.following().phase = Phase::Broadcast { zxid };
-                log::info!(
-                    "server {}: synchronised with leader {from} in epoch {}, serving",
-                    self.cfg.id,
-                    zxid.epoch()
-                );
-                self.on_commit(commit);
-                self.role_changed();
+            (PeerMsg::UpToDate { commit, digest }, Phase::Synced { zxid }) => {
+                self.on_up_to_date(from, zxid, commit, digest)
             }
             (PeerMsg::Ping { .. }, _) => {
                 let last = self.log.last();
@@ -152,6 +145,33 @@ impl Core {
                 self.leader_violation(format!("unexpected {} in phase {phase:?}", msg.name()))
             }
         }
+    }
+
+    /// UPTODATE: apply up to `commit`, check the tree against the leader's digest there
+    /// (ZOOKEEPER-2846's lesson), then serve.
+    fn on_up_to_date(&mut self, from: PeerId, nl: Zxid, commit: Zxid, digest: u64) {
+        self.on_commit(commit);
+        if !matches!(self.state, State::Following(_)) {
+            return;
+        }
+        let mine = self.tree.digest();
+        if self.committed == commit && mine != digest {
+            log::error!(
+                "server {}: after synchronising to {commit} the tree digest is {mine:#018x}, \
+                 but leader {from} has {digest:#018x}: this server's data has diverged. \
+                 Refusing to serve; stop it, move its data dir aside and restart it to resync",
+                self.cfg.id
+            );
+            return self.become_looking("tree digest differs from the leader's");
+        }
+        self.following().phase = Phase::Broadcast { zxid: nl };
+        log::info!(
+            "server {}: synchronised with leader {from} in epoch {} (digest {mine:#018x} at \
+             {commit} matches), serving",
+            self.cfg.id,
+            nl.epoch()
+        );
+        self.role_changed();
     }
 
     fn on_leader_info(&mut self, epoch: u32) {

@@ -382,8 +382,8 @@ impl Core {
         if p.stage == Stage::Synced && zxid >= nl {
             p.stage = Stage::Acked;
             if phase == Phase::Broadcast {
-                let commit = self.committed;
-                self.send(from, PeerMsg::UpToDate { commit });
+                let (commit, digest) = (self.committed, self.tree.digest());
+                self.send(from, PeerMsg::UpToDate { commit, digest });
             }
         }
         match phase {
@@ -427,8 +427,9 @@ impl Core {
             self.cfg.id,
             acked_ids.len()
         );
+        let (commit, digest) = (self.committed, self.tree.digest());
         for id in acked_ids {
-            self.send(id, PeerMsg::UpToDate { commit: initial });
+            self.send(id, PeerMsg::UpToDate { commit, digest });
         }
         self.role_changed();
         self.advance_commit();

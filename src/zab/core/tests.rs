@@ -518,3 +518,22 @@ fn every_commit_names_a_logged_txn_never_the_new_epochs_zero_zxid() {
         );
     }
 }
+
+#[test]
+fn follower_whose_tree_diverged_refuses_to_serve_after_sync() {
+    // ZOOKEEPER-2846's lesson: compare tree digests after synchronisation.
+    let mut e = Ens::new(3);
+    e.elect();
+    e.write(3, 1, "/a");
+    e.settle();
+    e.crash(1);
+    // Server 1's disk now says something else happened at the same zxid.
+    if let TxnOp::Create { path, .. } = &mut e.nodes.get_mut(&1).unwrap().log[0].op {
+        *path = "/tampered".into();
+    }
+    e.start(1);
+    e.settle();
+    assert!(!e.core(1).status().serving, "a diverged follower served");
+    assert_eq!(e.leader(), Some(3));
+    assert!(e.core(2).status().serving);
+}
