@@ -1,129 +1,21 @@
-//! Three real `zooweeper` processes on free ports: 300 writes from 8 concurrent clients to
-//! random servers (Zab broadcast, with followers forwarding to the leader). Afterwards
-//! every server holds the identical tree, and each client's writes were applied in the
-//! order it sent them.
+//! Three real `zooweeper` processes on a private loopback address: 300 writes from 8
+//! concurrent clients to random servers (Zab broadcast, with followers forwarding to the
+//! leader). Afterwards every server holds the identical tree, and each client's writes
+//! were applied in the order it sent them.
 
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use serde_json::Value;
+use support::{Cluster, Options};
 
 const SERVERS: u64 = 3;
 const CLIENTS: u64 = 8;
 const WRITES: u64 = 300;
 
-/// A running ensemble; dropping it kills every server by its pid.
-struct Ensemble {
-    children: Vec<Child>,
-    http: Vec<String>,
-    logs: Vec<PathBuf>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Ensemble {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Ensemble {
-    fn start(n: u64) -> Ensemble {
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let mut args = Vec::new();
-        for (i, (http, peer)) in ports.iter().enumerate() {
-            args.push("--server".to_string());
-            args.push(format!("{}=127.0.0.1:{http}:{peer}", i + 1));
-        }
-        let mut children = Vec::new();
-        let mut logs = Vec::new();
-        for id in 1..=n {
-            let log = dir.path().join(format!("zw-{id}.log"));
-            let child = Command::new(env!("CARGO_BIN_EXE_zooweeper"))
-                .args(["--id", &id.to_string(), "--cluster", "ensemble-basic"])
-                .args([
-                    "--data-dir",
-                    dir.path().join(format!("data-{id}")).to_str().unwrap(),
-                ])
-                .args(["--tick-ms", "50", "--log", "info"])
-                .args(&args)
-                .stdout(Stdio::null())
-                .stderr(File::create(&log).unwrap())
-                .spawn()
-                .expect("start zooweeper");
-            children.push(child);
-            logs.push(log);
-        }
-        let http = ports
-            .iter()
-            .map(|(h, _)| format!("http://127.0.0.1:{h}"))
-            .collect();
-        Ensemble {
-            children,
-            http,
-            logs,
-            _dir: dir,
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.logs
-            .iter()
-            .map(|p| {
-                format!(
-                    "--- {}\n{}",
-                    p.display(),
-                    std::fs::read_to_string(p).unwrap_or_default()
-                )
-            })
-            .collect()
-    }
-
-    /// Polls every server's `/status` until `done` holds for all of them, or panics with
-    /// the servers' logs after 30 s.
-    fn wait_until(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let statuses: Option<Vec<Value>> = self
-                .http
-                .iter()
-                .map(|base| get_json(&format!("{base}/status")))
-                .collect();
-            if let Some(s) = statuses {
-                if done(&s) {
-                    return s;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n{}",
-                self.logs()
-            );
-            // Between polls of another process's state; the deadline bounds the wait.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
-        .build()
+    support::agent(Duration::from_secs(20))
 }
 
 fn get_json(url: &str) -> Option<Value> {
@@ -201,16 +93,13 @@ fn client(k: u64, servers: &[String], writes: u64) -> Result<Vec<u64>, String> {
 
 #[test]
 fn three_servers_agree_after_concurrent_writes_in_client_order() {
-    let ens = Ensemble::start(SERVERS);
-    ens.wait_until("a leader serving with every follower", |s| {
-        s.iter()
-            .all(|v| v["serving"] == true && v["leader"].is_u64())
-            && s.iter().filter(|v| v["role"] == "leading").count() == 1
-    });
+    let ens = Cluster::start(SERVERS, Options::for_tests());
+    ens.wait_all_serving();
+    let urls = ens.urls();
     let per_client = WRITES / CLIENTS;
     let threads: Vec<_> = (0..CLIENTS)
         .map(|k| {
-            let servers = ens.http.clone();
+            let servers = urls.clone();
             let extra = u64::from(k < WRITES % CLIENTS);
             std::thread::spawn(move || client(k, &servers, per_client + extra))
         })
@@ -218,9 +107,7 @@ fn three_servers_agree_after_concurrent_writes_in_client_order() {
     let results: Vec<Result<Vec<u64>, String>> =
         threads.into_iter().map(|t| t.join().unwrap()).collect();
     for (k, r) in results.iter().enumerate() {
-        let zxids = r
-            .as_ref()
-            .unwrap_or_else(|e| panic!("client {k}: {e}\n{}", ens.logs()));
+        let zxids = r.as_ref().unwrap_or_else(|e| panic!("client {k}: {e}"));
         assert!(
             zxids.windows(2).all(|w| w[0] < w[1]),
             "client {k}: zxids not increasing: {zxids:?}"
@@ -233,11 +120,9 @@ fn three_servers_agree_after_concurrent_writes_in_client_order() {
         .max()
         .unwrap();
     ens.wait_until("every server applied the last write", |s| {
-        s.iter()
-            .all(|v| v["zxid"].as_u64().is_some_and(|z| z >= last))
+        s.iter().all(|v| v.zxid >= last).then_some(())
     });
-    let trees: Vec<Vec<String>> = ens
-        .http
+    let trees: Vec<Vec<String>> = urls
         .iter()
         .map(|base| {
             let mut out = Vec::new();
@@ -260,14 +145,9 @@ fn three_servers_agree_after_concurrent_writes_in_client_order() {
             .collect();
         assert_eq!(data, expected, "client {k}'s writes are not in its order");
     }
-    assert_data_dirs_used(ens._dir.path());
-}
-
-/// Each server wrote something durable into its own data dir.
-fn assert_data_dirs_used(dir: &Path) {
     for id in 1..=SERVERS {
-        let d = dir.join(format!("data-{id}"));
-        let files = std::fs::read_dir(&d).map(|r| r.count()).unwrap_or(0);
+        let d = ens.data_dir(id);
+        let files = std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
         assert!(files > 0, "{} is empty", d.display());
     }
 }
@@ -278,16 +158,10 @@ fn assert_data_dirs_used(dir: &Path) {
 /// row (NodeId 1) names itself and the same leader.
 #[test]
 fn metadata_is_the_same_on_every_server_after_writes_to_leader_and_followers() {
-    let ens = Ensemble::start(SERVERS);
-    let statuses = ens.wait_until("a leader serving with every follower", |s| {
-        s.iter().all(|v| v["serving"] == true)
-            && s.iter().filter(|v| v["role"] == "leading").count() == 1
-    });
-    let leader_port = statuses
-        .iter()
-        .find(|v| v["role"] == "leading")
-        .map(|v| v["port"].as_u64().unwrap())
-        .unwrap();
+    let ens = Cluster::start(SERVERS, Options::for_tests());
+    let leader = ens.wait_all_serving();
+    let leader_port = ens.status(leader).unwrap().raw["port"].as_u64().unwrap();
+    let urls = ens.urls();
     let post = |server: usize, sender: &str, clients: &str| {
         let body = serde_json::json!({
             "Timestamp": "t",
@@ -295,10 +169,10 @@ fn metadata_is_the_same_on_every_server_after_writes_to_leader_and_followers() {
             "GameResults": {"Minute": 12, "Player": "Messi", "Club": "FCB", "Score": "1-0"}
         });
         let reply = agent()
-            .post(&format!("{}/metadata", ens.http[server]))
+            .post(&format!("{}/metadata", urls[server]))
             .set("Content-Type", "application/json")
             .send_string(&body.to_string())
-            .unwrap_or_else(|e| panic!("POST /metadata to server {server}: {e}\n{}", ens.logs()));
+            .unwrap_or_else(|e| panic!("POST /metadata to server {server}: {e}"));
         serde_json::from_str::<Value>(&reply.into_string().unwrap()).unwrap()
     };
     for (i, sender) in ["9090", "9091", "9092"].iter().enumerate() {
@@ -316,10 +190,9 @@ fn metadata_is_the_same_on_every_server_after_writes_to_leader_and_followers() {
     );
     let last = same["zxid"].as_u64().unwrap();
     ens.wait_until("every server applied the last write", |s| {
-        s.iter().all(|v| v["zxid"].as_u64() >= Some(last))
+        s.iter().all(|v| v.zxid >= last).then_some(())
     });
-    let views: Vec<Vec<Value>> = ens
-        .http
+    let views: Vec<Vec<Value>> = urls
         .iter()
         .map(|base| {
             let v = get_json(&format!("{base}/metadata")).expect("GET /metadata");
@@ -327,7 +200,7 @@ fn metadata_is_the_same_on_every_server_after_writes_to_leader_and_followers() {
         })
         .collect();
     for (i, rows) in views.iter().enumerate() {
-        let port = ens.http[i].rsplit(':').next().unwrap();
+        let port = urls[i].rsplit(':').next().unwrap();
         assert_eq!(rows[0]["NodeId"], 1);
         assert_eq!(rows[0]["NodePort"], port);
         assert_eq!(rows[0]["Leader"], leader_port.to_string());

@@ -178,6 +178,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn regression_seed_1000237_a_server_that_accepted_a_higher_epoch_rejoins() {
+        // Found by the release sweep (`zw-sim --seed 1000237 --servers 3`): server 1 had
+        // accepted epoch 20 from a prospective leader that never established, while the
+        // established leader was in epoch 19; its LEADERINFO was refused on every try and
+        // server 1 never rejoined. The leader now steps down so the next epoch is higher.
+        let run = run_seed(1_000_237, 3, &Options::full());
+        assert!(run.violation.is_none(), "{run}");
+    }
+
     /// Sweeps seeds from 0 with `mutation` on until a violation; asserts one comes within
     /// `bound` seeds and breaks one of `expected`. Returns the seeds it took.
     fn caught(name: &str, bound: u64, expected: &[&str]) -> u64 {

@@ -213,6 +213,15 @@ impl Core {
         if l.phase == Phase::Discovery {
             l.infos.insert(from, accepted);
             self.check_discovery();
+        } else if accepted > l.epoch {
+            // The follower promised a higher epoch to a leader that never established; it
+            // must refuse ours, and would forever. Stepping down is always safe, and the
+            // next discovery picks an epoch above every accepted one.
+            let epoch = l.epoch;
+            self.become_looking(&format!(
+                "server {from} has accepted epoch {accepted}, above this leader's {epoch}; \
+                 electing again with a higher epoch"
+            ));
         } else {
             let epoch = l.epoch;
             self.send(from, PeerMsg::LeaderInfo { epoch });
