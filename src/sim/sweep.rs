@@ -179,6 +179,20 @@ mod tests {
     }
 
     #[test]
+    fn ci_sweep_of_full_length_runs_breaks_no_invariant() {
+        // 30 s fault phases reach states the quick runs rarely do (seed 1000237 below
+        // needed one); 300 of them keep CI within its time.
+        let r = sweep(5_000_000, 300, &SIZES, &Options::full(), false);
+        println!("{r}");
+        assert!(r.violations.is_empty(), "{r}");
+        assert!(
+            r.coverage.truncs > 50 && r.coverage.snaps > 300,
+            "{}",
+            r.coverage
+        );
+    }
+
+    #[test]
     fn regression_seed_1000237_a_server_that_accepted_a_higher_epoch_rejoins() {
         // Found by the release sweep (`zw-sim --seed 1000237 --servers 3`): server 1 had
         // accepted epoch 20 from a prospective leader that never established, while the
