@@ -24,8 +24,8 @@ pub use process::{Process, PROCESSES_PATH};
 use tree::Node;
 pub use tree::NodeView;
 
-/// A znode's stat, as ZooKeeper's.
-#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, serde::Serialize)]
+/// A znode's stat, as ZooKeeper's (and, with its camelCase field names, as JSON).
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stat {
     /// The zxid of the txn that created the znode.

@@ -153,48 +153,9 @@ pub struct ErrorJson {
     pub code: String,
 }
 
-/// A znode's stat as JSON (ZooKeeper's field names, camelCase).
-#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatJson {
-    /// Zxid of the create.
-    pub czxid: u64,
-    /// Zxid of the last data change.
-    pub mzxid: u64,
-    /// Zxid of the last change to the children.
-    pub pzxid: u64,
-    /// Creation time, ms since the Unix epoch (the leader's clock).
-    pub ctime: u64,
-    /// Last data change time, ms since the Unix epoch.
-    pub mtime: u64,
-    /// Data version (number of data changes).
-    pub version: i32,
-    /// Children version (number of child creates and deletes).
-    pub cversion: i32,
-    /// Owning session of an ephemeral znode, 0 if persistent.
-    pub ephemeral_owner: u64,
-    /// Data length in bytes.
-    pub data_length: u32,
-    /// Number of children.
-    pub num_children: u32,
-}
-
-impl From<&Stat> for StatJson {
-    fn from(s: &Stat) -> StatJson {
-        StatJson {
-            czxid: s.czxid,
-            mzxid: s.mzxid,
-            pzxid: s.pzxid,
-            ctime: s.ctime,
-            mtime: s.mtime,
-            version: s.version,
-            cversion: s.cversion,
-            ephemeral_owner: s.ephemeral_owner,
-            data_length: s.data_length,
-            num_children: s.num_children,
-        }
-    }
-}
+/// A znode's stat as JSON: the tree's own [`Stat`], whose fields serialise with ZooKeeper's
+/// camelCase names.
+pub type StatJson = Stat;
 
 /// `GET /znodes/<path>`: a znode. `data` is the data as UTF-8 text, or `null` with the
 /// bytes in `data_base64` when they are not UTF-8.
@@ -227,7 +188,7 @@ impl ZnodeJson {
             path: path.to_string(),
             data,
             data_base64,
-            stat: StatJson::from(&node.stat),
+            stat: node.stat.clone(),
             children: node.children.clone(),
         }
     }

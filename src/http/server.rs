@@ -16,7 +16,7 @@ use std::time::Duration;
 use crossbeam_channel::RecvTimeoutError;
 use tiny_http::{Header, Request, Response};
 
-use super::api::{ApiError, ProcessWrittenJson, StatJson, WrittenJson, ZnodeJson};
+use super::api::{ApiError, ProcessWrittenJson, WrittenJson, ZnodeJson};
 use super::metadata::{metadata_rows, status_json};
 use super::route::{check_declared_length, route, Route, INDEX_TEXT};
 use super::HttpConfig;
@@ -346,7 +346,7 @@ fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
             &WrittenJson {
                 path,
                 zxid: stat.czxid,
-                stat: StatJson::from(&stat),
+                stat,
             },
         ),
         OpOk::Set { stat } => Answer::json(
@@ -354,7 +354,7 @@ fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
             &WrittenJson {
                 path: requested_path.to_string(),
                 zxid: stat.mzxid,
-                stat: StatJson::from(&stat),
+                stat,
             },
         ),
         OpOk::Deleted => Answer {
