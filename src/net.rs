@@ -14,16 +14,31 @@ mod loop_tests;
 
 pub use event_loop::{EventLoop, LoopError, LoopSetup, LISTENER, WAKER};
 
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use crate::runtime::WriteReply;
 use crate::zab::{Action, Core, Input, Millis, Status};
 use crate::ztree::ZTree;
+
+/// A client write the core holds until it answers: where the answer goes, and since when
+/// (for the latency figures).
+#[derive(Clone, Debug)]
+pub struct PendingWrite {
+    /// The HTTP worker waiting for the answer.
+    pub reply: Sender<WriteReply>,
+    /// When the write reached the loop.
+    pub started: Instant,
+}
 
 /// What the event loop drives: the Zab [`Core`] in a server, a scripted stand-in in the
 /// loop's own tests. The methods mean exactly what they mean on [`Core`].
 pub trait Machine {
     /// Feeds one input at time `now`.
-    fn handle(&mut self, now: Millis, input: Input);
+    fn handle(&mut self, now: Millis, input: Input<PendingWrite>);
     /// The next action to execute, in order.
-    fn poll_action(&mut self) -> Option<Action>;
+    fn poll_action(&mut self) -> Option<Action<PendingWrite>>;
     /// When the machine next needs an `Input::Tick`.
     fn next_deadline(&self) -> Option<Millis>;
     /// A summary for status pages.
@@ -32,11 +47,11 @@ pub trait Machine {
     fn tree(&self) -> &ZTree;
 }
 
-impl Machine for Core {
-    fn handle(&mut self, now: Millis, input: Input) {
+impl Machine for Core<PendingWrite> {
+    fn handle(&mut self, now: Millis, input: Input<PendingWrite>) {
         Core::handle(self, now, input)
     }
-    fn poll_action(&mut self) -> Option<Action> {
+    fn poll_action(&mut self) -> Option<Action<PendingWrite>> {
         Core::poll_action(self)
     }
     fn next_deadline(&self) -> Option<Millis> {

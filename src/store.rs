@@ -15,6 +15,7 @@
 //! and reports `Durable{seq}` once they are written and fsynced, one fsync per batch.
 
 mod epochs;
+mod incarnation;
 pub mod inspect;
 mod recovery;
 mod segment;
@@ -32,6 +33,7 @@ use crate::zab::{Recovered, Zxid};
 use crate::ztree::ZTree;
 
 pub use epochs::{epoch_consistency, save_epochs, Epochs};
+pub use incarnation::INCARNATION_FILE;
 
 /// Name of the epochs file in a data dir.
 pub const EPOCHS_FILE: &str = "epochs";

@@ -17,12 +17,12 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{Conn, Phase, ReadEnd, READ_CHUNK};
-use super::{fourlw, Machine};
+use super::{fourlw, Machine, PendingWrite};
 use crate::config::Config;
-use crate::runtime::{LoopMsg, Metrics, View};
+use crate::runtime::{LoopMsg, Metrics, View, WriteReply};
 use crate::store::{self, StoreCmd, StoreEvent};
 use crate::wire::PeerMsg;
-use crate::zab::{Action, ClientError, Input, Millis, PeerId, ReqId};
+use crate::zab::{Action, ClientError, Input, Millis, PeerId};
 use crate::ztree::OpOk;
 
 /// The peer listener's token.
@@ -89,8 +89,6 @@ struct Dialer {
     backoff_ms: Millis,
 }
 
-type Reply = Sender<crate::runtime::WriteReply>;
-
 /// The event loop of one server. Build with [`EventLoop::new`], then [`EventLoop::run`].
 pub struct EventLoop<M: Machine> {
     machine: M,
@@ -105,9 +103,9 @@ pub struct EventLoop<M: Machine> {
     peers: BTreeMap<PeerId, Token>,
     dialers: BTreeMap<PeerId, Dialer>,
     next_token: usize,
-    pending: HashMap<ReqId, (Reply, Instant)>,
-    next_req: ReqId,
-    inputs: VecDeque<Input>,
+    inputs: VecDeque<Input<PendingWrite>>,
+    /// Answers to send once the view that contains their writes is published.
+    answers: Vec<(PendingWrite, WriteReply)>,
     feeding: bool,
     to_flush: BTreeSet<Token>,
     read_again: BTreeSet<Token>,
@@ -159,9 +157,8 @@ impl<M: Machine> EventLoop<M> {
             peers: BTreeMap::new(),
             dialers,
             next_token: WAKER.0 + 1,
-            pending: HashMap::new(),
-            next_req: 1,
             inputs: VecDeque::new(),
+            answers: Vec::new(),
             feeding: false,
             to_flush: BTreeSet::new(),
             read_again: BTreeSet::new(),
@@ -633,7 +630,7 @@ impl<M: Machine> EventLoop<M> {
 
     /// Queues `input` and, unless already inside, feeds the machine until no input is left,
     /// executing every action in order.
-    fn feed(&mut self, input: Input) -> Result<(), LoopError> {
+    fn feed(&mut self, input: Input<PendingWrite>) -> Result<(), LoopError> {
         self.inputs.push_back(input);
         if self.feeding {
             return Ok(());
@@ -641,7 +638,20 @@ impl<M: Machine> EventLoop<M> {
         self.feeding = true;
         let result = self.feed_all();
         self.feeding = false;
+        self.answer();
         result
+    }
+
+    /// Publishes the view, then sends the answers the last inputs produced: a client that
+    /// is told its write is done reads it (or anything newer) from this server at once.
+    fn answer(&mut self) {
+        if self.answers.is_empty() {
+            return;
+        }
+        self.publish();
+        for (req, reply) in self.answers.drain(..) {
+            let _ = req.reply.send(reply);
+        }
     }
 
     fn feed_all(&mut self) -> Result<(), LoopError> {
@@ -656,7 +666,7 @@ impl<M: Machine> EventLoop<M> {
         Ok(())
     }
 
-    fn execute(&mut self, action: Action) -> Result<(), LoopError> {
+    fn execute(&mut self, action: Action<PendingWrite>) -> Result<(), LoopError> {
         match action {
             Action::Send { to, msg } => self.send(to, &msg),
             Action::Disconnect { peer, reason } => {
@@ -708,11 +718,14 @@ impl<M: Machine> EventLoop<M> {
             .map_err(|_| LoopError::Store("the log writer is gone".to_string()))
     }
 
-    fn reply(&mut self, req: ReqId, zxid: crate::zab::Zxid, result: Result<OpOk, ClientError>) {
-        let Some((tx, started)) = self.pending.remove(&req) else {
-            return;
-        };
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+    /// Counts a client write's answer and queues it until the view is published.
+    fn reply(
+        &mut self,
+        req: PendingWrite,
+        zxid: crate::zab::Zxid,
+        result: Result<OpOk, ClientError>,
+    ) {
+        let ms = req.started.elapsed().as_secs_f64() * 1000.0;
         let m = &mut self.metrics;
         m.write_latency_min_ms = if m.writes_answered == 0 {
             ms
@@ -722,8 +735,9 @@ impl<M: Machine> EventLoop<M> {
         m.write_latency_max_ms = m.write_latency_max_ms.max(ms);
         m.write_latency_sum_ms += ms;
         m.writes_answered += 1;
-        debug!("request {req} answered at zxid {zxid} after {ms:.3} ms");
-        let _ = tx.send((zxid, result));
+        debug!("write answered at zxid {zxid} after {ms:.3} ms");
+        self.dirty = true;
+        self.answers.push((req, (zxid, result)));
     }
 
     /// Takes client writes and the log writer's reports.
@@ -742,9 +756,10 @@ impl<M: Machine> EventLoop<M> {
         while let Ok(msg) = self.msgs.try_recv() {
             match msg {
                 LoopMsg::Write { op, reply } => {
-                    let req = self.next_req;
-                    self.next_req += 1;
-                    self.pending.insert(req, (reply, Instant::now()));
+                    let req = PendingWrite {
+                        reply,
+                        started: Instant::now(),
+                    };
                     self.feed(Input::Client { req, op })?;
                 }
                 LoopMsg::Shutdown => return Ok(Flow::Stop),

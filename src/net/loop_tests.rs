@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
-use super::{EventLoop, LoopError, LoopSetup, Machine, WAKER};
+use super::{EventLoop, LoopError, LoopSetup, Machine, PendingWrite, WAKER};
 use crate::config::{Config, ServerAddr};
 use crate::runtime::{Handle, LoopMsg, Metrics, View};
 use crate::wire::{encode_frame, PeerMsg, TxnOp};
@@ -21,12 +21,13 @@ use crate::ztree::{OpOk, ZTree};
 struct Scripted {
     id: PeerId,
     tree: ZTree,
-    seen: Sender<Input>,
-    actions: Vec<Action>,
+    seen: Sender<Input<PendingWrite>>,
+    actions: Vec<Action<PendingWrite>>,
+    answered: u64,
 }
 
 impl Machine for Scripted {
-    fn handle(&mut self, _now: Millis, input: Input) {
+    fn handle(&mut self, _now: Millis, input: Input<PendingWrite>) {
         match &input {
             Input::PeerUp { peer } => self.actions.push(Action::Send {
                 to: *peer,
@@ -34,16 +35,19 @@ impl Machine for Scripted {
                     zxid: Zxid(self.id),
                 },
             }),
-            Input::Client { req, .. } => self.actions.push(Action::Reply {
-                req: *req,
-                zxid: Zxid(*req),
-                result: Ok(OpOk::Deleted),
-            }),
+            Input::Client { req, .. } => {
+                self.answered += 1;
+                self.actions.push(Action::Reply {
+                    req: req.clone(),
+                    zxid: Zxid(self.answered),
+                    result: Ok(OpOk::Deleted),
+                })
+            }
             _ => {}
         }
         let _ = self.seen.send(input);
     }
-    fn poll_action(&mut self) -> Option<Action> {
+    fn poll_action(&mut self) -> Option<Action<PendingWrite>> {
         if self.actions.is_empty() {
             None
         } else {
@@ -78,7 +82,7 @@ impl Machine for Scripted {
 
 struct Node {
     handle: Handle,
-    seen: Receiver<Input>,
+    seen: Receiver<Input<PendingWrite>>,
     thread: Option<JoinHandle<Result<(), LoopError>>>,
     peer_addr: SocketAddr,
 }
@@ -102,6 +106,7 @@ impl Node {
             id,
             tree: ZTree::default(),
             seen: seen_tx,
+            answered: 0,
             actions: Vec::new(),
         };
         let view = Arc::new(RwLock::new(Arc::new(View {
@@ -133,7 +138,11 @@ impl Node {
     }
 
     /// The next input matching `pred`, skipping others; panics after 10 s.
-    fn expect(&self, what: &str, pred: impl Fn(&Input) -> bool) -> Input {
+    fn expect(
+        &self,
+        what: &str,
+        pred: impl Fn(&Input<PendingWrite>) -> bool,
+    ) -> Input<PendingWrite> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -182,11 +191,11 @@ fn members(n: u64) -> Vec<ServerAddr> {
         .collect()
 }
 
-fn is_up(peer: PeerId) -> impl Fn(&Input) -> bool {
+fn is_up(peer: PeerId) -> impl Fn(&Input<PendingWrite>) -> bool {
     move |i| matches!(i, Input::PeerUp { peer: p } if *p == peer)
 }
 
-fn is_ping_from(peer: PeerId) -> impl Fn(&Input) -> bool {
+fn is_ping_from(peer: PeerId) -> impl Fn(&Input<PendingWrite>) -> bool {
     move |i| matches!(i, Input::Peer { from, msg: PeerMsg::Ping { zxid } } if *from == peer && zxid.0 == peer)
 }
 

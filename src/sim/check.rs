@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound::{Excluded, Included};
 
-use crate::wire::{Origin, Txn, TxnOp};
+use crate::wire::{Txn, TxnOp};
 use crate::zab::{PeerId, Role, Status, Zxid};
 
 /// A broken invariant: its name and what broke it.
@@ -61,6 +61,8 @@ pub struct Checker {
     digests: BTreeMap<Zxid, (u64, PeerId)>,
     acked: BTreeMap<Zxid, AckedWrite>,
     unchecked_acks: Vec<Zxid>,
+    /// Two different requests answered with one zxid.
+    double_ack: Option<Violation>,
     marks: BTreeMap<PeerId, Mark>,
 }
 
@@ -232,6 +234,16 @@ impl Checker {
     /// A client was told write `req` on server `node` is done at `zxid`; checked against
     /// the committed record after the current event.
     pub fn record_ack(&mut self, node: PeerId, req: u64, zxid: Zxid, op: TxnOp) {
+        if let Some(prev) = self.acked.get(&zxid) {
+            if (prev.node, prev.req) != (node, req) && self.double_ack.is_none() {
+                let detail = format!(
+                    "server {node} answered request {req} with zxid {zxid}, which already \
+                     answered request {} on server {}",
+                    prev.req, prev.node
+                );
+                self.double_ack = Some(Violation::new("acked-write-changed", detail));
+            }
+        }
         self.acked.insert(zxid, AckedWrite { node, req, op });
         self.unchecked_acks.push(zxid);
     }
@@ -240,6 +252,9 @@ impl Checker {
     /// server has committed its zxid (the answering server may crash before its own
     /// commit is recorded; [`Checker::final_check`] catches one that never is).
     fn check_acks(&mut self) -> Result<(), Violation> {
+        if let Some(v) = self.double_ack.take() {
+            return Err(v);
+        }
         let mut waiting = Vec::new();
         for z in std::mem::take(&mut self.unchecked_acks) {
             let a = &self.acked[&z];
@@ -247,11 +262,9 @@ impl Checker {
                 waiting.push(z);
                 continue;
             };
-            let origin = Origin {
-                server: a.node,
-                req: a.req,
-            };
-            if t.origin != origin || t.op != a.op {
+            // The wire request number is the server's own (incarnation and counter); the
+            // client knows its server and its op, and each zxid answers one request.
+            if t.origin.server != a.node || t.op != a.op {
                 let detail = format!(
                     "server {} answered request {} ({:?}) with zxid {z}, which holds {:?} from {:?}",
                     a.node, a.req, a.op, t.op, t.origin
@@ -294,6 +307,7 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Origin;
 
     fn txn(epoch: u32, counter: u32, path: &str) -> Txn {
         Txn {

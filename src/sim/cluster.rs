@@ -204,7 +204,13 @@ impl Cluster {
             self.trace.line(line);
         }
         self.boot();
-        let violation = self.run_loop().err();
+        // A panic anywhere in a core (or the shell) is a broken invariant like any other:
+        // reported with its seed, so a sweep goes on and replays it.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        let violation = match run {
+            Ok(r) => r.err(),
+            Err(payload) => Some(Violation::new("panic", panic_message(&*payload))),
+        };
         if let Some(v) = &violation {
             if self.trace.on() {
                 self.trace.line(format!("{:>7} VIOLATION {v}", self.now));
@@ -438,10 +444,14 @@ impl Cluster {
                 return Err(Violation::new("epochs-inconsistent", detail));
             }
         }
+        let mut rec = rec;
+        let node = self.nodes.get_mut(&id).expect("known node");
+        node.inc += 1;
+        // As the real store does: every start is a new incarnation of the server.
+        rec.incarnation = u32::try_from(node.inc).unwrap_or(u32::MAX);
         let core = Core::new(self.core_config(id), rec);
         let node = self.nodes.get_mut(&id).expect("known node");
         node.core = Some(core);
-        node.inc += 1;
         self.checker.restarted(id);
         if restart {
             self.cov.restarts += 1;
@@ -647,5 +657,16 @@ fn short(ev: &Ev) -> String {
         Ev::Flush { node, .. } => format!("disk flush at {node}"),
         Ev::SnapDone { node, id, .. } => format!("snapshot {id} written at {node}"),
         other => format!("{other:?}"),
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_string()
     }
 }

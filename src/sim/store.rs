@@ -252,6 +252,7 @@ impl MemStore {
                 .filter(|t| t.zxid > d.snap_zxid)
                 .cloned()
                 .collect(),
+            incarnation: 0,
         }
     }
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 use super::segment::{self, ActiveSegment, Scan, ScanEnd};
 use super::txnlog::{SegMeta, TxnLog};
 use super::{
-    epochs, list_files, remove_file, snapshot, sync_dir, Store, StoreError, StoreOptions,
-    LOCK_FILE, RESYNC_HINT,
+    epochs, incarnation, list_files, remove_file, snapshot, sync_dir, Store, StoreError,
+    StoreOptions, LOCK_FILE, RESYNC_HINT,
 };
 use crate::wire::Txn;
 use crate::zab::{Recovered, Zxid};
@@ -36,6 +36,7 @@ pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, Recovered), StoreE
     let lock = lock_dir(dir)?;
     remove_temp_files(dir)?;
     let (accepted, current) = epochs::load(dir)?;
+    let boot = incarnation::bump(dir, opts.fsync)?;
     let (generation, snapshot_zxid, tree) = match snapshot::load_newest(dir, &opts.cluster)? {
         Some(s) => (s.meta.generation, s.meta.zxid, s.tree),
         None => (0, Zxid::ZERO, ZTree::default()),
@@ -71,6 +72,7 @@ pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, Recovered), StoreE
         tree,
         snapshot_zxid,
         log: replayed.log,
+        incarnation: boot,
     };
     Ok((store, recovered))
 }

@@ -16,12 +16,18 @@ mod txlog;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::wire::{Origin, PeerMsg, Txn, TxnOp, Vote};
+use crate::wire::{PeerMsg, Txn, TxnOp, Vote};
 use crate::zab::{Millis, PeerId, Zxid};
 use crate::ztree::{OpOk, ZError, ZTree};
 
-/// A client request's number on this server.
+/// A client write's number on the wire (REQUEST frames and a txn's origin), unique across
+/// restarts of its server: this boot's incarnation in the top 24 bits, a per-boot counter in
+/// the low 40. A txn proposed before a restart and committed after it therefore names a
+/// request no current client is waiting on, and answers nobody.
 pub type ReqId = u64;
+
+/// Bits of a [`ReqId`] that count requests within one boot.
+pub const REQ_COUNTER_BITS: u32 = 40;
 
 /// The core's configuration. Times are in ms; limits are in ticks, as ZooKeeper's.
 #[derive(Clone, Debug)]
@@ -107,11 +113,15 @@ pub struct Recovered {
     pub snapshot_zxid: Zxid,
     /// Every logged txn after `snapshot_zxid`, in order (committed or not: unknown).
     pub log: Vec<Txn>,
+    /// This boot's number: the store raises it durably at every start, so request numbers
+    /// ([`ReqId`]) never repeat across restarts.
+    pub incarnation: u32,
 }
 
-/// One input to the core.
+/// One input to the core. `R` is the shell's handle for a client write (the channel to
+/// answer on, in a server); the core hands it back in [`Action::Reply`].
 #[derive(Clone, Debug)]
-pub enum Input {
+pub enum Input<R = ReqId> {
     /// A timer fired (or any wake-up): the core checks its deadlines.
     Tick,
     /// A connection to `peer` completed its handshake.
@@ -120,15 +130,15 @@ pub enum Input {
     PeerDown { peer: PeerId },
     /// A message from `peer`, in the order that peer sent it.
     Peer { from: PeerId, msg: PeerMsg },
-    /// A write from this server's HTTP front.
-    Client { req: ReqId, op: TxnOp },
+    /// A write from one of this server's clients; `req` is answered exactly once.
+    Client { req: R, op: TxnOp },
     /// The store made every log operation up to number `seq` durable.
     Durable { seq: u64 },
 }
 
 /// One thing the core asks its shell to do. Actions are executed in the order given.
 #[derive(Clone, Debug)]
-pub enum Action {
+pub enum Action<R = ReqId> {
     /// Send `msg` to `to` if connected (dropped otherwise, like a closed TCP connection).
     Send { to: PeerId, msg: PeerMsg },
     /// Close the connection to `peer` (it broke the protocol, or we left its epoch).
@@ -143,9 +153,10 @@ pub enum Action {
     SaveEpochs { accepted: u32, current: u32 },
     /// Write a snapshot of the committed tree at `zxid` (in the background).
     WriteSnapshot { zxid: Zxid, tree: ZTree },
-    /// Answer client request `req`; `zxid` is the txn's zxid (zero if it never got one).
+    /// Answer client write `req` (exactly once per `Input::Client`); `zxid` is the txn's
+    /// zxid (zero if it never got one).
     Reply {
-        req: ReqId,
+        req: R,
         zxid: Zxid,
         result: Result<OpOk, ClientError>,
     },
@@ -223,7 +234,7 @@ pub struct Status {
 /// ```
 /// use zooweeper::zab::{Action, Core, CoreConfig, Input, Recovered, Role};
 /// // A one-server ensemble elects itself and serves once its epoch is durable.
-/// let mut core = Core::new(CoreConfig::new(1, vec![1]), Recovered::default());
+/// let mut core: Core = Core::new(CoreConfig::new(1, vec![1]), Recovered::default());
 /// core.handle(0, Input::Tick);
 /// let mut now = 0;
 /// while core.status().role != Role::Leading || !core.status().serving {
@@ -237,12 +248,12 @@ pub struct Status {
 /// }
 /// assert_eq!(core.status().current_epoch, 1);
 /// ```
-pub struct Core {
+pub struct Core<R = ReqId> {
     cfg: CoreConfig,
     now: Millis,
     wall_offset_ms: u64,
     started: bool,
-    actions: VecDeque<Action>,
+    actions: VecDeque<Action<R>>,
     accepted_epoch: u32,
     current_epoch: u32,
     log: txlog::Log,
@@ -253,10 +264,25 @@ pub struct Core {
     round: u64,
     next_tick: Millis,
     peers_up: BTreeSet<PeerId>,
-    /// Local client writes waiting for their txn to be applied here.
-    waiting: BTreeMap<ReqId, ()>,
+    /// Local client writes waiting for their txn to be applied here, by wire number: the
+    /// one record of what this server still has to answer.
+    waiting: BTreeMap<ReqId, R>,
+    /// The next request's wire number (incarnation in the top bits).
+    next_req: ReqId,
     state: State,
 }
+
+/// Proof that the server left the role a handler was written for: the handler must stop.
+///
+/// Every role accessor (`looking()`, `following()`, `leading()`) returns `Err(Left)` when
+/// the server is in another role, and every `become_*` returns `Left`, so a handler that
+/// changes role ends with `?` or `return Err(..)` and no code written for the old role
+/// can run in the new one. Nothing in the core panics on a role mismatch.
+#[derive(Debug)]
+pub(super) struct Left;
+
+/// What a role handler returns: `Ok` while still in its role, `Err(Left)` once it left.
+pub(super) type Step = Result<(), Left>;
 
 enum State {
     Looking(election::Looking),
@@ -264,9 +290,9 @@ enum State {
     Leading(leader::Leading),
 }
 
-impl Core {
+impl<R> Core<R> {
     /// A core starting from durable state `rec`. It begins LOOKING at the first input.
-    pub fn new(cfg: CoreConfig, rec: Recovered) -> Core {
+    pub fn new(cfg: CoreConfig, rec: Recovered) -> Core<R> {
         assert!(
             cfg.voters.contains(&cfg.id),
             "server {} is not a voter",
@@ -290,7 +316,15 @@ impl Core {
             next_tick: 0,
             peers_up: BTreeSet::new(),
             waiting: BTreeMap::new(),
-            state: State::Looking(election::Looking::default()),
+            next_req: u64::from(rec.incarnation & 0xFF_FFFF) << REQ_COUNTER_BITS,
+            state: State::Looking(election::Looking::new(
+                Vote {
+                    leader: cfg.id,
+                    zxid: last,
+                    peer_epoch: rec.current_epoch,
+                },
+                0,
+            )),
             cfg,
         }
     }
@@ -301,25 +335,26 @@ impl Core {
     }
 
     /// Feeds one input at time `now`.
-    pub fn handle(&mut self, now: Millis, input: Input) {
+    pub fn handle(&mut self, now: Millis, input: Input<R>) {
         self.now = self.now.max(now);
         if !self.started {
             self.started = true;
             self.next_tick = self.now + self.cfg.tick_ms;
-            self.become_looking("server started");
+            let _ = self.become_looking("server started");
         }
-        match input {
+        // A handler that changed role returns Err(Left); the new role is already in place.
+        let _: Step = match input {
             Input::Tick => self.on_tick(),
             Input::PeerUp { peer } => self.on_peer_up(peer),
             Input::PeerDown { peer } => self.on_peer_down(peer),
             Input::Peer { from, msg } => self.on_peer_msg(from, msg),
             Input::Client { req, op } => self.on_client(req, op),
             Input::Durable { seq } => self.on_durable(seq),
-        }
+        };
     }
 
     /// The next action to execute, in order.
-    pub fn poll_action(&mut self) -> Option<Action> {
+    pub fn poll_action(&mut self) -> Option<Action<R>> {
         self.actions.pop_front()
     }
 
@@ -404,7 +439,7 @@ impl Core {
         }
     }
 
-    fn emit(&mut self, a: Action) {
+    fn emit(&mut self, a: Action<R>) {
         self.actions.push_back(a);
     }
 
@@ -493,12 +528,14 @@ impl Core {
         for txn in txns {
             let result = self.tree.apply(&txn);
             self.committed = txn.zxid;
-            if txn.origin.server == self.cfg.id && self.waiting.remove(&txn.origin.req).is_some() {
-                self.emit(Action::Reply {
-                    req: txn.origin.req,
-                    zxid: txn.zxid,
-                    result: result.map_err(ClientError::Tree),
-                });
+            if txn.origin.server == self.cfg.id {
+                if let Some(req) = self.waiting.remove(&txn.origin.req) {
+                    self.emit(Action::Reply {
+                        req,
+                        zxid: txn.zxid,
+                        result: result.map_err(ClientError::Tree),
+                    });
+                }
             }
             self.since_snapshot += 1;
             if self.since_snapshot >= self.cfg.snap_count {
@@ -512,16 +549,17 @@ impl Core {
         self.log.trim(self.committed, self.cfg.max_diff_txns);
     }
 
-    fn origin(&self, req: ReqId) -> Origin {
-        Origin {
-            server: self.cfg.id,
-            req,
-        }
+    /// A fresh wire number for a local client write.
+    fn new_req(&mut self) -> ReqId {
+        let id = self.next_req;
+        let counter_mask = (1u64 << REQ_COUNTER_BITS) - 1;
+        self.next_req = (id & !counter_mask) | (id.wrapping_add(1) & counter_mask);
+        id
     }
 
     /// Answers every waiting local write: its fate is unknown to this server now.
     fn fail_waiting(&mut self) {
-        for (req, ()) in std::mem::take(&mut self.waiting) {
+        for (_, req) in std::mem::take(&mut self.waiting) {
             self.emit(Action::Reply {
                 req,
                 zxid: Zxid::ZERO,
@@ -530,7 +568,7 @@ impl Core {
         }
     }
 
-    fn reply_err(&mut self, req: ReqId, e: ClientError) {
+    fn reply_err(&mut self, req: R, e: ClientError) {
         self.emit(Action::Reply {
             req,
             zxid: Zxid::ZERO,
@@ -538,7 +576,7 @@ impl Core {
         });
     }
 
-    fn on_tick(&mut self) {
+    fn on_tick(&mut self) -> Step {
         if self.now >= self.next_tick {
             self.next_tick = self.now + self.cfg.tick_ms;
         }
@@ -549,39 +587,41 @@ impl Core {
         }
     }
 
-    fn on_peer_up(&mut self, peer: PeerId) {
+    fn on_peer_up(&mut self, peer: PeerId) -> Step {
         if !self.cfg.voters.contains(&peer) {
-            return;
+            return Ok(());
         }
         self.peers_up.insert(peer);
         match &self.state {
             State::Looking(_) => self.send_notification(peer),
-            State::Following(f) if f.leader == peer => self.follower_leader_up(),
+            State::Following(f) if f.leader == peer => self.follower_leader_up()?,
             _ => {}
         }
+        Ok(())
     }
 
-    fn on_peer_down(&mut self, peer: PeerId) {
+    fn on_peer_down(&mut self, peer: PeerId) -> Step {
         self.peers_up.remove(&peer);
         match &mut self.state {
             State::Looking(l) => l.forget(peer),
             State::Following(f) if f.leader == peer => {
-                self.become_looking(&format!("lost the connection to leader {peer}"))
+                return Err(self.become_looking(&format!("lost the connection to leader {peer}")))
             }
             State::Following(_) => {}
-            State::Leading(_) => self.leader_lost_follower(peer),
+            State::Leading(_) => self.leader_lost_follower(peer)?,
         }
+        Ok(())
     }
 
-    fn on_peer_msg(&mut self, from: PeerId, msg: PeerMsg) {
+    fn on_peer_msg(&mut self, from: PeerId, msg: PeerMsg) -> Step {
         if !self.cfg.voters.contains(&from) {
-            return;
+            return Ok(());
         }
         match msg {
             PeerMsg::Notification { vote, round, state } => {
                 self.on_notification(from, vote, round, state)
             }
-            PeerMsg::Hello { .. } => {}
+            PeerMsg::Hello { .. } => Ok(()),
             msg => match &self.state {
                 State::Looking(_) => self.looking_zab_msg(from, msg),
                 State::Following(_) => self.follower_msg(from, msg),
@@ -590,34 +630,35 @@ impl Core {
         }
     }
 
-    fn on_client(&mut self, req: ReqId, op: TxnOp) {
+    fn on_client(&mut self, req: R, op: TxnOp) -> Step {
         match &self.state {
-            State::Leading(l) if l.serving() => {
-                self.leader_propose(self.origin(req), op, Some(req))
-            }
+            State::Leading(l) if l.serving() => self.leader_propose_local(req, op)?,
             State::Following(f) if f.serving() => {
                 let leader = f.leader;
-                self.waiting.insert(req, ());
-                self.send(leader, PeerMsg::Request { req, op });
+                let id = self.new_req();
+                self.waiting.insert(id, req);
+                self.send(leader, PeerMsg::Request { req: id, op });
             }
             _ => self.reply_err(req, ClientError::NoLeader),
         }
+        Ok(())
     }
 
-    fn on_durable(&mut self, seq: u64) {
+    fn on_durable(&mut self, seq: u64) -> Step {
         self.dur.durable(seq);
         match &self.state {
             State::Following(_) => self.follower_durable(),
             State::Leading(_) => self.leader_durable(),
-            State::Looking(_) => {}
+            State::Looking(_) => Ok(()),
         }
     }
 
     /// Leaves whatever role this server had and starts an election.
-    fn become_looking(&mut self, why: &str) {
+    fn become_looking(&mut self, why: &str) -> Left {
+        let vote = self.own_vote();
         let old = std::mem::replace(
             &mut self.state,
-            State::Looking(election::Looking::default()),
+            State::Looking(election::Looking::new(vote, self.now)),
         );
         match old {
             State::Leading(l) => {
@@ -639,8 +680,10 @@ impl Core {
             self.log.last(),
             self.current_epoch
         );
-        self.start_election();
+        // A fresh LOOKING state cannot be left by starting its election.
+        let _ = self.start_election();
         self.role_changed();
+        Left
     }
 }
 

@@ -8,14 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use super::{better, mutation, Core, MutationKind, State};
+use super::{better, mutation, Core, Left, MutationKind, State, Step};
 use crate::wire::{PeerMsg, PeerState, Vote};
 use crate::zab::{Millis, PeerId, Zxid};
 
 /// Election state of a LOOKING server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Looking {
-    vote: Option<Vote>,
+    vote: Vote,
     /// Votes of this round, this server's included.
     recv: BTreeMap<PeerId, Vote>,
     /// Leaders announced by servers that are not looking.
@@ -28,6 +28,19 @@ pub(super) struct Looking {
 }
 
 impl Looking {
+    /// A fresh election state voting for `vote` (the round starts with `start_election`).
+    pub(super) fn new(vote: Vote, now: Millis) -> Looking {
+        Looking {
+            vote,
+            recv: BTreeMap::new(),
+            settled: BTreeMap::new(),
+            early_infos: BTreeMap::new(),
+            decide_at: None,
+            started: now,
+            last_broadcast: now,
+        }
+    }
+
     pub(super) fn forget(&mut self, peer: PeerId) {
         self.recv.remove(&peer);
         self.settled.remove(&peer);
@@ -35,8 +48,8 @@ impl Looking {
     }
 }
 
-impl Core {
-    fn own_vote(&self) -> Vote {
+impl<R> Core<R> {
+    pub(super) fn own_vote(&self) -> Vote {
         Vote {
             leader: self.cfg.id,
             zxid: self.log.last(),
@@ -44,20 +57,17 @@ impl Core {
         }
     }
 
-    fn looking(&mut self) -> &mut Looking {
+    fn looking(&mut self) -> Result<&mut Looking, Left> {
         match &mut self.state {
-            State::Looking(l) => l,
-            _ => unreachable!("election state used outside LOOKING"),
+            State::Looking(l) => Ok(l),
+            _ => Err(Left),
         }
     }
 
     /// This server's current vote and state, as announced to others.
     fn current_vote(&self) -> (Vote, PeerState) {
         match &self.state {
-            State::Looking(l) => (
-                l.vote.unwrap_or_else(|| self.own_vote()),
-                PeerState::Looking,
-            ),
+            State::Looking(l) => (l.vote, PeerState::Looking),
             State::Following(f) => (
                 Vote {
                     leader: f.leader,
@@ -76,23 +86,24 @@ impl Core {
         self.send(to, PeerMsg::Notification { vote, round, state });
     }
 
-    fn broadcast_vote(&mut self) {
+    fn broadcast_vote(&mut self) -> Step {
         for p in self.others() {
             if self.peers_up.contains(&p) {
                 self.send_notification(p);
             }
         }
         let now = self.now;
-        self.looking().last_broadcast = now;
+        self.looking()?.last_broadcast = now;
+        Ok(())
     }
 
     /// Starts a new round voting for this server.
-    pub(super) fn start_election(&mut self) {
+    pub(super) fn start_election(&mut self) -> Step {
         self.round += 1;
         let vote = self.own_vote();
         let (id, now) = (self.cfg.id, self.now);
-        let l = self.looking();
-        l.vote = Some(vote);
+        let l = self.looking()?;
+        l.vote = vote;
         l.recv.clear();
         l.recv.insert(id, vote);
         l.started = now;
@@ -103,8 +114,8 @@ impl Core {
             vote.zxid,
             vote.peer_epoch
         );
-        self.broadcast_vote();
-        self.check_decision();
+        self.broadcast_vote()?;
+        self.check_decision()
     }
 
     pub(super) fn on_notification(
@@ -113,20 +124,19 @@ impl Core {
         vote: Vote,
         round: u64,
         state: PeerState,
-    ) {
+    ) -> Step {
         if !matches!(self.state, State::Looking(_)) {
             if state == PeerState::Looking {
                 self.send_notification(from);
             }
-            return;
+            return Ok(());
         }
         if state != PeerState::Looking {
-            self.looking().settled.insert(from, (vote.leader, state));
-            self.check_settled_leader();
-            return;
+            self.looking()?.settled.insert(from, (vote.leader, state));
+            return self.check_settled_leader();
         }
         let ids_only = self.mutation(mutation!(VoteIgnoresZxid));
-        let mine = self.looking().vote.expect("a looking server has a vote");
+        let mine = self.looking()?.vote;
         if round > self.round {
             self.round = round;
             let own = self.own_vote();
@@ -141,15 +151,15 @@ impl Core {
                  voting for {}",
                 best.leader
             );
-            let l = self.looking();
+            let l = self.looking()?;
             l.recv.clear();
-            l.vote = Some(best);
+            l.vote = best;
             l.recv.insert(id, best);
             l.decide_at = None;
-            self.broadcast_vote();
+            self.broadcast_vote()?;
         } else if round < self.round {
             self.send_notification(from);
-            return;
+            return Ok(());
         } else if better(&vote, &mine, ids_only) {
             let id = self.cfg.id;
             log::info!(
@@ -160,23 +170,23 @@ impl Core {
                 vote.peer_epoch,
                 mine.leader
             );
-            let l = self.looking();
-            l.vote = Some(vote);
+            let l = self.looking()?;
+            l.vote = vote;
             l.recv.insert(id, vote);
             // A new vote must stand unchallenged for the whole finalize wait again.
             l.decide_at = None;
-            self.broadcast_vote();
+            self.broadcast_vote()?;
         }
-        self.looking().recv.insert(from, vote);
-        self.check_decision();
+        self.looking()?.recv.insert(from, vote);
+        self.check_decision()
     }
 
     /// Arms (or disarms) the decision timer: a quorum must hold this server's vote.
-    fn check_decision(&mut self) {
+    fn check_decision(&mut self) -> Step {
         let q = self.quorum();
         let (now, wait) = (self.now, self.cfg.finalize_wait_ms);
-        let l = self.looking();
-        let vote = l.vote.expect("a looking server has a vote");
+        let l = self.looking()?;
+        let vote = l.vote;
         let agree = l.recv.values().filter(|v| **v == vote).count();
         if agree >= q {
             if l.decide_at.is_none() {
@@ -185,12 +195,13 @@ impl Core {
         } else {
             l.decide_at = None;
         }
+        Ok(())
     }
 
     /// Follows an established leader that a quorum (the leader included) reports.
-    fn check_settled_leader(&mut self) {
+    fn check_settled_leader(&mut self) -> Step {
         let q = self.quorum();
-        let l = self.looking();
+        let l = self.looking()?;
         let mut counts: BTreeMap<PeerId, usize> = BTreeMap::new();
         for (leader, _) in l.settled.values() {
             *counts.entry(*leader).or_default() += 1;
@@ -204,18 +215,19 @@ impl Core {
                     "server {}: joining established leader {leader} (reported by a quorum)",
                     self.cfg.id
                 );
-                self.become_following(leader);
+                return Err(self.become_following(leader));
             }
         }
+        Ok(())
     }
 
-    pub(super) fn looking_tick(&mut self) {
+    pub(super) fn looking_tick(&mut self) -> Step {
         let now = self.now;
         let rebroadcast = 2 * self.cfg.tick_ms;
-        let l = self.looking();
+        let l = self.looking()?;
         if let Some(at) = l.decide_at {
             if now >= at {
-                let vote = l.vote.expect("a looking server has a vote");
+                let vote = l.vote;
                 let took = now - l.started;
                 log::info!(
                     "server {}: election round {} decided for leader {} after {took} ms",
@@ -223,32 +235,33 @@ impl Core {
                     self.round,
                     vote.leader
                 );
-                if vote.leader == self.cfg.id {
-                    self.become_leading();
+                return Err(if vote.leader == self.cfg.id {
+                    self.become_leading()
                 } else {
-                    self.become_following(vote.leader);
-                }
-                return;
+                    self.become_following(vote.leader)
+                });
             }
         }
         if now >= l.last_broadcast + rebroadcast {
-            self.broadcast_vote();
+            self.broadcast_vote()?;
         }
+        Ok(())
     }
 
     /// Zab messages while LOOKING: keep early FOLLOWERINFOs, refuse the rest.
-    pub(super) fn looking_zab_msg(&mut self, from: PeerId, msg: PeerMsg) {
+    pub(super) fn looking_zab_msg(&mut self, from: PeerId, msg: PeerMsg) -> Step {
         match msg {
             PeerMsg::FollowerInfo {
                 accepted_epoch,
                 last_zxid,
             } => {
-                self.looking()
+                self.looking()?
                     .early_infos
                     .insert(from, (accepted_epoch, last_zxid));
             }
             PeerMsg::Ping { .. } => {}
             other => self.disconnect(from, format!("{} while looking", other.name())),
         }
+        Ok(())
     }
 }

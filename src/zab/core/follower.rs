@@ -4,7 +4,7 @@
 //! TRUNC or SNAP bring are logged; NEWLEADER is acknowledged only once every one of them is
 //! durable *and* currentEpoch has been written, in that order.
 
-use super::{mutation, Core, MutationKind, State};
+use super::{mutation, Core, Left, MutationKind, State, Step};
 use crate::wire::{PeerMsg, Txn};
 use crate::zab::{Millis, PeerId, Zxid};
 use crate::ztree::ZTree;
@@ -40,15 +40,15 @@ impl Following {
     }
 }
 
-impl Core {
-    fn following(&mut self) -> &mut Following {
+impl<R> Core<R> {
+    fn following(&mut self) -> Result<&mut Following, Left> {
         match &mut self.state {
-            State::Following(f) => f,
-            _ => unreachable!("follower state used outside FOLLOWING"),
+            State::Following(f) => Ok(f),
+            _ => Err(Left),
         }
     }
 
-    pub(super) fn become_following(&mut self, leader: PeerId) {
+    pub(super) fn become_following(&mut self, leader: PeerId) -> Left {
         self.state = State::Following(Following {
             leader,
             phase: Phase::Discovery,
@@ -60,15 +60,16 @@ impl Core {
         log::info!("server {}: FOLLOWING leader {leader}", self.cfg.id);
         self.role_changed();
         if self.peers_up.contains(&leader) {
-            self.follower_leader_up();
+            let _ = self.follower_leader_up();
         }
+        Left
     }
 
     /// The connection to the leader is up: introduce ourselves.
-    pub(super) fn follower_leader_up(&mut self) {
-        let f = self.following();
+    pub(super) fn follower_leader_up(&mut self) -> Step {
+        let f = self.following()?;
         if f.info_sent || f.phase != Phase::Discovery {
-            return;
+            return Ok(());
         }
         f.info_sent = true;
         let leader = f.leader;
@@ -77,43 +78,46 @@ impl Core {
             last_zxid: self.log.last(),
         };
         self.send(leader, msg);
+        Ok(())
     }
 
-    pub(super) fn following_tick(&mut self) {
+    pub(super) fn following_tick(&mut self) -> Step {
         let now = self.now;
         let sync_ms = u64::from(self.cfg.sync_limit) * self.cfg.tick_ms;
         let init_ms = u64::from(self.cfg.init_limit) * self.cfg.tick_ms;
-        let f = self.following();
+        let f = self.following()?;
         let (leader, heard, started, serving) = (f.leader, f.last_heard, f.started, f.serving());
         if serving && now.saturating_sub(heard) > sync_ms {
-            return self.become_looking(&format!("leader {leader} silent for {} ms", now - heard));
+            let why = format!("leader {leader} silent for {} ms", now - heard);
+            return Err(self.become_looking(&why));
         }
         if !serving && now.saturating_sub(started) > init_ms {
-            return self.become_looking(&format!(
-                "synchronisation with {leader} not done in {init_ms} ms"
-            ));
+            let why = format!("synchronisation with {leader} not done in {init_ms} ms");
+            return Err(self.become_looking(&why));
         }
         if self.peers_up.contains(&leader) && serving {
             let last = self.log.last();
             self.send(leader, PeerMsg::Ping { zxid: last });
         }
+        Ok(())
     }
 
     /// The leader broke the protocol: say why, drop it, elect again.
-    fn leader_violation(&mut self, why: String) {
-        let leader = self.following().leader;
+    fn leader_violation(&mut self, why: String) -> Step {
+        let leader = self.following()?.leader;
         log::warn!(
             "server {}: leader {leader} broke the protocol: {why}",
             self.cfg.id
         );
-        self.become_looking(&why);
+        Err(self.become_looking(&why))
     }
 
-    pub(super) fn follower_msg(&mut self, from: PeerId, msg: PeerMsg) {
+    pub(super) fn follower_msg(&mut self, from: PeerId, msg: PeerMsg) -> Step {
         let now = self.now;
-        let f = self.following();
+        let f = self.following()?;
         if from != f.leader {
-            return self.disconnect(from, format!("{} sent to a follower", msg.name()));
+            self.disconnect(from, format!("{} sent to a follower", msg.name()));
+            return Ok(());
         }
         f.last_heard = now;
         let phase = f.phase;
@@ -121,11 +125,12 @@ impl Core {
             (PeerMsg::LeaderInfo { epoch }, Phase::Discovery) => self.on_leader_info(epoch),
             (PeerMsg::Diff { zxid }, Phase::Sync) => {
                 if zxid != self.log.last() {
-                    self.leader_violation(format!(
+                    return self.leader_violation(format!(
                         "DIFF from {zxid} but last logged is {}",
                         self.log.last()
                     ));
                 }
+                Ok(())
             }
             (PeerMsg::Trunc { zxid }, Phase::Sync) => self.on_trunc(zxid),
             (PeerMsg::Snap { zxid, tree }, Phase::Sync) => self.on_snap(zxid, &tree),
@@ -140,6 +145,7 @@ impl Core {
             (PeerMsg::Ping { .. }, _) => {
                 let last = self.log.last();
                 self.send(from, PeerMsg::Ping { zxid: last });
+                Ok(())
             }
             (msg, phase) => {
                 self.leader_violation(format!("unexpected {} in phase {phase:?}", msg.name()))
@@ -149,11 +155,8 @@ impl Core {
 
     /// UPTODATE: apply up to `commit`, check the tree against the leader's digest there
     /// (ZOOKEEPER-2846's lesson), then serve.
-    fn on_up_to_date(&mut self, from: PeerId, nl: Zxid, commit: Zxid, digest: u64) {
-        self.on_commit(commit);
-        if !matches!(self.state, State::Following(_)) {
-            return;
-        }
+    fn on_up_to_date(&mut self, from: PeerId, nl: Zxid, commit: Zxid, digest: u64) -> Step {
+        self.on_commit(commit)?;
         let mine = self.tree.digest();
         if self.committed == commit && mine != digest {
             log::error!(
@@ -162,9 +165,9 @@ impl Core {
                  Refusing to serve; stop it, move its data dir aside and restart it to resync",
                 self.cfg.id
             );
-            return self.become_looking("tree digest differs from the leader's");
+            return Err(self.become_looking("tree digest differs from the leader's"));
         }
-        self.following().phase = Phase::Broadcast { zxid: nl };
+        self.following()?.phase = Phase::Broadcast { zxid: nl };
         log::info!(
             "server {}: synchronised with leader {from} in epoch {} (digest {mine:#018x} at \
              {commit} matches), serving",
@@ -172,9 +175,10 @@ impl Core {
             nl.epoch()
         );
         self.role_changed();
+        Ok(())
     }
 
-    fn on_leader_info(&mut self, epoch: u32) {
+    fn on_leader_info(&mut self, epoch: u32) -> Step {
         let already = epoch == self.accepted_epoch;
         if epoch < self.accepted_epoch {
             let why = format!(
@@ -187,17 +191,19 @@ impl Core {
             self.accepted_epoch = epoch;
             self.save_epochs();
         }
-        let leader = self.following().leader;
-        self.following().phase = Phase::Sync;
+        let f = self.following()?;
+        f.phase = Phase::Sync;
+        let leader = f.leader;
         let msg = PeerMsg::AckEpoch {
             current_epoch: self.current_epoch,
             last_zxid: self.log.last(),
             already_accepted: already,
         };
         self.send(leader, msg);
+        Ok(())
     }
 
-    fn on_trunc(&mut self, zxid: Zxid) {
+    fn on_trunc(&mut self, zxid: Zxid) -> Step {
         if zxid < self.committed {
             let why = format!("TRUNC to {zxid} below committed {}", self.committed);
             return self.leader_violation(why);
@@ -211,19 +217,21 @@ impl Core {
             self.log.last()
         );
         self.log_truncate(zxid);
+        Ok(())
     }
 
-    fn on_snap(&mut self, zxid: Zxid, bytes: &[u8]) {
+    fn on_snap(&mut self, zxid: Zxid, bytes: &[u8]) -> Step {
         match ZTree::decode(bytes) {
             Ok(tree) => {
                 log::info!("server {}: installing snapshot at {zxid}", self.cfg.id);
                 self.install_snapshot(zxid, tree);
+                Ok(())
             }
             Err(e) => self.leader_violation(format!("SNAP does not decode: {e}")),
         }
     }
 
-    fn on_proposal(&mut self, prev: Zxid, txn: Txn) {
+    fn on_proposal(&mut self, prev: Zxid, txn: Txn) -> Step {
         let last = self.log.last();
         if prev != last || txn.zxid <= prev {
             let why = format!(
@@ -235,14 +243,16 @@ impl Core {
         let z = txn.zxid;
         self.log_append(txn);
         if self.mutation(mutation!(AckBeforeDurable)) {
-            if let Phase::Broadcast { .. } = self.following().phase {
-                let leader = self.following().leader;
+            let f = self.following()?;
+            if let Phase::Broadcast { .. } = f.phase {
+                let leader = f.leader;
                 self.send(leader, PeerMsg::Ack { zxid: z });
             }
         }
+        Ok(())
     }
 
-    fn on_new_leader(&mut self, zxid: Zxid) {
+    fn on_new_leader(&mut self, zxid: Zxid) -> Step {
         if zxid.epoch() != self.accepted_epoch || zxid.counter() != 0 {
             let why = format!(
                 "NEWLEADER {zxid} does not match accepted epoch {}",
@@ -251,41 +261,43 @@ impl Core {
             return self.leader_violation(why);
         }
         let seq = self.dur.issued;
-        self.following().phase = Phase::NewLeaderPending { zxid, seq };
-        self.follower_durable();
+        self.following()?.phase = Phase::NewLeaderPending { zxid, seq };
+        self.follower_durable()
     }
 
-    fn on_commit(&mut self, zxid: Zxid) {
+    fn on_commit(&mut self, zxid: Zxid) -> Step {
         if zxid > self.log.last() {
             let why = format!("COMMIT {zxid} past last logged {}", self.log.last());
             return self.leader_violation(why);
         }
         self.commit_to(zxid);
+        Ok(())
     }
 
     /// The store made more of the log durable: acknowledge what may be acknowledged.
-    pub(super) fn follower_durable(&mut self) {
-        let phase = self.following().phase;
+    pub(super) fn follower_durable(&mut self) -> Step {
+        let phase = self.following()?.phase;
         let nl = match phase {
             Phase::NewLeaderPending { zxid, seq } => {
                 if self.dur.durable_seq < seq {
-                    return;
+                    return Ok(());
                 }
                 // Synced txns durable first, then currentEpoch, then the ACK.
                 self.current_epoch = zxid.epoch();
                 self.save_epochs();
-                self.following().phase = Phase::Synced { zxid };
+                self.following()?.phase = Phase::Synced { zxid };
                 zxid
             }
             Phase::Synced { zxid } | Phase::Broadcast { zxid } => zxid,
-            _ => return,
+            _ => return Ok(()),
         };
         let ack = self.dur.durable_zxid.max(nl);
-        let f = self.following();
+        let f = self.following()?;
         if ack > f.last_ack {
             f.last_ack = ack;
             let leader = f.leader;
             self.send(leader, PeerMsg::Ack { zxid: ack });
         }
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{mutation, ClientError, Core, MutationKind, ReqId, State};
+use super::{mutation, ClientError, Core, Left, MutationKind, ReqId, State, Step};
 use crate::wire::codec::MAX_SNAP_TREE_BYTES;
 use crate::wire::{Origin, PeerMsg, Txn, TxnOp};
 use crate::zab::{Millis, PeerId, Zxid};
@@ -93,15 +93,17 @@ impl Leading {
     }
 }
 
-impl Core {
-    fn leading(&mut self) -> &mut Leading {
+impl<R> Core<R> {
+    fn leading(&mut self) -> Result<&mut Leading, Left> {
         match &mut self.state {
-            State::Leading(l) => l,
-            _ => unreachable!("leader state used outside LEADING"),
+            State::Leading(l) => Ok(l),
+            _ => Err(Left),
         }
     }
 
-    pub(super) fn become_leading(&mut self) {
+    /// Starts leading; FOLLOWERINFOs that arrived while looking are handled at once, and
+    /// any of them may end this role again (a higher accepted epoch), which stops the rest.
+    pub(super) fn become_leading(&mut self) -> Left {
         let early = match &mut self.state {
             State::Looking(l) => std::mem::take(&mut l.early_infos),
             _ => Default::default(),
@@ -121,31 +123,34 @@ impl Core {
         });
         log::info!("server {}: LEADING, gathering FOLLOWERINFO", self.cfg.id);
         self.role_changed();
-        for (peer, (accepted, last)) in early {
-            if self.peers_up.contains(&peer) {
-                self.on_follower_info(peer, accepted, last);
+        let replay = |core: &mut Core<R>| -> Step {
+            for (peer, (accepted, last)) in early {
+                if core.peers_up.contains(&peer) {
+                    core.on_follower_info(peer, accepted, last)?;
+                }
             }
-        }
-        self.check_discovery();
+            core.check_discovery()
+        };
+        let _ = replay(self);
+        Left
     }
 
-    pub(super) fn leading_tick(&mut self) {
+    pub(super) fn leading_tick(&mut self) -> Step {
         let now = self.now;
         let init_ms = u64::from(self.cfg.init_limit) * self.cfg.tick_ms;
         let sync_ms = u64::from(self.cfg.sync_limit) * self.cfg.tick_ms;
         let commit = self.committed;
-        for id in self.leading().follower_ids() {
+        for id in self.leading()?.follower_ids() {
             self.send(id, PeerMsg::Ping { zxid: commit });
         }
-        let l = self.leading();
+        let l = self.leading()?;
         if l.phase != Phase::Broadcast {
             if now.saturating_sub(l.started) > init_ms {
                 let phase = l.phase;
-                return self.become_looking(&format!(
-                    "no quorum synchronised within {init_ms} ms ({phase:?})"
-                ));
+                let why = format!("no quorum synchronised within {init_ms} ms ({phase:?})");
+                return Err(self.become_looking(&why));
             }
-            return;
+            return Ok(());
         }
         let live = l
             .peers
@@ -154,30 +159,31 @@ impl Core {
             .count();
         if live + 1 < self.quorum() {
             let n = self.cfg.voters.len();
-            self.become_looking(&format!(
-                "only {} of {n} servers heard within {sync_ms} ms",
-                live + 1
-            ));
+            let why = format!("only {} of {n} servers heard within {sync_ms} ms", live + 1);
+            return Err(self.become_looking(&why));
         }
+        Ok(())
     }
 
-    pub(super) fn leader_lost_follower(&mut self, peer: PeerId) {
-        let l = self.leading();
+    pub(super) fn leader_lost_follower(&mut self, peer: PeerId) -> Step {
+        let l = self.leading()?;
         l.peers.remove(&peer);
         l.infos.remove(&peer);
         l.ackepochs.remove(&peer);
         if l.phase != Phase::Broadcast {
-            return;
+            return Ok(());
         }
         let synced = l.peers.values().filter(|p| p.stage == Stage::Acked).count();
         if synced + 1 < self.quorum() {
-            self.become_looking(&format!("lost follower {peer} and with it the quorum"));
+            let why = format!("lost follower {peer} and with it the quorum");
+            return Err(self.become_looking(&why));
         }
+        Ok(())
     }
 
-    pub(super) fn leader_msg(&mut self, from: PeerId, msg: PeerMsg) {
+    pub(super) fn leader_msg(&mut self, from: PeerId, msg: PeerMsg) -> Step {
         let now = self.now;
-        if let Some(p) = self.leading().peers.get_mut(&from) {
+        if let Some(p) = self.leading()?.peers.get_mut(&from) {
             p.last_heard = now;
         }
         match msg {
@@ -192,14 +198,17 @@ impl Core {
             } => self.on_ack_epoch(from, current_epoch, last_zxid, already_accepted),
             PeerMsg::Ack { zxid } => self.on_ack(from, zxid),
             PeerMsg::Request { req, op } => self.on_request(from, req, op),
-            PeerMsg::Ping { .. } => {}
-            other => self.disconnect(from, format!("{} sent to the leader", other.name())),
+            PeerMsg::Ping { .. } => Ok(()),
+            other => {
+                self.disconnect(from, format!("{} sent to the leader", other.name()));
+                Ok(())
+            }
         }
     }
 
-    fn on_follower_info(&mut self, from: PeerId, accepted: u32, last_zxid: Zxid) {
+    fn on_follower_info(&mut self, from: PeerId, accepted: u32, last_zxid: Zxid) -> Step {
         let now = self.now;
-        let l = self.leading();
+        let l = self.leading()?;
         l.peers.insert(
             from,
             Peer {
@@ -212,28 +221,29 @@ impl Core {
         l.ackepochs.remove(&from);
         if l.phase == Phase::Discovery {
             l.infos.insert(from, accepted);
-            self.check_discovery();
+            self.check_discovery()
         } else if accepted > l.epoch {
             // The follower promised a higher epoch to a leader that never established; it
             // must refuse ours, and would forever. Stepping down is always safe, and the
             // next discovery picks an epoch above every accepted one.
             let epoch = l.epoch;
-            self.become_looking(&format!(
+            Err(self.become_looking(&format!(
                 "server {from} has accepted epoch {accepted}, above this leader's {epoch}; \
                  electing again with a higher epoch"
-            ));
+            )))
         } else {
             let epoch = l.epoch;
             self.send(from, PeerMsg::LeaderInfo { epoch });
+            Ok(())
         }
     }
 
     /// With a quorum of FOLLOWERINFO: choose the epoch, write it, announce it.
-    fn check_discovery(&mut self) {
+    fn check_discovery(&mut self) -> Step {
         let q = self.quorum();
-        let l = self.leading();
+        let l = self.leading()?;
         if l.phase != Phase::Discovery || l.infos.len() < q {
-            return;
+            return Ok(());
         }
         let epoch = l.infos.values().copied().max().unwrap_or(0) + 1;
         l.epoch = epoch;
@@ -248,50 +258,69 @@ impl Core {
         for id in ids {
             self.send(id, PeerMsg::LeaderInfo { epoch });
         }
-        self.check_ack_epochs();
+        self.check_ack_epochs()
     }
 
     /// With a quorum (ourselves included) accepting the epoch, start synchronising.
-    fn check_ack_epochs(&mut self) {
+    fn check_ack_epochs(&mut self) -> Step {
         let q = self.quorum();
-        let l = self.leading();
+        let l = self.leading()?;
         if l.phase == Phase::AckEpochs && l.ackepochs.len() + 1 >= q {
-            self.begin_sync();
+            return self.begin_sync();
         }
+        Ok(())
     }
 
-    fn on_ack_epoch(&mut self, from: PeerId, current: u32, last_zxid: Zxid, already: bool) {
+    fn on_ack_epoch(&mut self, from: PeerId, current: u32, last_zxid: Zxid, already: bool) -> Step {
         let (my_epoch, my_last) = (self.current_epoch, self.log.last());
-        let l = self.leading();
-        let Some(p) = l.peers.get_mut(&from) else {
-            return self.disconnect(from, "ACKEPOCH without FOLLOWERINFO".into());
+        let l = self.leading()?;
+        let phase = l.phase;
+        let refuse = match l.peers.get(&from) {
+            None => Some("ACKEPOCH without FOLLOWERINFO"),
+            // No LEADERINFO has left before the epoch is chosen: an ACKEPOCH now answers
+            // nothing this leader sent.
+            Some(_) if phase == Phase::Discovery => Some("ACKEPOCH before LEADERINFO"),
+            Some(p) if p.stage != Stage::Info => Some("duplicate ACKEPOCH"),
+            Some(_) => None,
         };
-        if p.stage != Stage::Info {
-            return self.disconnect(from, "duplicate ACKEPOCH".into());
+        if let Some(why) = refuse {
+            self.disconnect(from, why.into());
+            return self.leader_forget(from);
         }
-        p.stage = Stage::AckedEpoch;
-        p.last_zxid = last_zxid;
-        match l.phase {
+        if let Some(p) = l.peers.get_mut(&from) {
+            p.stage = Stage::AckedEpoch;
+            p.last_zxid = last_zxid;
+        }
+        match phase {
             Phase::AckEpochs => {
                 if (current, last_zxid) > (my_epoch, my_last) {
                     let why =
                         format!("follower {from} has a newer history ({current}, {last_zxid})");
-                    return self.become_looking(&why);
+                    return Err(self.become_looking(&why));
                 }
                 if !already {
                     l.ackepochs.insert(from, ());
                 }
-                self.check_ack_epochs();
+                self.check_ack_epochs()
             }
             Phase::Sync | Phase::Broadcast => self.sync_follower(from),
-            Phase::Discovery => unreachable!("LEADERINFO is only sent after discovery"),
+            Phase::Discovery => Ok(()),
         }
     }
 
+    /// Forgets a follower whose connection this leader is closing.
+    fn leader_forget(&mut self, peer: PeerId) -> Step {
+        let l = self.leading()?;
+        l.peers.remove(&peer);
+        l.infos.remove(&peer);
+        l.ackepochs.remove(&peer);
+        Ok(())
+    }
+
     /// A quorum accepted the epoch: synchronise everyone who has, then ourselves.
-    fn begin_sync(&mut self) {
+    fn begin_sync(&mut self) -> Step {
         let seq = self.dur.issued;
-        let l = self.leading();
+        let l = self.leading()?;
         l.phase = Phase::Sync;
         l.sync_seq = seq;
         let ready: Vec<PeerId> = l
@@ -301,15 +330,17 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         for id in ready {
-            self.sync_follower(id);
+            self.sync_follower(id)?;
         }
-        self.leader_durable();
+        self.leader_durable()
     }
 
     /// Sends `peer` what it lacks: DIFF, TRUNC or SNAP, proposals, NEWLEADER.
-    fn sync_follower(&mut self, peer: PeerId) {
-        let l = self.leading();
-        let their = l.peers[&peer].last_zxid;
+    fn sync_follower(&mut self, peer: PeerId) -> Step {
+        let l = self.leading()?;
+        let Some(their) = l.peers.get(&peer).map(|p| p.last_zxid) else {
+            return Ok(());
+        };
         let nl = l.nl_zxid();
         let mine = self.log.last();
         let from = if their < self.log.base() {
@@ -323,7 +354,8 @@ impl Core {
                     self.cfg.id,
                     bytes.len()
                 );
-                return self.disconnect(peer, "tree too large for one SNAP".into());
+                self.disconnect(peer, "tree too large for one SNAP".into());
+                return self.leader_forget(peer);
             }
             let at = self.committed;
             log::info!(
@@ -372,20 +404,23 @@ impl Core {
             self.send(peer, m);
         }
         self.send(peer, PeerMsg::NewLeader { zxid: nl });
-        if let Some(p) = self.leading().peers.get_mut(&peer) {
+        if let Some(p) = self.leading()?.peers.get_mut(&peer) {
             p.stage = Stage::Synced;
         }
+        Ok(())
     }
 
-    fn on_ack(&mut self, from: PeerId, zxid: Zxid) {
-        let l = self.leading();
+    fn on_ack(&mut self, from: PeerId, zxid: Zxid) -> Step {
+        let l = self.leading()?;
         let nl = l.nl_zxid();
         let phase = l.phase;
         let Some(p) = l.peers.get_mut(&from) else {
-            return self.disconnect(from, "ACK from a server that is not synchronising".into());
+            self.disconnect(from, "ACK from a server that is not synchronising".into());
+            return Ok(());
         };
         if p.stage < Stage::Synced {
-            return self.disconnect(from, "ACK before NEWLEADER".into());
+            self.disconnect(from, "ACK before NEWLEADER".into());
+            return self.leader_forget(from);
         }
         p.acked = p.acked.max(zxid);
         if p.stage == Stage::Synced && zxid >= nl {
@@ -398,32 +433,32 @@ impl Core {
         match phase {
             Phase::Sync => self.check_established(),
             Phase::Broadcast => self.advance_commit(),
-            _ => {}
+            _ => Ok(()),
         }
     }
 
     /// Our own log became more durable.
-    pub(super) fn leader_durable(&mut self) {
+    pub(super) fn leader_durable(&mut self) -> Step {
         let seq = self.dur.durable_seq;
-        let l = self.leading();
+        let l = self.leading()?;
         match l.phase {
             Phase::Sync if !l.self_synced && seq >= l.sync_seq => {
                 l.self_synced = true;
-                self.current_epoch = self.leading().epoch;
+                self.current_epoch = l.epoch;
                 self.save_epochs();
-                self.check_established();
+                self.check_established()
             }
             Phase::Broadcast => self.advance_commit(),
-            _ => {}
+            _ => Ok(()),
         }
     }
 
-    fn check_established(&mut self) {
+    fn check_established(&mut self) -> Step {
         let q = self.quorum();
-        let l = self.leading();
+        let l = self.leading()?;
         let acked = l.peers.values().filter(|p| p.stage == Stage::Acked).count();
         if !l.self_synced || acked + 1 < q {
-            return;
+            return Ok(());
         }
         l.phase = Phase::Broadcast;
         let (epoch, started) = (l.epoch, l.started);
@@ -441,14 +476,14 @@ impl Core {
             self.send(id, PeerMsg::UpToDate { commit, digest });
         }
         self.role_changed();
-        self.advance_commit();
+        self.advance_commit()
     }
 
     /// Commits up to the largest zxid a quorum holds durable, and tells the followers.
-    fn advance_commit(&mut self) {
+    fn advance_commit(&mut self) -> Step {
         let q = self.quorum();
-        let own = self.dur.durable_zxid.max(self.leading().nl_zxid());
-        let l = self.leading();
+        let own = self.dur.durable_zxid.max(self.leading()?.nl_zxid());
+        let l = self.leading()?;
         let mut acks: Vec<Zxid> = l
             .peers
             .values()
@@ -462,28 +497,31 @@ impl Core {
         } else if acks.len() >= q {
             acks[q - 1]
         } else {
-            return;
+            return Ok(());
         };
         // Commit only up to a txn that exists (an ACK may name the new epoch's zxid).
         let point = self.log.floor(point.min(self.log.last()));
         if point <= self.committed {
-            return;
+            return Ok(());
         }
         self.commit_to(point);
-        for id in self.leading().forwarding() {
+        for id in self.leading()?.forwarding() {
             self.send(id, PeerMsg::Commit { zxid: point });
         }
+        Ok(())
     }
 
-    fn on_request(&mut self, from: PeerId, req: ReqId, op: TxnOp) {
-        if self.leading().phase != Phase::Broadcast {
-            return self.disconnect(from, "REQUEST before the leader is established".into());
+    fn on_request(&mut self, from: PeerId, req: ReqId, op: TxnOp) -> Step {
+        if self.leading()?.phase != Phase::Broadcast {
+            self.disconnect(from, "REQUEST before the leader is established".into());
+            return Ok(());
         }
-        self.leader_propose(Origin { server: from, req }, op, None);
+        self.leader_propose(Origin { server: from, req }, op)
     }
 
-    /// Turns a write into the next txn and proposes it to every synced follower.
-    pub(super) fn leader_propose(&mut self, origin: Origin, op: TxnOp, local: Option<ReqId>) {
+    /// A write from this server's own clients: refused as busy past the outstanding
+    /// limit, else proposed and remembered until it is applied.
+    pub(super) fn leader_propose_local(&mut self, req: R, op: TxnOp) -> Step {
         // Everything uncommitted is in this epoch: the initial history committed first.
         let (last, committed) = (self.log.last(), self.committed);
         let outstanding = if last.epoch() == committed.epoch() {
@@ -491,13 +529,23 @@ impl Core {
         } else {
             last.counter()
         } as usize;
-        if let Some(req) = local {
-            if outstanding >= self.cfg.max_outstanding {
-                return self.reply_err(req, ClientError::Busy);
-            }
-            self.waiting.insert(req, ());
+        if outstanding >= self.cfg.max_outstanding {
+            self.reply_err(req, ClientError::Busy);
+            return Ok(());
         }
-        let l = self.leading();
+        self.leading()?;
+        let id = self.new_req();
+        self.waiting.insert(id, req);
+        let origin = Origin {
+            server: self.cfg.id,
+            req: id,
+        };
+        self.leader_propose(origin, op)
+    }
+
+    /// Turns a write into the next txn and proposes it to every synced follower.
+    fn leader_propose(&mut self, origin: Origin, op: TxnOp) -> Step {
+        let l = self.leading()?;
         let zxid = Zxid::new(l.epoch, l.next_counter);
         l.next_counter += 1;
         let txn = Txn {
@@ -507,7 +555,7 @@ impl Core {
             op,
         };
         let prev = self.log.last();
-        for id in self.leading().forwarding() {
+        for id in self.leading()?.forwarding() {
             self.send(
                 id,
                 PeerMsg::Proposal {
@@ -518,7 +566,8 @@ impl Core {
         }
         self.log_append(txn);
         if self.mutation(mutation!(CommitWithoutQuorum)) {
-            self.advance_commit();
+            return self.advance_commit();
         }
+        Ok(())
     }
 }

@@ -13,6 +13,7 @@ struct Node {
     epochs: (u32, u32),
     pending: Vec<Action>,
     replies: Vec<(ReqId, Zxid, Result<OpOk, ClientError>)>,
+    boots: u32,
 }
 
 struct Ens {
@@ -52,6 +53,7 @@ impl Ens {
                     epochs: (0, 0),
                     pending: vec![],
                     replies: vec![],
+                    boots: 0,
                 },
             );
         }
@@ -68,6 +70,7 @@ impl Ens {
     fn start(&mut self, id: PeerId) {
         let n = self.n();
         let node = self.nodes.get_mut(&id).unwrap();
+        node.boots += 1;
         let rec = Recovered {
             accepted_epoch: node.epochs.0,
             current_epoch: node.epochs.1,
@@ -79,6 +82,7 @@ impl Ens {
                 .filter(|t| t.zxid > node.snap.0)
                 .cloned()
                 .collect(),
+            incarnation: node.boots,
         };
         node.core = Some(Core::new(cfg(id, n), rec));
         self.input(id, Input::Tick);
@@ -536,4 +540,194 @@ fn follower_whose_tree_diverged_refuses_to_serve_after_sync() {
     assert!(!e.core(1).status().serving, "a diverged follower served");
     assert_eq!(e.leader(), Some(3));
     assert!(e.core(2).status().serving);
+}
+
+/// Drives one core alone: every action is collected, nothing is delivered anywhere.
+struct Solo {
+    core: Core,
+    now: Millis,
+    actions: Vec<Action>,
+}
+
+impl Solo {
+    fn new(id: PeerId, n: u64) -> Solo {
+        let mut s = Solo {
+            core: Core::new(cfg(id, n), Recovered::default()),
+            now: 0,
+            actions: vec![],
+        };
+        s.input(Input::Tick);
+        s
+    }
+
+    fn input(&mut self, inp: Input) {
+        self.core.handle(self.now, inp);
+        while let Some(a) = self.core.poll_action() {
+            self.actions.push(a);
+        }
+    }
+
+    fn peer(&mut self, from: PeerId, msg: PeerMsg) {
+        self.input(Input::Peer { from, msg });
+    }
+
+    /// Peers `voters` connect and vote for this server in round 1.
+    fn voted_for_by(&mut self, voters: &[PeerId]) {
+        let me = self.core.cfg.id;
+        for &p in voters {
+            self.input(Input::PeerUp { peer: p });
+        }
+        for &p in voters {
+            let vote = Vote {
+                leader: me,
+                zxid: Zxid::ZERO,
+                peer_epoch: 0,
+            };
+            let state = crate::wire::PeerState::Looking;
+            self.peer(
+                p,
+                PeerMsg::Notification {
+                    vote,
+                    round: 1,
+                    state,
+                },
+            );
+        }
+    }
+
+    /// Ticks until the election is decided.
+    fn decide(&mut self) {
+        let at = self.core.next_deadline().unwrap();
+        self.now = self.now.max(at) + self.core.cfg.finalize_wait_ms;
+        self.input(Input::Tick);
+    }
+
+    fn disconnects(&self) -> Vec<(PeerId, String)> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Disconnect { peer, reason } => Some((*peer, reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+// Phase 1 (discovery): a leader fixes its epoch from the first quorum of FOLLOWERINFO; a
+// later early FOLLOWERINFO with a higher accepted epoch makes it step down, while it is
+// still replaying the FOLLOWERINFOs that arrived during the election.
+#[test]
+fn leader_stepping_down_while_replaying_early_followerinfos_does_not_panic() {
+    let mut s = Solo::new(3, 3);
+    s.voted_for_by(&[1, 2]);
+    for (peer, accepted) in [(1, 18), (2, 20)] {
+        let info = PeerMsg::FollowerInfo {
+            accepted_epoch: accepted,
+            last_zxid: Zxid::ZERO,
+        };
+        s.peer(peer, info);
+    }
+    let round = s.core.status().election_round;
+    s.decide();
+    let st = s.core.status();
+    assert_eq!(st.role, Role::Looking, "stepped down again");
+    assert!(st.election_round > round, "a new election round began");
+    assert_eq!(
+        st.accepted_epoch, 19,
+        "epoch 19 was chosen from servers 3 and 1"
+    );
+    let leaderinfo_to_1 = s.actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                to: 1,
+                msg: PeerMsg::LeaderInfo { epoch: 19 }
+            }
+        )
+    });
+    assert!(leaderinfo_to_1);
+}
+
+// Phase 1 (discovery): an ACKEPOCH that answers no LEADERINFO is a protocol violation by
+// that peer: it is disconnected, and the leader goes on gathering FOLLOWERINFO.
+#[test]
+fn early_ackepoch_disconnects_the_peer_and_the_leader_keeps_leading() {
+    let mut s = Solo::new(5, 5);
+    s.voted_for_by(&[1, 2]);
+    s.decide();
+    assert_eq!(s.core.status().role, Role::Leading);
+    let info = PeerMsg::FollowerInfo {
+        accepted_epoch: 0,
+        last_zxid: Zxid::ZERO,
+    };
+    s.peer(1, info);
+    let ack = PeerMsg::AckEpoch {
+        current_epoch: 0,
+        last_zxid: Zxid::ZERO,
+        already_accepted: false,
+    };
+    s.peer(1, ack.clone());
+    s.peer(2, ack);
+    let d = s.disconnects();
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert_eq!(d[0], (1, "ACKEPOCH before LEADERINFO".to_string()));
+    assert_eq!(d[1], (2, "ACKEPOCH without FOLLOWERINFO".to_string()));
+    assert_eq!(s.core.status().role, Role::Leading);
+    // Server 1 comes back properly: its FOLLOWERINFO counts again.
+    let info = PeerMsg::FollowerInfo {
+        accepted_epoch: 0,
+        last_zxid: Zxid::ZERO,
+    };
+    s.peer(1, info.clone());
+    s.peer(2, info);
+    let leaderinfos = s
+        .actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    msg: PeerMsg::LeaderInfo { epoch: 1 },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(leaderinfos, 2, "a quorum of FOLLOWERINFO chose epoch 1");
+}
+
+// Phase 3 (broadcast) across a restart: a write forwarded before its server restarted is
+// committed after it; it must not answer the request that the restarted server's shell
+// numbered the same way (its handles start again at 1, as a new process's would).
+#[test]
+fn a_txn_proposed_before_a_restart_never_answers_a_request_issued_after_it() {
+    let mut e = Ens::new(3);
+    let leader = e.elect();
+    assert_eq!(leader, 3);
+    // No quorum can commit while servers 3 and 2 hold their logs back.
+    e.hold_durable.insert(3);
+    e.hold_durable.insert(2);
+    e.write(1, 1, "/before");
+    e.settle();
+    assert!(e.replied(1, 1).is_none(), "nothing can commit yet");
+    assert!(
+        e.core(3).logged_txn(Zxid::new(1, 1)).is_some(),
+        "the leader proposed it"
+    );
+    e.crash(1);
+    e.start(1);
+    e.run_until(5_000, |e| e.core(1).status().serving);
+    assert!(e.core(1).status().serving, "server 1 rejoined");
+    e.write(1, 1, "/after");
+    e.settle();
+    e.hold_durable.clear();
+    e.settle();
+    let replies = &e.nodes[&1].replies;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    match &replies[0] {
+        (1, _, Ok(OpOk::Created { path, .. })) => assert_eq!(path, "/after"),
+        other => panic!("request 1 after the restart got {other:?}"),
+    }
+    let tree = e.core(1).tree();
+    assert!(tree.get("/before").is_some() && tree.get("/after").is_some());
 }

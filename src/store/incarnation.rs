@@ -1,0 +1,97 @@
+//! The boot counter: raised durably at every start, so request numbers carried in txns
+//! (`ReqId`, incarnation in the top bits) never repeat across restarts of a server.
+//! Format: `wire-spec.md`, section "On disk".
+//!
+//! ```text
+//! "ZWIN" | version u16 | incarnation u32 | crc32 u32   (14 bytes)
+//! ```
+
+use std::io;
+use std::path::Path;
+
+use byteorder::{BigEndian, ByteOrder};
+
+use super::{write_atomic, StoreError, RESYNC_HINT};
+
+/// Name of the boot counter file in a data dir.
+pub const INCARNATION_FILE: &str = "incarnation";
+
+const MAGIC: &[u8; 4] = b"ZWIN";
+const VERSION: u16 = 1;
+const LEN: usize = 14;
+
+fn encode(incarnation: u32) -> [u8; LEN] {
+    let mut b = [0u8; LEN];
+    b[..4].copy_from_slice(MAGIC);
+    BigEndian::write_u16(&mut b[4..6], VERSION);
+    BigEndian::write_u32(&mut b[6..10], incarnation);
+    let crc = crc32fast::hash(&b[..10]);
+    BigEndian::write_u32(&mut b[10..], crc);
+    b
+}
+
+/// Reads the last boot's number from `dir`; 0 if the file does not exist.
+///
+/// # Errors
+/// `Io` on read errors, `Corrupt` when the file does not validate.
+pub fn load(dir: &Path) -> Result<u32, StoreError> {
+    let path = dir.join(INCARNATION_FILE);
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StoreError::io(&path, e)),
+    };
+    let bad =
+        |offset, what: &str| StoreError::corrupt(&path, offset, format!("{what}: {RESYNC_HINT}"));
+    if b.len() != LEN || &b[..4] != MAGIC {
+        return Err(bad(0, "not an incarnation file (bad magic or size)"));
+    }
+    if BigEndian::read_u16(&b[4..6]) != VERSION {
+        return Err(bad(4, "unsupported incarnation format version"));
+    }
+    if crc32fast::hash(&b[..10]) != BigEndian::read_u32(&b[10..]) {
+        return Err(bad(10, "incarnation checksum mismatch"));
+    }
+    Ok(BigEndian::read_u32(&b[6..10]))
+}
+
+/// Raises the boot counter by one, durably (aside, fsync, rename, fsync dir), and returns
+/// this boot's number.
+///
+/// # Errors
+/// The old file does not validate, or writing fails.
+pub fn bump(dir: &Path, fsync: bool) -> Result<u32, StoreError> {
+    let next = load(dir)?.wrapping_add(1);
+    write_atomic(dir, INCARNATION_FILE, &encode(next), fsync)?;
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_start_gets_a_new_number_and_a_damaged_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()).unwrap(), 0);
+        assert_eq!(bump(dir.path(), false).unwrap(), 1);
+        assert_eq!(bump(dir.path(), false).unwrap(), 2);
+        assert_eq!(load(dir.path()).unwrap(), 2);
+        let path = dir.path().join(INCARNATION_FILE);
+        let mut b = std::fs::read(&path).unwrap();
+        b[7] ^= 1;
+        std::fs::write(&path, b).unwrap();
+        let e = bump(dir.path(), false).unwrap_err().to_string();
+        assert!(
+            e.contains("checksum") && e.contains(INCARNATION_FILE),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_file_is_fourteen_bytes_as_specified() {
+        let b = encode(1);
+        assert_eq!(&b[..10], b"ZWIN\x00\x01\x00\x00\x00\x01");
+        assert_eq!(b.len(), 14);
+    }
+}
