@@ -34,6 +34,8 @@ pub struct Metrics {
     /// Txns per fsync, as reported by the log writer.
     pub fsyncs: u64,
     pub fsynced_txns: u64,
+    /// Snapshot streams (SNAP synchronisations) started to followers.
+    pub snapshots_sent: u64,
 }
 
 /// What readers see: the tree and status as of the last batch the loop processed.
@@ -174,7 +176,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     let handle = Handle {
         view: view.clone(),
         tx,
-        waker,
+        waker: waker.clone(),
     };
     let http_cfg = HttpConfig {
         threads: config.http_threads,
@@ -193,6 +195,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         store_cmds: store_cmds.clone(),
         store_events,
         view,
+        waker: waker.clone(),
     };
     let event_loop = EventLoop::new(core, setup);
     let event_loop = std::thread::Builder::new()

@@ -9,7 +9,7 @@ pub mod txn;
 
 pub use codec::{
     decode_payload, encode_payload, msg_type_code, type_name, MAX_CLUSTER_BYTES,
-    MAX_SNAP_TREE_BYTES,
+    MAX_SNAP_CHUNK_BYTES, MAX_SNAP_STREAM_BYTES,
 };
 pub use frame::{
     decode_frame, encode_frame, DecodeError, FrameDecoder, FrameHeader, HEADER_BYTES, MAGIC,

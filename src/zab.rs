@@ -3,6 +3,7 @@
 //! with every input. See [`Core`].
 
 mod core;
+pub mod snapstream;
 pub mod zxid;
 
 #[cfg(any(test, feature = "sim"))]

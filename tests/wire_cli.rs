@@ -105,15 +105,8 @@ fn decode_parses_hexdump_c_text_from_the_encoder() {
 #[test]
 fn decode_parses_hexdump_c_with_squeezed_repeated_lines() {
     let tree = "0".repeat(100);
-    let raw = encode(&["snap", "--zxid", "0x100000002", "--tree", &tree]);
-    let text = encode(&[
-        "snap",
-        "--zxid",
-        "0x100000002",
-        "--tree",
-        &tree,
-        "--hexdump",
-    ]);
+    let raw = encode(&["snapchunk", "--bytes", &tree]);
+    let text = encode(&["snapchunk", "--bytes", &tree, "--hexdump"]);
     assert!(
         String::from_utf8_lossy(&text).contains("\n*\n"),
         "no squeezed line to test"
@@ -121,10 +114,7 @@ fn decode_parses_hexdump_c_with_squeezed_repeated_lines() {
     let from_text = zw_wire(&["decode"], &text);
     let from_raw = zw_wire(&["decode"], &raw);
     assert_eq!(from_text.code, 0, "{}", from_text.text());
-    assert_eq!(
-        from_text.text(),
-        "#1 SNAP len=112 crc=ok zxid=0x100000002 tree=100 bytes\n"
-    );
+    assert_eq!(from_text.text(), "#1 SNAPCHUNK len=104 crc=ok bytes=100\n");
     assert_eq!(from_text.text(), from_raw.text());
 }
 
@@ -219,7 +209,7 @@ fn help_lists_both_subcommands() {
 
 #[test]
 fn every_message_type_can_be_encoded_and_decoded() {
-    let cases: [(&[&str], &str); 15] = [
+    let cases: [(&[&str], &str); 17] = [
         (&["hello", "--id", "2", "--cluster", "c"], r#"HELLO len=13 crc=ok server_id=2 cluster="c""#),
         (
             &["notification", "--leader", "3", "--zxid", "0x100000002", "--epoch", "1", "--state", "following"],
@@ -248,7 +238,12 @@ fn every_message_type_can_be_encoded_and_decoded() {
         ),
         (&["diff", "--zxid", "0x2"], "DIFF len=8 crc=ok zxid=0x2"),
         (&["trunc", "--zxid", "0x1"], "TRUNC len=8 crc=ok zxid=0x1"),
-        (&["snap", "--tree", "abc"], "SNAP len=15 crc=ok zxid=0x0 tree=3 bytes"),
+        (&["snap", "--zxid", "0x3"], "SNAP len=8 crc=ok zxid=0x3"),
+        (&["snapchunk", "--bytes", "abc"], "SNAPCHUNK len=7 crc=ok bytes=3"),
+        (
+            &["snapend", "--total", "3", "--crc", "0x352441c2"],
+            "SNAPEND len=12 crc=ok total=3 crc=352441c2",
+        ),
         (&["leaderinfo", "--epoch", "2"], "LEADERINFO len=4 crc=ok epoch=2"),
         (
             &["ackepoch", "--epoch", "1", "--zxid", "0x100000002", "--already-accepted"],

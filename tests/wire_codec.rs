@@ -108,7 +108,10 @@ fn msg() -> impl Strategy<Value = PeerMsg> {
         (zxid(), any::<u64>()).prop_map(|(commit, digest)| PeerMsg::UpToDate { commit, digest }),
         zxid().prop_map(|zxid| PeerMsg::Diff { zxid }),
         zxid().prop_map(|zxid| PeerMsg::Trunc { zxid }),
-        (zxid(), vec(any::<u8>(), 0..300)).prop_map(|(zxid, tree)| PeerMsg::Snap { zxid, tree }),
+        zxid().prop_map(|zxid| PeerMsg::Snap { zxid }),
+        vec(any::<u8>(), 0..300).prop_map(|bytes| PeerMsg::SnapChunk { bytes }),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(total_bytes, crc)| PeerMsg::SnapEnd { total_bytes, crc }),
         any::<u32>().prop_map(|epoch| PeerMsg::LeaderInfo { epoch }),
         (any::<u32>(), zxid(), any::<bool>()).prop_map(
             |(current_epoch, last_zxid, already_accepted)| PeerMsg::AckEpoch {

@@ -51,11 +51,18 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
         ),
         ("diff", PeerMsg::Diff { zxid: z(1, 2) }),
         ("trunc", PeerMsg::Trunc { zxid: z(1, 1) }),
+        ("snap", PeerMsg::Snap { zxid: z(1, 2) }),
         (
-            "snap",
-            PeerMsg::Snap {
-                zxid: z(1, 2),
-                tree: b"tree bytes".to_vec(),
+            "snapchunk",
+            PeerMsg::SnapChunk {
+                bytes: b"tree bytes".to_vec(),
+            },
+        ),
+        (
+            "snapend",
+            PeerMsg::SnapEnd {
+                total_bytes: 10,
+                crc: crc32fast::hash(b"tree bytes"),
             },
         ),
         ("newleader", PeerMsg::NewLeader { zxid: z(2, 0) }),
@@ -198,7 +205,7 @@ fn every_message_type_has_a_golden_frame() {
     names.dedup();
     assert_eq!(
         names.len(),
-        15,
+        17,
         "one golden frame per message type: {names:?}"
     );
 }

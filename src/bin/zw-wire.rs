@@ -138,7 +138,9 @@ ENCODE
         followerinfo  [--epoch 0] [--zxid 0]          (accepted epoch, last logged zxid)
         leaderinfo    --epoch N
         ackepoch      [--epoch 0] [--zxid 0] [--already-accepted]
-        snap          [--zxid 0] (--tree TEXT | --tree-file PATH)
+        snap          [--zxid 0]                      (a snapshot stream begins)
+        snapchunk     (--bytes TEXT | --bytes-file PATH)   (the next bytes of the tree)
+        snapend       --total N --crc N                (CRC-32 of the chunks, 0x-hex or decimal)
         request       --req N OP
         proposal      --zxid Z [--prev 0] [--time MS 0] [--origin SERVER/REQ 0/0] OP
     OP is one of (version: absent = any version):
@@ -332,7 +334,9 @@ fn describe(msg: &PeerMsg) -> String {
             accepted_epoch,
             last_zxid,
         } => format!("accepted_epoch={accepted_epoch} last_zxid={last_zxid}"),
-        PeerMsg::Snap { zxid, tree } => format!("zxid={zxid} tree={} bytes", tree.len()),
+        PeerMsg::Snap { zxid } => format!("zxid={zxid}"),
+        PeerMsg::SnapChunk { bytes } => format!("bytes={}", bytes.len()),
+        PeerMsg::SnapEnd { total_bytes, crc } => format!("total={total_bytes} crc={crc:08x}"),
         PeerMsg::LeaderInfo { epoch } => format!("epoch={epoch}"),
         PeerMsg::AckEpoch {
             current_epoch,
@@ -498,7 +502,13 @@ fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
         },
         "snap" => PeerMsg::Snap {
             zxid: o.zxid("zxid")?,
-            tree: snap_tree(o)?,
+        },
+        "snapchunk" => PeerMsg::SnapChunk {
+            bytes: chunk_bytes(o)?,
+        },
+        "snapend" => PeerMsg::SnapEnd {
+            total_bytes: o.req_num("total")?,
+            crc: parse_hex_or_dec("crc", &o.req("crc")?)?,
         },
         "request" => PeerMsg::Request {
             req: o.req_num("req")?,
@@ -547,11 +557,18 @@ fn build_proposal(o: &mut Opts) -> Result<PeerMsg, String> {
     })
 }
 
-fn snap_tree(o: &mut Opts) -> Result<Vec<u8>, String> {
-    match (o.take("tree"), o.take("tree-file")) {
+fn chunk_bytes(o: &mut Opts) -> Result<Vec<u8>, String> {
+    match (o.take("bytes"), o.take("bytes-file")) {
         (Some(t), None) => Ok(t.into_bytes()),
         (None, Some(path)) => std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}")),
-        _ => Err("snap needs exactly one of --tree TEXT or --tree-file PATH".into()),
+        _ => Err("snapchunk needs exactly one of --bytes TEXT or --bytes-file PATH".into()),
+    }
+}
+
+fn parse_hex_or_dec(name: &str, v: &str) -> Result<u32, String> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).map_err(|e| format!("--{name} {v:?}: {e}")),
+        None => parse_num(name, v),
     }
 }
 

@@ -4,6 +4,9 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
+use std::collections::VecDeque;
+
+use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
@@ -67,7 +70,23 @@ pub struct Conn {
     pub opened_ms: Millis,
     writable_interest: bool,
     half_closed: bool,
+    /// What must follow `wbuf` in order: frames queued behind a stream, and streams.
+    later: VecDeque<Later>,
+    /// Bytes held in `later` (streams not counted until taken).
+    later_bytes: usize,
 }
+
+/// Output that waits behind a stream (a snapshot being encoded by another thread).
+enum Later {
+    /// Encoded frames queued while a stream ahead of them was still being sent.
+    Bytes(Vec<u8>),
+    /// Encoded frames produced by another thread; done when its sender is dropped.
+    Stream(Receiver<Vec<u8>>),
+}
+
+/// A stream is topped up into the write buffer only while less than this is unsent, so
+/// a snapshot of any size costs a bounded amount of memory on the sending side.
+pub const STREAM_LOW_WATER_BYTES: usize = 4 * 1024 * 1024;
 
 impl Conn {
     /// An accepted connection, sniffing for a four-letter word.
@@ -109,6 +128,8 @@ impl Conn {
             opened_ms: now,
             writable_interest: false,
             half_closed: false,
+            later: VecDeque::new(),
+            later_bytes: 0,
         }
     }
 
@@ -122,7 +143,61 @@ impl Conn {
 
     /// Encodes `msg` into the write buffer (written by the next [`Conn::flush`]).
     pub fn queue(&mut self, msg: &PeerMsg) {
-        encode_frame(msg, &mut self.wbuf);
+        if self.later.is_empty() {
+            encode_frame(msg, &mut self.wbuf);
+            return;
+        }
+        if !matches!(self.later.back(), Some(Later::Bytes(_))) {
+            self.later.push_back(Later::Bytes(Vec::new()));
+        }
+        if let Some(Later::Bytes(b)) = self.later.back_mut() {
+            let before = b.len();
+            encode_frame(msg, b);
+            self.later_bytes += b.len() - before;
+        }
+    }
+
+    /// Sends the frames `rx` yields (until its sender is dropped) before anything queued
+    /// after this call.
+    pub fn queue_stream(&mut self, rx: Receiver<Vec<u8>>) {
+        self.later.push_back(Later::Stream(rx));
+    }
+
+    /// True while a stream, or frames queued behind one, wait to be sent.
+    pub fn streaming(&self) -> bool {
+        !self.later.is_empty()
+    }
+
+    /// Moves waiting output into the write buffer, in order, while less than
+    /// [`STREAM_LOW_WATER_BYTES`] is unsent. Returns whether anything moved.
+    pub fn pump(&mut self) -> bool {
+        let mut moved = false;
+        while self.pending_wbuf() < STREAM_LOW_WATER_BYTES {
+            match self.later.front_mut() {
+                None => break,
+                Some(Later::Bytes(b)) => {
+                    self.later_bytes -= b.len();
+                    self.wbuf.extend_from_slice(b);
+                    self.later.pop_front();
+                    moved = true;
+                }
+                Some(Later::Stream(rx)) => match rx.try_recv() {
+                    Ok(b) => {
+                        self.wbuf.extend_from_slice(&b);
+                        moved = true;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.later.pop_front();
+                    }
+                },
+            }
+        }
+        moved
+    }
+
+    fn pending_wbuf(&self) -> usize {
+        self.wbuf.len() - self.wpos
     }
 
     /// Queues raw bytes (a four-letter-word answer).
@@ -132,7 +207,7 @@ impl Conn {
 
     /// Bytes waiting to be written.
     pub fn pending_write(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.pending_wbuf() + self.later_bytes
     }
 
     /// After a writable event on a dialed socket: `Ok(true)` once connected, `Ok(false)`
@@ -234,7 +309,7 @@ impl Conn {
     /// # Errors
     /// Re-registration failed.
     pub fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        let want = self.connecting || self.pending_write() > 0;
+        let want = self.connecting || self.pending_wbuf() > 0;
         if want != self.writable_interest {
             let interest = if want {
                 Interest::READABLE | Interest::WRITABLE
@@ -252,7 +327,7 @@ impl Conn {
     /// # Errors
     /// Registration failed.
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        self.writable_interest = self.connecting || self.pending_write() > 0;
+        self.writable_interest = self.connecting || self.pending_wbuf() > 0;
         let interest = if self.writable_interest {
             Interest::READABLE | Interest::WRITABLE
         } else {

@@ -14,16 +14,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Phase, ReadEnd, READ_CHUNK};
 use super::{fourlw, Machine, PendingWrite};
 use crate::config::Config;
 use crate::runtime::{LoopMsg, Metrics, View, WriteReply};
 use crate::store::{self, StoreCmd, StoreEvent};
-use crate::wire::PeerMsg;
-use crate::zab::{Action, ClientError, Input, Millis, PeerId};
-use crate::ztree::OpOk;
+use crate::wire::{encode_frame, PeerMsg};
+use crate::zab::snapstream::stream_snapshot;
+use crate::zab::{Action, ClientError, Input, Millis, PeerId, Zxid};
+use crate::ztree::{OpOk, ZTree};
 
 /// The peer listener's token.
 pub const LISTENER: Token = Token(0);
@@ -80,7 +81,14 @@ pub struct LoopSetup {
     pub store_events: Receiver<StoreEvent>,
     /// Where readers find the latest [`View`].
     pub view: Arc<RwLock<Arc<View>>>,
+    /// Wakes this loop's poll (registered with [`WAKER`]); snapshot senders use it.
+    pub waker: Arc<Waker>,
 }
+
+/// Bytes of encoded tree per SNAPCHUNK frame the loop sends.
+pub const SNAP_CHUNK_BYTES: usize = 1024 * 1024;
+/// Encoded chunks a snapshot sender may be ahead of the socket.
+const SNAP_CHANNEL_CHUNKS: usize = 4;
 
 /// Reconnect state for a peer we dial (a lower id).
 struct Dialer {
@@ -99,6 +107,9 @@ pub struct EventLoop<M: Machine> {
     store_cmds: Sender<StoreCmd>,
     store_events: Receiver<StoreEvent>,
     view: Arc<RwLock<Arc<View>>>,
+    waker: Arc<Waker>,
+    /// Connections with a snapshot stream (or frames behind one) still to send.
+    streaming: BTreeSet<Token>,
     conns: HashMap<Token, Conn>,
     peers: BTreeMap<PeerId, Token>,
     dialers: BTreeMap<PeerId, Dialer>,
@@ -153,6 +164,8 @@ impl<M: Machine> EventLoop<M> {
             store_cmds: setup.store_cmds,
             store_events: setup.store_events,
             view: setup.view,
+            waker: setup.waker,
+            streaming: BTreeSet::new(),
             conns: HashMap::new(),
             peers: BTreeMap::new(),
             dialers,
@@ -193,6 +206,7 @@ impl<M: Machine> EventLoop<M> {
         let mut events = Events::with_capacity(256);
         loop {
             self.timers()?;
+            self.pump_streams();
             self.flush_pending()?;
             self.publish();
             let timeout = self.poll_timeout();
@@ -669,6 +683,7 @@ impl<M: Machine> EventLoop<M> {
     fn execute(&mut self, action: Action<PendingWrite>) -> Result<(), LoopError> {
         match action {
             Action::Send { to, msg } => self.send(to, &msg),
+            Action::SendSnapshot { to, zxid, tree } => self.send_snapshot(to, zxid, tree),
             Action::Disconnect { peer, reason } => {
                 if let Some(&t) = self.peers.get(&peer) {
                     return self.close(t, &format!("core: {reason}"));
@@ -709,6 +724,69 @@ impl<M: Machine> EventLoop<M> {
             conn.queue(msg);
             self.metrics.packets_sent += 1;
             self.to_flush.insert(token);
+        }
+    }
+
+    /// Streams a snapshot to `to` from a thread of its own: the tree (a cheap persistent
+    /// clone) is encoded a chunk at a time into a small bounded channel, and the loop moves
+    /// chunks to the socket as it drains. Clients are not held up by the encoding, and a
+    /// tree of any size needs only a few chunks of memory here.
+    fn send_snapshot(&mut self, to: PeerId, zxid: Zxid, tree: ZTree) {
+        let Some(&token) = self.peers.get(&to) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(SNAP_CHANNEL_CHUNKS);
+        conn.queue_stream(rx);
+        self.streaming.insert(token);
+        self.metrics.snapshots_sent += 1;
+        let waker = self.waker.clone();
+        let znodes = tree.len();
+        let spawned = std::thread::Builder::new()
+            .name(format!("zw-snap-to-{to}"))
+            .spawn(move || {
+                let began = Instant::now();
+                let mut bytes: u64 = 0;
+                let done = stream_snapshot(zxid, &tree, SNAP_CHUNK_BYTES, |msg| {
+                    let mut frame = Vec::new();
+                    encode_frame(&msg, &mut frame);
+                    bytes += frame.len() as u64;
+                    let sent = tx.send(frame).is_ok();
+                    let _ = waker.wake();
+                    sent
+                });
+                drop(tx);
+                let _ = waker.wake();
+                let ms = began.elapsed().as_millis();
+                if done {
+                    info!("snapshot at {zxid} to server {to}: {znodes} znodes, {bytes} bytes in frames, encoded and queued in {ms} ms");
+                } else {
+                    warn!("snapshot at {zxid} to server {to} abandoned after {bytes} bytes ({ms} ms): the connection closed");
+                }
+            });
+        if let Err(e) = spawned {
+            // Without its sender the stream ends at once and the follower sees a broken
+            // synchronisation, which it answers by electing again; nothing is lost.
+            warn!("cannot start a snapshot sender thread for server {to}: {e}");
+        }
+    }
+
+    /// Tops up the write buffers of connections that are sending a stream.
+    fn pump_streams(&mut self) {
+        let tokens: Vec<Token> = self.streaming.iter().copied().collect();
+        for token in tokens {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                self.streaming.remove(&token);
+                continue;
+            };
+            if conn.pump() {
+                self.to_flush.insert(token);
+            }
+            if !conn.streaming() {
+                self.streaming.remove(&token);
+            }
         }
     }
 

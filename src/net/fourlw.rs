@@ -125,6 +125,7 @@ fn mntr(info: &Info) -> String {
             s.leader.map_or("none".to_string(), |l| l.to_string()),
         ),
         ("zw_fsync_txns_per_batch", format!("{per_batch:.3}")),
+        ("zw_snapshots_sent", m.snapshots_sent.to_string()),
     ];
     rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
 }

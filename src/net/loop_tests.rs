@@ -123,6 +123,7 @@ impl Node {
             store_cmds,
             store_events,
             view: view.clone(),
+            waker: waker.clone(),
         };
         let event_loop = EventLoop::new(machine, setup);
         let thread = std::thread::spawn(move || {

@@ -9,13 +9,30 @@ use super::client::Outcome;
 use super::cluster::{Cluster, Ev, HealStep, Phase};
 use super::store::{LogOp, StoreError};
 use crate::wire::PeerMsg;
+use crate::zab::snapstream::stream_snapshot;
 use crate::zab::{Action, ClientError, Input, PeerId, ReqId, Role, Zxid};
 use crate::ztree::OpOk;
+
+/// Snapshot chunks in the simulation: small, so even its small trees take several.
+const SIM_SNAP_CHUNK_BYTES: usize = 1024;
 
 impl Cluster {
     pub(super) fn execute(&mut self, id: PeerId, a: Action) -> Result<(), Violation> {
         match a {
             Action::Send { to, msg } => self.send(id, to, msg),
+            Action::SendSnapshot { to, zxid, tree } => {
+                // The real server streams from a thread; here the frames go into the link
+                // at once, which is FIFO, so later sends follow the stream as they must.
+                let mut msgs = Vec::new();
+                stream_snapshot(zxid, &tree, SIM_SNAP_CHUNK_BYTES, |m| {
+                    msgs.push(m);
+                    true
+                });
+                for m in msgs {
+                    self.send(id, to, m)?;
+                }
+                Ok(())
+            }
             Action::Disconnect { peer, .. } => {
                 self.cov.disconnects += 1;
                 self.reset_conn(id, peer);

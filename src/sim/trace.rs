@@ -106,7 +106,9 @@ pub fn msg(m: &PeerMsg) -> String {
         }
         PeerMsg::Diff { zxid } => format!("DIFF {zxid}"),
         PeerMsg::Trunc { zxid } => format!("TRUNC {zxid}"),
-        PeerMsg::Snap { zxid, tree } => format!("SNAP {zxid} ({}B)", tree.len()),
+        PeerMsg::Snap { zxid } => format!("SNAP {zxid}"),
+        PeerMsg::SnapChunk { bytes } => format!("SNAPCHUNK ({}B)", bytes.len()),
+        PeerMsg::SnapEnd { total_bytes, crc } => format!("SNAPEND {total_bytes}B crc={crc:08x}"),
         PeerMsg::LeaderInfo { epoch } => format!("LEADERINFO e{epoch}"),
         PeerMsg::AckEpoch {
             current_epoch,
@@ -134,6 +136,9 @@ pub fn input(i: &Input) -> String {
 pub fn action(a: &Action) -> String {
     match a {
         Action::Send { to, msg: m } => format!("send to {to}: {}", msg(m)),
+        Action::SendSnapshot { to, zxid, tree } => {
+            format!("send to {to}: snapshot at {zxid} ({} znodes)", tree.len())
+        }
         Action::Disconnect { peer, reason } => format!("disconnect {peer}: {reason}"),
         Action::Append { seq, txns } => {
             let first = txns.first().map(|t| t.zxid.to_string()).unwrap_or_default();
@@ -160,7 +165,6 @@ pub fn action(a: &Action) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zab::Zxid;
 
     #[test]
     fn keep_holds_only_the_newest_lines() {
@@ -178,10 +182,9 @@ mod tests {
 
     #[test]
     fn snapshots_print_by_size_not_content() {
-        let m = PeerMsg::Snap {
-            zxid: Zxid::new(2, 1),
-            tree: vec![0; 5000],
+        let m = PeerMsg::SnapChunk {
+            bytes: vec![0; 5000],
         };
-        assert_eq!(msg(&m), "SNAP 0x200000001 (5000B)");
+        assert_eq!(msg(&m), "SNAPCHUNK (5000B)");
     }
 }

@@ -33,7 +33,7 @@ pub const UPTODATE: u8 = 12;
 pub const DIFF: u8 = 13;
 /// TRUNC: cut the follower's log, proposals follow.
 pub const TRUNC: u8 = 14;
-/// SNAP: a whole serialized tree.
+/// SNAP: a snapshot stream begins.
 pub const SNAP: u8 = 15;
 /// LEADERINFO: the prospective leader's new epoch.
 pub const LEADERINFO: u8 = 17;
@@ -43,16 +43,23 @@ pub const ACKEPOCH: u8 = 18;
 pub const HELLO: u8 = 32;
 /// NOTIFICATION: an election vote (ZooWeeper's own code).
 pub const NOTIFICATION: u8 = 33;
+/// SNAPCHUNK: the next bytes of a snapshot stream (ZooWeeper's own code).
+pub const SNAPCHUNK: u8 = 34;
+/// SNAPEND: a snapshot stream ends (ZooWeeper's own code).
+pub const SNAPEND: u8 = 35;
 
 /// Largest cluster name in a HELLO, in bytes.
 pub const MAX_CLUSTER_BYTES: usize = 256;
 
-/// Fixed bytes of a SNAP payload before the tree: zxid (8) and the tree's length (4).
-const SNAP_FIXED_BYTES: usize = 12;
+/// Largest SNAPCHUNK a receiver accepts; senders cut the tree into chunks of at most
+/// this many bytes.
+pub const MAX_SNAP_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
-/// Largest serialized tree a SNAP frame can carry: the frame limit minus SNAP's fixed
-/// fields. A sender must not try to send a larger one (the receiver would reject it).
-pub const MAX_SNAP_TREE_BYTES: usize = MAX_FRAME_BYTES - SNAP_FIXED_BYTES;
+/// Largest whole snapshot stream a follower accepts (the sum of its chunks): a peer that
+/// streams more is disconnected rather than allowed to exhaust memory.
+pub const MAX_SNAP_STREAM_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+const _: () = assert!(MAX_SNAP_CHUNK_BYTES + 4 <= MAX_FRAME_BYTES);
 
 /// The type code written in the frame header for `msg`.
 pub fn msg_type_code(msg: &PeerMsg) -> u8 {
@@ -70,6 +77,8 @@ pub fn msg_type_code(msg: &PeerMsg) -> u8 {
         PeerMsg::Diff { .. } => DIFF,
         PeerMsg::Trunc { .. } => TRUNC,
         PeerMsg::Snap { .. } => SNAP,
+        PeerMsg::SnapChunk { .. } => SNAPCHUNK,
+        PeerMsg::SnapEnd { .. } => SNAPEND,
         PeerMsg::LeaderInfo { .. } => LEADERINFO,
         PeerMsg::AckEpoch { .. } => ACKEPOCH,
     }
@@ -93,6 +102,8 @@ pub fn type_name(code: u8) -> Option<&'static str> {
         ACKEPOCH => "ACKEPOCH",
         HELLO => "HELLO",
         NOTIFICATION => "NOTIFICATION",
+        SNAPCHUNK => "SNAPCHUNK",
+        SNAPEND => "SNAPEND",
         _ => return None,
     })
 }
@@ -148,9 +159,11 @@ pub fn encode_payload(msg: &PeerMsg, out: &mut Vec<u8>) {
             put_u32(out, *accepted_epoch);
             put_u64(out, last_zxid.0);
         }
-        PeerMsg::Snap { zxid, tree } => {
-            put_u64(out, zxid.0);
-            put_bytes(out, tree);
+        PeerMsg::Snap { zxid } => put_u64(out, zxid.0),
+        PeerMsg::SnapChunk { bytes } => put_bytes(out, bytes),
+        PeerMsg::SnapEnd { total_bytes, crc } => {
+            put_u64(out, *total_bytes);
+            put_u32(out, *crc);
         }
         PeerMsg::LeaderInfo { epoch } => put_u32(out, *epoch),
         PeerMsg::AckEpoch {
@@ -257,7 +270,13 @@ fn decode_discovery_or_snap(code: u8, r: &mut Reader<'_>) -> Result<PeerMsg, Dec
         },
         SNAP => PeerMsg::Snap {
             zxid: read_zxid(r)?,
-            tree: r.bytes(MAX_SNAP_TREE_BYTES)?,
+        },
+        SNAPCHUNK => PeerMsg::SnapChunk {
+            bytes: r.bytes(MAX_SNAP_CHUNK_BYTES)?,
+        },
+        SNAPEND => PeerMsg::SnapEnd {
+            total_bytes: r.u64()?,
+            crc: r.u32()?,
         },
         _ => return Err(DecodeError::UnknownType),
     })

@@ -73,8 +73,14 @@ pub enum PeerMsg {
     Diff { zxid: Zxid },
     /// TRUNC (14): cut the follower's log after `zxid`; proposals follow from there.
     Trunc { zxid: Zxid },
-    /// SNAP (15): replace the follower's state with this serialized tree at `zxid`.
-    Snap { zxid: Zxid, tree: Vec<u8> },
+    /// SNAP (15): a snapshot of the leader's tree at `zxid` follows, in SNAPCHUNK frames
+    /// ended by SNAPEND; the follower then replaces its state with it.
+    Snap { zxid: Zxid },
+    /// SNAPCHUNK (34): the next bytes of the serialized tree (`ZTree::encode`'s layout).
+    SnapChunk { bytes: Vec<u8> },
+    /// SNAPEND (35): the snapshot stream ends; `total_bytes` and `crc` (CRC-32) cover the
+    /// concatenated chunks.
+    SnapEnd { total_bytes: u64, crc: u32 },
     /// LEADERINFO (17): the prospective leader's new epoch.
     LeaderInfo { epoch: u32 },
     /// ACKEPOCH (18): the follower's current epoch and last logged zxid, and whether it had
@@ -103,6 +109,8 @@ impl PeerMsg {
             PeerMsg::Diff { .. } => "DIFF",
             PeerMsg::Trunc { .. } => "TRUNC",
             PeerMsg::Snap { .. } => "SNAP",
+            PeerMsg::SnapChunk { .. } => "SNAPCHUNK",
+            PeerMsg::SnapEnd { .. } => "SNAPEND",
             PeerMsg::LeaderInfo { .. } => "LEADERINFO",
             PeerMsg::AckEpoch { .. } => "ACKEPOCH",
         }

@@ -141,6 +141,10 @@ pub enum Input<R = ReqId> {
 pub enum Action<R = ReqId> {
     /// Send `msg` to `to` if connected (dropped otherwise, like a closed TCP connection).
     Send { to: PeerId, msg: PeerMsg },
+    /// Stream a snapshot of `tree` at `zxid` to `to` (SNAP, SNAPCHUNKs, SNAPEND: see
+    /// [`crate::zab::snapstream`]), encoding it off the caller's thread if it likes. Every
+    /// later `Send` to `to` must reach the wire after the whole stream.
+    SendSnapshot { to: PeerId, zxid: Zxid, tree: ZTree },
     /// Close the connection to `peer` (it broke the protocol, or we left its epoch).
     Disconnect { peer: PeerId, reason: String },
     /// Log operation `seq`: append `txns` to the log (asynchronously; `Durable` follows).

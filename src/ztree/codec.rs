@@ -58,6 +58,44 @@ impl ZTree {
         out.write_u64::<BigEndian>(self.digest).unwrap();
     }
 
+    /// The same bytes as [`ZTree::encode`], handed to `emit` in pieces of exactly
+    /// `chunk_bytes` (the last one shorter), so a large tree can be streamed without ever
+    /// being whole in memory. Stops as soon as `emit` returns false; returns whether every
+    /// piece was taken.
+    ///
+    /// # Panics
+    /// If `chunk_bytes` is 0.
+    pub fn encode_chunked(
+        &self,
+        chunk_bytes: usize,
+        mut emit: impl FnMut(Vec<u8>) -> bool,
+    ) -> bool {
+        assert!(chunk_bytes > 0, "chunks must hold at least one byte");
+        let mut out = Vec::with_capacity(chunk_bytes.min(1 << 20) * 2);
+        let mut drain = |out: &mut Vec<u8>, all: bool| -> bool {
+            while out.len() >= chunk_bytes || (all && !out.is_empty()) {
+                let rest = out.split_off(chunk_bytes.min(out.len()));
+                if !emit(std::mem::replace(out, rest)) {
+                    return false;
+                }
+            }
+            true
+        };
+        out.write_u32::<BigEndian>(SNAPSHOT_MAGIC).unwrap();
+        out.write_u32::<BigEndian>(SNAPSHOT_VERSION).unwrap();
+        out.write_u64::<BigEndian>(self.nodes.len() as u64).unwrap();
+        for (path, node) in self.nodes.iter() {
+            put_str(&mut out, path);
+            put_bytes(&mut out, &node.data);
+            encode_stat(&node.stat, &mut out);
+            if !drain(&mut out, false) {
+                return false;
+            }
+        }
+        out.write_u64::<BigEndian>(self.digest).unwrap();
+        drain(&mut out, true)
+    }
+
     /// Reads a tree from exactly one snapshot encoding, recomputing its digest.
     ///
     /// # Errors

@@ -6,8 +6,8 @@
 
 use super::{mutation, Core, Left, MutationKind, State, Step};
 use crate::wire::{PeerMsg, Txn};
+use crate::zab::snapstream::SnapReceiver;
 use crate::zab::{Millis, PeerId, Zxid};
-use crate::ztree::ZTree;
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum Phase {
@@ -29,9 +29,14 @@ pub(super) struct Following {
     pub(super) leader: PeerId,
     phase: Phase,
     info_sent: bool,
+    /// When synchronisation started, or last made progress (a snapshot chunk arrived):
+    /// a follower gives up after initLimit without progress, not in the middle of a
+    /// large transfer that is still flowing.
     started: Millis,
     last_heard: Millis,
     last_ack: Zxid,
+    /// A snapshot stream in progress (SNAP seen, SNAPEND not yet).
+    snap_rx: Option<SnapReceiver>,
 }
 
 impl Following {
@@ -56,6 +61,7 @@ impl<R> Core<R> {
             started: self.now,
             last_heard: self.now,
             last_ack: Zxid::ZERO,
+            snap_rx: None,
         });
         log::info!("server {}: FOLLOWING leader {leader}", self.cfg.id);
         self.role_changed();
@@ -121,6 +127,16 @@ impl<R> Core<R> {
         }
         f.last_heard = now;
         let phase = f.phase;
+        let in_snapshot = f.snap_rx.is_some();
+        if in_snapshot
+            && !matches!(
+                msg,
+                PeerMsg::SnapChunk { .. } | PeerMsg::SnapEnd { .. } | PeerMsg::Ping { .. }
+            )
+        {
+            let why = format!("{} inside a snapshot stream", msg.name());
+            return self.leader_violation(why);
+        }
         match (msg, phase) {
             (PeerMsg::LeaderInfo { epoch }, Phase::Discovery) => self.on_leader_info(epoch),
             (PeerMsg::Diff { zxid }, Phase::Sync) => {
@@ -133,7 +149,38 @@ impl<R> Core<R> {
                 Ok(())
             }
             (PeerMsg::Trunc { zxid }, Phase::Sync) => self.on_trunc(zxid),
-            (PeerMsg::Snap { zxid, tree }, Phase::Sync) => self.on_snap(zxid, &tree),
+            (PeerMsg::Snap { zxid }, Phase::Sync) => {
+                let f = self.following()?;
+                f.snap_rx = Some(SnapReceiver::new(zxid));
+                f.started = now;
+                Ok(())
+            }
+            (PeerMsg::SnapChunk { bytes }, Phase::Sync) if in_snapshot => {
+                let f = self.following()?;
+                f.started = now;
+                let added = f.snap_rx.as_mut().map(|rx| rx.chunk(&bytes));
+                match added {
+                    Some(Err(why)) => self.leader_violation(why),
+                    _ => Ok(()),
+                }
+            }
+            (PeerMsg::SnapEnd { total_bytes, crc }, Phase::Sync) if in_snapshot => {
+                let rx = self.following()?.snap_rx.take();
+                match rx.map(|rx| rx.finish(total_bytes, crc)) {
+                    Some(Ok((zxid, tree))) => {
+                        log::info!(
+                            "server {}: installing snapshot at {zxid} ({total_bytes} bytes, \
+                             {} znodes)",
+                            self.cfg.id,
+                            tree.len()
+                        );
+                        self.install_snapshot(zxid, tree);
+                        Ok(())
+                    }
+                    Some(Err(why)) => self.leader_violation(why),
+                    None => Ok(()),
+                }
+            }
             (PeerMsg::Proposal { prev, txn }, p) if p != Phase::Discovery => {
                 self.on_proposal(prev, txn)
             }
@@ -218,17 +265,6 @@ impl<R> Core<R> {
         );
         self.log_truncate(zxid);
         Ok(())
-    }
-
-    fn on_snap(&mut self, zxid: Zxid, bytes: &[u8]) -> Step {
-        match ZTree::decode(bytes) {
-            Ok(tree) => {
-                log::info!("server {}: installing snapshot at {zxid}", self.cfg.id);
-                self.install_snapshot(zxid, tree);
-                Ok(())
-            }
-            Err(e) => self.leader_violation(format!("SNAP does not decode: {e}")),
-        }
     }
 
     fn on_proposal(&mut self, prev: Zxid, txn: Txn) -> Step {

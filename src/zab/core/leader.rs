@@ -10,8 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{mutation, ClientError, Core, Left, MutationKind, ReqId, State, Step};
-use crate::wire::codec::MAX_SNAP_TREE_BYTES;
+use super::{mutation, Action, ClientError, Core, Left, MutationKind, ReqId, State, Step};
 use crate::wire::{Origin, PeerMsg, Txn, TxnOp};
 use crate::zab::{Millis, PeerId, Zxid};
 
@@ -344,31 +343,18 @@ impl<R> Core<R> {
         let nl = l.nl_zxid();
         let mine = self.log.last();
         let from = if their < self.log.base() {
-            let mut bytes = Vec::new();
-            self.tree.encode(&mut bytes);
-            if bytes.len() > MAX_SNAP_TREE_BYTES {
-                log::error!(
-                    "server {}: cannot SNAP server {peer}: the tree encodes to {} bytes, over \
-                     the {MAX_SNAP_TREE_BYTES}-byte SNAP limit (chunked SNAP is not built); \
-                     raise --snap-count so followers this far behind get a DIFF",
-                    self.cfg.id,
-                    bytes.len()
-                );
-                self.disconnect(peer, "tree too large for one SNAP".into());
-                return self.leader_forget(peer);
-            }
             let at = self.committed;
             log::info!(
-                "server {}: SNAP at {at} to {peer} (it has {their})",
-                self.cfg.id
+                "server {}: SNAP at {at} to {peer} (it has {their}, memory holds txns after {})",
+                self.cfg.id,
+                self.log.base()
             );
-            self.send(
-                peer,
-                PeerMsg::Snap {
-                    zxid: at,
-                    tree: bytes,
-                },
-            );
+            let tree = self.tree.clone();
+            self.emit(Action::SendSnapshot {
+                to: peer,
+                zxid: at,
+                tree,
+            });
             at
         } else if self.log.contains(their) && their <= mine {
             self.send(peer, PeerMsg::Diff { zxid: their });

@@ -157,6 +157,16 @@ impl Ens {
                     self.queue.push_back((id, to, msg));
                 }
             }
+            Action::SendSnapshot { to, zxid, tree } => {
+                let mut msgs = vec![];
+                crate::zab::snapstream::stream_snapshot(zxid, &tree, 256, |m| {
+                    msgs.push(m);
+                    true
+                });
+                for msg in msgs {
+                    self.exec(id, Action::Send { to, msg });
+                }
+            }
             Action::Disconnect { peer, .. } => self.cut(id, peer),
             Action::SaveEpochs { accepted, current } => {
                 self.nodes.get_mut(&id).unwrap().epochs = (accepted, current)
