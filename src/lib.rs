@@ -8,6 +8,7 @@
 //!
 //! | module    | what                                                     | IO?  |
 //! |-----------|----------------------------------------------------------|------|
+//! | [`types`] | zxids, peer ids, millis: the vocabulary below the rest   | pure |
 //! | [`wire`]  | frames, peer messages, txns: bytes <-> types             | pure |
 //! | [`zab`]   | election, discovery, sync, broadcast ([`zab::Core`])     | pure |
 //! | [`ztree`] | the znode tree, paths, stats, txn apply, digest          | pure |
@@ -26,6 +27,7 @@ pub mod runtime;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod store;
+pub mod types;
 pub mod wire;
 pub mod zab;
 pub mod ztree;

@@ -15,6 +15,7 @@
 //! and reports `Durable{seq}` once they are written and fsynced, one fsync per batch.
 
 mod epochs;
+mod header;
 mod incarnation;
 pub mod inspect;
 mod recovery;

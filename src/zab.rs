@@ -4,11 +4,10 @@
 
 mod core;
 pub mod snapstream;
-pub mod zxid;
 
 #[cfg(any(test, feature = "sim"))]
 pub use self::core::Mutation;
 pub use self::core::{
     Action, ClientError, Core, CoreConfig, Input, Recovered, ReqId, Role, Status,
 };
-pub use zxid::{Millis, PeerId, Zxid};
+pub use crate::types::{Millis, PeerId, Zxid};

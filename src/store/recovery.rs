@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
+use super::header;
 use super::segment::{self, ActiveSegment, Scan, ScanEnd};
 use super::txnlog::{SegMeta, TxnLog};
 use super::{
@@ -17,14 +18,14 @@ use crate::ztree::ZTree;
 
 /// A header can be no longer than this; a newest segment damaged only within it was torn
 /// while being created.
-const MAX_HEADER_BYTES: u64 = 8 + segment::MAX_CLUSTER_BYTES as u64 + 20;
+const MAX_HEADER_BYTES: u64 = 8 + header::MAX_CLUSTER_BYTES as u64 + 20;
 
 /// See [`super::open`].
 pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, Recovered), StoreError> {
-    if opts.cluster.is_empty() || opts.cluster.len() > segment::MAX_CLUSTER_BYTES {
+    if opts.cluster.is_empty() || opts.cluster.len() > header::MAX_CLUSTER_BYTES {
         let msg = format!(
             "cluster name must be 1 to {} bytes, got {}",
-            segment::MAX_CLUSTER_BYTES,
+            header::MAX_CLUSTER_BYTES,
             opts.cluster.len()
         );
         return Err(StoreError::io(

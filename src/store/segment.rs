@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{BigEndian, ByteOrder};
 
+use super::header::{FileHeader, Format, HeaderError};
 use super::{sync_dir, StoreError};
 use crate::wire::Txn;
 use crate::zab::Zxid;
@@ -23,12 +24,16 @@ use crate::zab::Zxid;
 pub const SEGMENT_MAGIC: &[u8; 4] = b"ZWLG";
 /// The segment format version this code writes and reads.
 pub const SEGMENT_VERSION: u16 = 1;
+/// A segment's header: the shared one with nothing of its own before the CRC.
+const FORMAT: Format = Format {
+    magic: SEGMENT_MAGIC,
+    version: SEGMENT_VERSION,
+    extra_bytes: 0,
+};
 /// Bytes before a record's body: length, checksum, zxid.
 pub const RECORD_HEADER_BYTES: usize = 16;
 /// Largest record body accepted; a length over it is damage, not a record.
 pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
-/// Longest cluster name in a file header.
-pub const MAX_CLUSTER_BYTES: usize = 255;
 
 /// A segment's header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,16 +50,12 @@ pub struct SegmentHeader {
 impl SegmentHeader {
     /// The header's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.cluster.len());
-        out.extend_from_slice(SEGMENT_MAGIC);
-        out.extend_from_slice(&SEGMENT_VERSION.to_be_bytes());
-        out.extend_from_slice(&(self.cluster.len() as u16).to_be_bytes());
-        out.extend_from_slice(self.cluster.as_bytes());
-        out.extend_from_slice(&self.generation.to_be_bytes());
-        out.extend_from_slice(&self.first_zxid.0.to_be_bytes());
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out
+        let header = FileHeader {
+            cluster: self.cluster.clone(),
+            generation: self.generation,
+            zxid: self.first_zxid,
+        };
+        header.encode(&FORMAT, &[])
     }
 
     /// Parses a header from the front of `buf`; returns it and its length.
@@ -62,37 +63,25 @@ impl SegmentHeader {
     /// # Errors
     /// The offset and a reason when the bytes are not a valid header.
     pub fn decode(buf: &[u8]) -> Result<(SegmentHeader, usize), (u64, String)> {
-        if buf.len() < 8 {
-            return Err((
-                0,
-                format!("file too short for a header ({} bytes)", buf.len()),
-            ));
-        }
-        if &buf[..4] != SEGMENT_MAGIC {
-            return Err((0, "not a log segment (bad magic)".into()));
-        }
-        let version = BigEndian::read_u16(&buf[4..6]);
-        if version != SEGMENT_VERSION {
-            return Err((4, format!("unsupported segment format version {version}")));
-        }
-        let n = usize::from(BigEndian::read_u16(&buf[6..8]));
-        let len = 8 + n + 20;
-        if n > MAX_CLUSTER_BYTES || buf.len() < len {
-            return Err((6, "header truncated or cluster name too long".into()));
-        }
-        let crc = BigEndian::read_u32(&buf[len - 4..len]);
-        if crc32fast::hash(&buf[..len - 4]) != crc {
-            return Err((len as u64 - 4, "header checksum mismatch".into()));
-        }
-        let cluster = std::str::from_utf8(&buf[8..8 + n])
-            .map_err(|_| (8, "cluster name is not UTF-8".to_string()))?
-            .to_string();
+        let d = FileHeader::decode(&FORMAT, buf).map_err(|(offset, e)| {
+            let reason = match e {
+                HeaderError::TooShort => {
+                    format!("file too short for a header ({} bytes)", buf.len())
+                }
+                HeaderError::BadMagic => "not a log segment (bad magic)".into(),
+                HeaderError::Version(v) => format!("unsupported segment format version {v}"),
+                HeaderError::Truncated => "header truncated or cluster name too long".into(),
+                HeaderError::Checksum => "header checksum mismatch".into(),
+                HeaderError::ClusterNotUtf8 => "cluster name is not UTF-8".into(),
+            };
+            (offset, reason)
+        })?;
         let header = SegmentHeader {
-            cluster,
-            generation: BigEndian::read_u64(&buf[8 + n..16 + n]),
-            first_zxid: Zxid(BigEndian::read_u64(&buf[16 + n..24 + n])),
+            cluster: d.header.cluster,
+            generation: d.header.generation,
+            first_zxid: d.header.zxid,
         };
-        Ok((header, len))
+        Ok((header, d.len))
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use byteorder::{BigEndian, ByteOrder};
 
-use super::segment::MAX_CLUSTER_BYTES;
+use super::header::{FileHeader, Format, HeaderError};
 use super::{list_files, remove_file, snapshot_name, sync_dir, write_atomic_with, StoreError};
 use crate::zab::Zxid;
 use crate::ztree::ZTree;
@@ -23,6 +23,12 @@ use crate::ztree::ZTree;
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"ZWSF";
 /// The snapshot format version this code writes and reads.
 pub const SNAPSHOT_VERSION: u16 = 1;
+/// A snapshot's header: the shared one, then the payload length (u64) before the CRC.
+const FORMAT: Format = Format {
+    magic: SNAPSHOT_MAGIC,
+    version: SNAPSHOT_VERSION,
+    extra_bytes: 8,
+};
 
 /// A snapshot's header fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,19 +41,15 @@ pub struct SnapshotMeta {
     pub zxid: Zxid,
 }
 
-/// The header of a snapshot file (everything before the payload, its CRC included).
+/// The header of a snapshot file (everything before the payload, its CRC included): the
+/// shared one, with the payload length of its own before the CRC.
 fn encode_header(meta: &SnapshotMeta, payload_len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 + meta.cluster.len());
-    out.extend_from_slice(SNAPSHOT_MAGIC);
-    out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
-    out.extend_from_slice(&(meta.cluster.len() as u16).to_be_bytes());
-    out.extend_from_slice(meta.cluster.as_bytes());
-    out.extend_from_slice(&meta.generation.to_be_bytes());
-    out.extend_from_slice(&meta.zxid.0.to_be_bytes());
-    out.extend_from_slice(&(payload_len as u64).to_be_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
+    let header = FileHeader {
+        cluster: meta.cluster.clone(),
+        generation: meta.generation,
+        zxid: meta.zxid,
+    };
+    header.encode(&FORMAT, &(payload_len as u64).to_be_bytes())
 }
 
 /// The bytes of a snapshot file holding `payload` (what [`write`] streams to disk).
@@ -64,36 +66,31 @@ pub fn encode_file(meta: &SnapshotMeta, payload: &[u8]) -> Vec<u8> {
 /// # Errors
 /// The offset and a reason when anything does not check out.
 pub fn decode_file(buf: &[u8]) -> Result<(SnapshotMeta, &[u8]), (u64, String)> {
-    if buf.len() < 8 || &buf[..4] != SNAPSHOT_MAGIC {
-        return Err((0, "not a snapshot (bad magic or too short)".into()));
-    }
-    let version = BigEndian::read_u16(&buf[4..6]);
-    if version != SNAPSHOT_VERSION {
-        return Err((4, format!("unsupported snapshot format version {version}")));
-    }
-    let n = usize::from(BigEndian::read_u16(&buf[6..8]));
-    let hlen = 8 + n + 28;
-    if n > MAX_CLUSTER_BYTES || buf.len() < hlen {
-        return Err((6, "header truncated".into()));
-    }
-    if crc32fast::hash(&buf[..hlen - 4]) != BigEndian::read_u32(&buf[hlen - 4..hlen]) {
-        return Err((hlen as u64 - 4, "header checksum mismatch".into()));
-    }
-    let cluster = std::str::from_utf8(&buf[8..8 + n])
-        .map_err(|_| (8, "cluster name is not UTF-8".to_string()))?
-        .to_string();
+    let d = FileHeader::decode(&FORMAT, buf).map_err(|(offset, e)| {
+        let reason = match e {
+            HeaderError::TooShort | HeaderError::BadMagic => {
+                "not a snapshot (bad magic or too short)".into()
+            }
+            HeaderError::Version(v) => format!("unsupported snapshot format version {v}"),
+            HeaderError::Truncated => "header truncated".into(),
+            HeaderError::Checksum => "header checksum mismatch".into(),
+            HeaderError::ClusterNotUtf8 => "cluster name is not UTF-8".into(),
+        };
+        (offset, reason)
+    })?;
     let meta = SnapshotMeta {
-        cluster,
-        generation: BigEndian::read_u64(&buf[8 + n..16 + n]),
-        zxid: Zxid(BigEndian::read_u64(&buf[16 + n..24 + n])),
+        cluster: d.header.cluster,
+        generation: d.header.generation,
+        zxid: d.header.zxid,
     };
-    let plen = BigEndian::read_u64(&buf[24 + n..32 + n]);
+    let hlen = d.len;
+    let plen = BigEndian::read_u64(&buf[d.extra.clone()]);
     let expect = (hlen as u64)
         .checked_add(plen)
         .and_then(|v| v.checked_add(4));
     if expect != Some(buf.len() as u64) {
         return Err((
-            24 + n as u64,
+            d.extra.start as u64,
             format!(
                 "payload length {plen} does not match the file size {} (truncated?)",
                 buf.len()

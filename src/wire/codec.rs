@@ -11,7 +11,7 @@ use byteorder::{BigEndian, WriteBytesExt};
 use super::frame::{DecodeError, MAX_FRAME_BYTES};
 use super::peer::{PeerMsg, PeerState, Vote};
 use super::txn::{put_bytes, put_str, Reader, Txn, TxnOp};
-use crate::zab::Zxid;
+use crate::types::Zxid;
 
 /// REQUEST: a follower forwards a client write to the leader.
 pub const REQUEST: u8 = 1;

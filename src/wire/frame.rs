@@ -268,8 +268,8 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Zxid;
     use crate::wire::codec::{HELLO, PING};
-    use crate::zab::Zxid;
 
     fn ping_frame() -> Vec<u8> {
         let mut out = Vec::new();

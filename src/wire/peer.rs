@@ -2,7 +2,7 @@
 //! "Messages". Type codes follow ZooKeeper's `Leader.java` where ZooKeeper has the message.
 
 use super::txn::{Txn, TxnOp};
-use crate::zab::{PeerId, Zxid};
+use crate::types::{PeerId, Zxid};
 
 /// A server's state as announced in election notifications.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]

@@ -8,7 +8,7 @@
 use byteorder::{BigEndian, ByteOrder, WriteBytesExt};
 
 use super::frame::DecodeError;
-use crate::zab::{PeerId, Zxid};
+use crate::types::{PeerId, Zxid};
 
 /// Largest path accepted in a txn, in bytes.
 pub const MAX_PATH_BYTES: usize = 1024;

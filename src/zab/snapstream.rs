@@ -3,9 +3,9 @@
 //! CRC-32 of everything in between. The sender never holds more than a chunk of encoded
 //! tree; the receiver appends chunks and decodes once, at SNAPEND. Pure: no IO.
 
+use crate::types::Zxid;
 use crate::wire::codec::{MAX_SNAP_CHUNK_BYTES, MAX_SNAP_STREAM_BYTES};
 use crate::wire::PeerMsg;
-use crate::zab::Zxid;
 use crate::ztree::ZTree;
 
 /// Hands `emit` the messages of a snapshot stream of `tree` at `zxid`: SNAP, SNAPCHUNKs

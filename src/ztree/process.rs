@@ -137,8 +137,8 @@ fn parse(data: &[u8]) -> Option<ProcessData> {
 mod tests {
     use super::super::tree::tests::{check_invariants, create, txn};
     use super::*;
+    use crate::types::Zxid;
     use crate::wire::TxnOp;
-    use crate::zab::Zxid;
 
     fn put(sender: &str, clients: &str) -> TxnOp {
         TxnOp::PutProcess {

@@ -295,8 +295,8 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::types::Zxid;
     use crate::wire::Origin;
-    use crate::zab::Zxid;
 
     /// The txn with counter `n` in epoch 1, at time `1000 + n`.
     pub(crate) fn txn(n: u32, op: TxnOp) -> Txn {

@@ -1,4 +1,6 @@
-//! Transaction ids and the other small protocol scalars. Pure.
+//! The shared vocabulary of the protocol layers: transaction ids and the other small
+//! protocol scalars, used by [`wire`](crate::wire), [`zab`](crate::zab) and
+//! [`ztree`](crate::ztree) alike. Pure: no IO, clock, threads.
 
 use std::fmt;
 
