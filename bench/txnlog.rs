@@ -250,6 +250,7 @@ fn snapshot_stall(dir: &Path, mut tree: ZTree, n: u32, clients: usize) -> (Stall
                 snap_done = Some(Instant::now());
                 phase = Phase::After;
             }
+            StoreEvent::LogTrimmed { .. } => {}
             StoreEvent::Failed(e) => panic!("store failed: {e}"),
         }
     }

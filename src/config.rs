@@ -198,8 +198,9 @@ SERVER:
   --tick-ms N         heartbeat period in ms; default 100
   --init-limit N      ticks allowed for discovery and synchronisation; default 20
   --sync-limit N      ticks of silence before giving up on a peer; default 10
-  --snap-count N      committed txns between snapshots; a follower further behind than
-                      this catches up by SNAP instead of DIFF; default 100000
+  --snap-count N      committed txns between snapshots (and kept in memory for DIFFs; a
+                      follower further behind gets older txns read from the log files,
+                      or a snapshot once those are gone); default 100000
   --http-threads N    HTTP worker threads; default 8
   --max-body-bytes N  largest HTTP request body; default 1048576
   --log LEVEL         error|warn|info|debug|trace or an env_logger filter [RUST_LOG];

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub fsynced_txns: u64,
     /// Snapshot streams (SNAP synchronisations) started to followers.
     pub snapshots_sent: u64,
+    /// DIFFs (or TRUNCs) that read txns from the log files.
+    pub disk_diffs_sent: u64,
 }
 
 /// What readers see: the tree and status as of the last batch the loop processed.

@@ -87,6 +87,10 @@ pub struct Coverage {
     pub truncs: u64,
     /// SNAP synchronisations sent.
     pub snaps: u64,
+    /// DIFF or TRUNC synchronisations that read txns from the log on disk.
+    pub disk_diffs: u64,
+    /// Of those, the ones whose range the disk no longer held (connection closed).
+    pub disk_diffs_missing: u64,
     /// Proposals sent.
     pub proposals: u64,
     /// Server crashes (all kinds).
@@ -136,6 +140,8 @@ impl AddAssign for Coverage {
         self.leader_changes += o.leader_changes;
         self.epochs += o.epochs;
         self.diffs += o.diffs;
+        self.disk_diffs += o.disk_diffs;
+        self.disk_diffs_missing += o.disk_diffs_missing;
         self.truncs += o.truncs;
         self.snaps += o.snaps;
         self.proposals += o.proposals;
@@ -170,8 +176,15 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "  sync: diff={} trunc={} snap={}  proposals={} snapshots_written={}",
-            self.diffs, self.truncs, self.snaps, self.proposals, self.snapshots
+            "  sync: diff={} trunc={} snap={} from_disk={} (range gone: {})  proposals={} \
+             snapshots_written={}",
+            self.diffs,
+            self.truncs,
+            self.snaps,
+            self.disk_diffs,
+            self.disk_diffs_missing,
+            self.proposals,
+            self.snapshots
         )?;
         writeln!(
             f,

@@ -18,6 +18,7 @@ mod epochs;
 mod header;
 mod incarnation;
 pub mod inspect;
+pub mod reader;
 mod recovery;
 mod segment;
 mod snapshot;
@@ -168,6 +169,8 @@ pub enum StoreEvent {
     Durable { seq: u64, txns: usize },
     /// The snapshot at `zxid` is durable (and older files past retention are gone).
     SnapshotWritten { zxid: Zxid },
+    /// Retention deleted the log files holding txns up to `through`.
+    LogTrimmed { through: Zxid },
     /// The store failed and its thread stopped; nothing after the last `Durable` is
     /// durable. The server must stop.
     Failed(String),

@@ -327,6 +327,26 @@ fn snapshots_beyond_retention_and_the_segments_before_them_are_deleted() {
     let rec = reopen(dir.path());
     assert_eq!((rec.snapshot_zxid, rec.log.len()), (Zxid::new(1, 400), 0));
 
+    // What the files still hold can be read back for a DIFF; what they no longer hold
+    // (or never held) is refused, never returned with a hole.
+    let read = |after: u32, upto: u32| {
+        let mut got = Vec::new();
+        store::reader::read_range(dir.path(), Zxid::new(1, after), Zxid::new(1, upto), |t| {
+            got.push(t);
+            true
+        })
+        .map(|_| got)
+    };
+    assert_eq!(read(310, 400).unwrap(), txns(311, 400, 1));
+    assert_eq!(read(399, 400).unwrap(), txns(400, 400, 1));
+    let gone = read(50, 400).unwrap_err();
+    assert!(
+        gone.contains("no longer") || gone.contains("not in"),
+        "{gone}"
+    );
+    let past_end = read(390, 401).unwrap_err();
+    assert!(past_end.contains("end before"), "{past_end}");
+
     // A damaged newest snapshot: recovery falls back to the older one and replays from it.
     let newest = files(dir.path(), "snap.").pop().unwrap();
     let mut b = std::fs::read(&newest).unwrap();

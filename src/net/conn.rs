@@ -80,9 +80,13 @@ pub struct Conn {
 enum Later {
     /// Encoded frames queued while a stream ahead of them was still being sent.
     Bytes(Vec<u8>),
-    /// Encoded frames produced by another thread; done when its sender is dropped.
-    Stream(Receiver<Vec<u8>>),
+    /// Encoded frames produced by another thread; done when its sender is dropped. An
+    /// `Err` means the producer could not go on: the connection must close.
+    Stream(Receiver<StreamItem>),
 }
+
+/// One piece of a stream: encoded frames, or why the stream cannot be completed.
+pub type StreamItem = Result<Vec<u8>, String>;
 
 /// A stream is topped up into the write buffer only while less than this is unsent, so
 /// a snapshot of any size costs a bounded amount of memory on the sending side.
@@ -159,7 +163,7 @@ impl Conn {
 
     /// Sends the frames `rx` yields (until its sender is dropped) before anything queued
     /// after this call.
-    pub fn queue_stream(&mut self, rx: Receiver<Vec<u8>>) {
+    pub fn queue_stream(&mut self, rx: Receiver<StreamItem>) {
         self.later.push_back(Later::Stream(rx));
     }
 
@@ -170,7 +174,10 @@ impl Conn {
 
     /// Moves waiting output into the write buffer, in order, while less than
     /// [`STREAM_LOW_WATER_BYTES`] is unsent. Returns whether anything moved.
-    pub fn pump(&mut self) -> bool {
+    ///
+    /// # Errors
+    /// The reason a stream's producer gave for not completing it.
+    pub fn pump(&mut self) -> Result<bool, String> {
         let mut moved = false;
         while self.pending_wbuf() < STREAM_LOW_WATER_BYTES {
             match self.later.front_mut() {
@@ -182,10 +189,11 @@ impl Conn {
                     moved = true;
                 }
                 Some(Later::Stream(rx)) => match rx.try_recv() {
-                    Ok(b) => {
+                    Ok(Ok(b)) => {
                         self.wbuf.extend_from_slice(&b);
                         moved = true;
                     }
+                    Ok(Err(why)) => return Err(why),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         self.later.pop_front();
@@ -193,7 +201,7 @@ impl Conn {
                 },
             }
         }
-        moved
+        Ok(moved)
     }
 
     fn pending_wbuf(&self) -> usize {

@@ -16,11 +16,11 @@ use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::conn::{Conn, Phase, ReadEnd, READ_CHUNK};
+use super::conn::{Conn, Phase, ReadEnd, StreamItem, READ_CHUNK};
 use super::{fourlw, Machine, PendingWrite};
 use crate::config::Config;
 use crate::runtime::{LoopMsg, Metrics, View, WriteReply};
-use crate::store::{self, StoreCmd, StoreEvent};
+use crate::store::{self, reader, StoreCmd, StoreEvent};
 use crate::wire::{encode_frame, PeerMsg};
 use crate::zab::snapstream::stream_snapshot;
 use crate::zab::{Action, ClientError, Input, Millis, PeerId, Zxid};
@@ -206,7 +206,7 @@ impl<M: Machine> EventLoop<M> {
         let mut events = Events::with_capacity(256);
         loop {
             self.timers()?;
-            self.pump_streams();
+            self.pump_streams()?;
             self.flush_pending()?;
             self.publish();
             let timeout = self.poll_timeout();
@@ -684,6 +684,7 @@ impl<M: Machine> EventLoop<M> {
         match action {
             Action::Send { to, msg } => self.send(to, &msg),
             Action::SendSnapshot { to, zxid, tree } => self.send_snapshot(to, zxid, tree),
+            Action::SendLogRange { to, after, upto } => self.send_log_range(to, after, upto),
             Action::Disconnect { peer, reason } => {
                 if let Some(&t) = self.peers.get(&peer) {
                     return self.close(t, &format!("core: {reason}"));
@@ -738,7 +739,7 @@ impl<M: Machine> EventLoop<M> {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(SNAP_CHANNEL_CHUNKS);
+        let (tx, rx) = crossbeam_channel::bounded::<StreamItem>(SNAP_CHANNEL_CHUNKS);
         conn.queue_stream(rx);
         self.streaming.insert(token);
         self.metrics.snapshots_sent += 1;
@@ -753,7 +754,7 @@ impl<M: Machine> EventLoop<M> {
                     let mut frame = Vec::new();
                     encode_frame(&msg, &mut frame);
                     bytes += frame.len() as u64;
-                    let sent = tx.send(frame).is_ok();
+                    let sent = tx.send(Ok(frame)).is_ok();
                     let _ = waker.wake();
                     sent
                 });
@@ -773,21 +774,86 @@ impl<M: Machine> EventLoop<M> {
         }
     }
 
+    /// Streams the logged txns in `(after, upto]` to `to` as PROPOSALs, read from the log
+    /// files on a thread of its own (a DIFF reaching further back than memory). If the
+    /// files no longer hold the range, the connection closes and the follower
+    /// synchronises again (then by SNAP).
+    fn send_log_range(&mut self, to: PeerId, after: Zxid, upto: Zxid) {
+        let Some(&token) = self.peers.get(&to) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let (tx, rx) = crossbeam_channel::bounded::<StreamItem>(SNAP_CHANNEL_CHUNKS);
+        conn.queue_stream(rx);
+        self.streaming.insert(token);
+        self.metrics.disk_diffs_sent += 1;
+        let waker = self.waker.clone();
+        let dir = self.config.data_dir.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("zw-diff-to-{to}"))
+            .spawn(move || {
+                let began = Instant::now();
+                let (mut prev, mut count, mut frames) = (after, 0u64, Vec::new());
+                let read = reader::read_range(&dir, after, upto, |txn| {
+                    let z = txn.zxid;
+                    encode_frame(&PeerMsg::Proposal { prev, txn }, &mut frames);
+                    prev = z;
+                    count += 1;
+                    if frames.len() < SNAP_CHUNK_BYTES {
+                        return true;
+                    }
+                    let sent = tx.send(Ok(std::mem::take(&mut frames))).is_ok();
+                    let _ = waker.wake();
+                    sent
+                });
+                let outcome = match read {
+                    Ok(true) => tx.send(Ok(frames)).map_err(|_| "connection closed".to_string()),
+                    Ok(false) => Err("connection closed".to_string()),
+                    Err(why) => {
+                        let why = format!("DIFF from disk failed: {why}");
+                        let _ = tx.send(Err(why.clone()));
+                        Err(why)
+                    }
+                };
+                drop(tx);
+                let _ = waker.wake();
+                let ms = began.elapsed().as_millis();
+                match outcome {
+                    Ok(()) => info!("DIFF to server {to}: {count} txns after {after} up to {upto} read from disk in {ms} ms"),
+                    Err(why) => warn!("DIFF to server {to} after {after}: {why} ({count} txns sent, {ms} ms)"),
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start a log reader thread for server {to}: {e}");
+        }
+    }
+
     /// Tops up the write buffers of connections that are sending a stream.
-    fn pump_streams(&mut self) {
+    fn pump_streams(&mut self) -> Result<(), LoopError> {
         let tokens: Vec<Token> = self.streaming.iter().copied().collect();
         for token in tokens {
             let Some(conn) = self.conns.get_mut(&token) else {
                 self.streaming.remove(&token);
                 continue;
             };
-            if conn.pump() {
-                self.to_flush.insert(token);
+            match conn.pump() {
+                Ok(true) => {
+                    self.to_flush.insert(token);
+                }
+                Ok(false) => {}
+                Err(why) => {
+                    self.streaming.remove(&token);
+                    self.close(token, &why)?;
+                    continue;
+                }
             }
             if !conn.streaming() {
                 self.streaming.remove(&token);
             }
         }
+        Ok(())
     }
 
     fn store(&mut self, cmd: StoreCmd) -> Result<(), LoopError> {
@@ -828,6 +894,10 @@ impl<M: Machine> EventLoop<M> {
                     self.feed(Input::Durable { seq })?;
                 }
                 StoreEvent::SnapshotWritten { zxid } => info!("snapshot written at zxid {zxid}"),
+                StoreEvent::LogTrimmed { through } => {
+                    info!("log files up to zxid {through} deleted (snapshot retention)");
+                    self.feed(Input::LogTrimmed { through })?;
+                }
                 StoreEvent::Failed(reason) => return Err(LoopError::Store(reason)),
             }
         }

@@ -59,6 +59,13 @@ pub(super) enum Ev {
     Flush { node: PeerId, inc: u64 },
     /// A server's disk finishes writing a snapshot.
     SnapDone { node: PeerId, inc: u64, id: u64 },
+    /// The store's report that retention deleted log files through `through` reaches the
+    /// core (some time after the files went: a DIFF from disk chosen meanwhile fails).
+    LogTrimmed {
+        node: PeerId,
+        inc: u64,
+        through: Zxid,
+    },
     /// Inject a fault.
     Fault,
     /// A client sends a write.
@@ -286,10 +293,22 @@ impl Cluster {
             Ev::Flush { node, inc } => self.flush(node, inc),
             Ev::SnapDone { node, inc, id } => {
                 let n = self.nodes.get_mut(&node).expect("known node");
-                if n.inc == inc && n.core.is_some() {
-                    n.store.snapshot_done(id);
+                if n.inc != inc || n.core.is_none() {
+                    return Ok(());
+                }
+                let kept = n.store.snapshot_done(id);
+                if let Some(through) = kept.and_then(|k| k.log_trimmed_through) {
+                    let at = self.now + self.rng.range(0, 40);
+                    self.queue.push(at, Ev::LogTrimmed { node, inc, through });
                 }
                 Ok(())
+            }
+            Ev::LogTrimmed { node, inc, through } => {
+                let n = &self.nodes[&node];
+                if n.inc != inc || n.core.is_none() {
+                    return Ok(());
+                }
+                self.feed(node, Input::LogTrimmed { through })
             }
             Ev::Fault => self.fault(),
             Ev::ClientWrite => self.client_write(),
@@ -656,6 +675,9 @@ fn short(ev: &Ev) -> String {
         Ev::Reconnect { pair } => format!("reconnect {}-{}", pair.0, pair.1),
         Ev::Flush { node, .. } => format!("disk flush at {node}"),
         Ev::SnapDone { node, id, .. } => format!("snapshot {id} written at {node}"),
+        Ev::LogTrimmed { node, through, .. } => {
+            format!("log files through {through} deleted at {node}")
+        }
         other => format!("{other:?}"),
     }
 }

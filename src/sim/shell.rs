@@ -20,6 +20,22 @@ impl Cluster {
     pub(super) fn execute(&mut self, id: PeerId, a: Action) -> Result<(), Violation> {
         match a {
             Action::Send { to, msg } => self.send(id, to, msg),
+            Action::SendLogRange { to, after, upto } => {
+                self.cov.disk_diffs += 1;
+                let Some(txns) = self.nodes[&id].store.durable_range(after, upto) else {
+                    // As the real server does: the files no longer hold the range.
+                    self.cov.disk_diffs_missing += 1;
+                    self.reset_conn(id, to);
+                    return Ok(());
+                };
+                let mut prev = after;
+                for txn in txns {
+                    let z = txn.zxid;
+                    self.send(id, to, PeerMsg::Proposal { prev, txn })?;
+                    prev = z;
+                }
+                Ok(())
+            }
             Action::SendSnapshot { to, zxid, tree } => {
                 // The real server streams from a thread; here the frames go into the link
                 // at once, which is FIFO, so later sends follow the stream as they must.

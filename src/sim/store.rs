@@ -61,7 +61,22 @@ struct DurableState {
     snap_zxid: Zxid,
     snap_tree: ZTree,
     log: Vec<Txn>,
+    /// Zxids of the snapshots written, oldest first (the real store keeps the newest
+    /// [`SNAPSHOTS_RETAINED`] and deletes the log files no kept snapshot needs).
+    snapshots_written: Vec<Zxid>,
+    /// Log files holding txns up to here are deleted (their entries stay in `log`, so
+    /// recovery and the checkers see the same log; a disk read refuses them).
+    trimmed_through: Zxid,
 }
+
+/// A snapshot made durable, and what retention then deleted.
+pub struct SnapshotKept {
+    /// Log files holding txns up to this zxid were deleted.
+    pub log_trimmed_through: Option<Zxid>,
+}
+
+/// Snapshots the simulated disk keeps, as the real store does by default.
+const SNAPSHOTS_RETAINED: usize = 3;
 
 impl DurableState {
     fn apply(&mut self, op: LogOp) {
@@ -72,6 +87,7 @@ impl DurableState {
                 self.log.clear();
                 self.snap_zxid = zxid;
                 self.snap_tree = tree;
+                self.snapshots_written = vec![zxid];
             }
         }
     }
@@ -188,21 +204,48 @@ impl MemStore {
     }
 
     /// Snapshot `id` is on disk; it becomes the recovery point if it is the newest.
-    /// False when a crash lost it first.
-    pub fn snapshot_done(&mut self, id: u64) -> bool {
-        let Some((zxid, tree)) = self.snapshots.remove(&id) else {
-            return false;
-        };
+    /// `None` when a crash lost it first; else whether log files were then deleted (the
+    /// retention of the real store), and up to which zxid.
+    pub fn snapshot_done(&mut self, id: u64) -> Option<SnapshotKept> {
+        let (zxid, tree) = self.snapshots.remove(&id)?;
         if zxid >= self.durable.snap_zxid {
             self.durable.snap_zxid = zxid;
             self.durable.snap_tree = tree;
         }
-        true
+        let d = &mut self.durable;
+        d.snapshots_written.push(zxid);
+        d.snapshots_written.sort_unstable();
+        d.snapshots_written.dedup();
+        let n = d.snapshots_written.len();
+        let mut kept = SnapshotKept {
+            log_trimmed_through: None,
+        };
+        if n > SNAPSHOTS_RETAINED {
+            d.snapshots_written.drain(..n - SNAPSHOTS_RETAINED);
+            let oldest_kept = d.snapshots_written[0];
+            if oldest_kept > d.trimmed_through {
+                d.trimmed_through = oldest_kept;
+                kept.log_trimmed_through = Some(oldest_kept);
+            }
+        }
+        Some(kept)
     }
 
     /// The zxid of the durable recovery snapshot.
     pub fn snapshot_zxid(&self) -> Zxid {
         self.durable.snap_zxid
+    }
+
+    /// The txns logged durably after `after` up to and including `upto`, as a log reader
+    /// finds them on disk; `None` unless the txns `after` and `upto` are both there.
+    pub fn durable_range(&self, after: Zxid, upto: Zxid) -> Option<Vec<Txn>> {
+        if after <= self.durable.trimmed_through {
+            return None;
+        }
+        let log = &self.durable.log;
+        let start = log.iter().position(|t| t.zxid == after)? + 1;
+        let end = log.iter().position(|t| t.zxid == upto)?;
+        (start <= end).then(|| log[start..=end].to_vec())
     }
 
     /// The log with every issued operation applied (durable or not).
@@ -348,10 +391,10 @@ mod tests {
         s.flush(1);
         let a = s.write_snapshot(Zxid::new(1, 2), ZTree::default());
         let b = s.write_snapshot(Zxid::new(1, 3), ZTree::default());
-        assert!(s.snapshot_done(a));
+        assert!(s.snapshot_done(a).is_some());
         s.crash();
         assert!(
-            !s.snapshot_done(b),
+            s.snapshot_done(b).is_none(),
             "the crash lost the snapshot being written"
         );
         let r = s.recover();

@@ -129,6 +129,7 @@ pub fn input(i: &Input) -> String {
         Input::Peer { from, msg: m } => format!("from {from}: {}", msg(m)),
         Input::Client { req, op: o } => format!("client req={req} {}", op(o)),
         Input::Durable { seq } => format!("durable seq={seq}"),
+        Input::LogTrimmed { through } => format!("log-trimmed through {through}"),
     }
 }
 
@@ -136,6 +137,9 @@ pub fn input(i: &Input) -> String {
 pub fn action(a: &Action) -> String {
     match a {
         Action::Send { to, msg: m } => format!("send to {to}: {}", msg(m)),
+        Action::SendLogRange { to, after, upto } => {
+            format!("send to {to}: logged txns after {after} up to {upto}, from disk")
+        }
         Action::SendSnapshot { to, zxid, tree } => {
             format!("send to {to}: snapshot at {zxid} ({} znodes)", tree.len())
         }

@@ -174,10 +174,16 @@ impl Writer {
             Ok(()) => {
                 let (dir, opts) = (&self.store.dir, &self.store.opts);
                 self.store.snapshot_zxid = self.store.snapshot_zxid.max(zxid);
+                let mut trimmed = None;
                 if let Some(oldest) = snapshot::retain(dir, opts.snapshots_retained, opts.fsync)? {
-                    self.store.log.remove_through(oldest)?;
+                    if self.store.log.remove_through(oldest)? > 0 {
+                        trimmed = Some(oldest);
+                    }
                 }
                 self.send(StoreEvent::SnapshotWritten { zxid });
+                if let Some(through) = trimmed {
+                    self.send(StoreEvent::LogTrimmed { through });
+                }
             }
             // The log is intact; the next snapshot may succeed (a full disk fails appends).
             Err(e) => log::error!("snapshot at {zxid} not written: {e}"),

@@ -134,6 +134,9 @@ pub enum Input<R = ReqId> {
     Client { req: R, op: TxnOp },
     /// The store made every log operation up to number `seq` durable.
     Durable { seq: u64 },
+    /// The store deleted the log files holding txns up to `through` (after a snapshot):
+    /// a follower that far behind can no longer get a DIFF from disk.
+    LogTrimmed { through: Zxid },
 }
 
 /// One thing the core asks its shell to do. Actions are executed in the order given.
@@ -145,6 +148,11 @@ pub enum Action<R = ReqId> {
     /// [`crate::zab::snapstream`]), encoding it off the caller's thread if it likes. Every
     /// later `Send` to `to` must reach the wire after the whole stream.
     SendSnapshot { to: PeerId, zxid: Zxid, tree: ZTree },
+    /// Stream the logged txns after `after` up to and including `upto` to `to`, read from
+    /// the log files, as PROPOSALs (the first one's `prev` is `after`). Every later `Send`
+    /// to `to` must reach the wire after them. If the files no longer hold exactly that
+    /// range, close the connection instead (the follower then synchronises again).
+    SendLogRange { to: PeerId, after: Zxid, upto: Zxid },
     /// Close the connection to `peer` (it broke the protocol, or we left its epoch).
     Disconnect { peer: PeerId, reason: String },
     /// Log operation `seq`: append `txns` to the log (asynchronously; `Durable` follows).
@@ -354,6 +362,10 @@ impl<R> Core<R> {
             Input::Peer { from, msg } => self.on_peer_msg(from, msg),
             Input::Client { req, op } => self.on_client(req, op),
             Input::Durable { seq } => self.on_durable(seq),
+            Input::LogTrimmed { through } => {
+                self.log.disk_trimmed(through);
+                Ok(())
+            }
         };
     }
 
@@ -550,7 +562,9 @@ impl<R> Core<R> {
                 });
             }
         }
-        self.log.trim(self.committed, self.cfg.max_diff_txns);
+        // Only durable txns leave memory: what a DIFF then reads from disk is there.
+        let trim_to = self.committed.min(self.dur.durable_zxid);
+        self.log.trim(trim_to, self.cfg.max_diff_txns);
     }
 
     /// A fresh wire number for a local client write.

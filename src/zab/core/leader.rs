@@ -14,6 +14,13 @@ use super::{mutation, Action, ClientError, Core, Left, MutationKind, ReqId, Stat
 use crate::wire::{Origin, PeerMsg, Txn, TxnOp};
 use crate::zab::{Millis, PeerId, Zxid};
 
+/// How a follower is synchronised: from which point the proposals continue.
+enum SyncFrom {
+    Diff(Zxid),
+    Trunc(Zxid),
+    Snap,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Gathering FOLLOWERINFO.
@@ -341,41 +348,56 @@ impl<R> Core<R> {
             return Ok(());
         };
         let nl = l.nl_zxid();
-        let mine = self.log.last();
-        let from = if their < self.log.base() {
-            let at = self.committed;
+        let from = match self.sync_point(their) {
+            SyncFrom::Diff(z) => {
+                self.send(peer, PeerMsg::Diff { zxid: z });
+                z
+            }
+            SyncFrom::Trunc(to) => {
+                log::info!(
+                    "server {}: TRUNC {peer} to {to} (it has {their})",
+                    self.cfg.id
+                );
+                if self.mutation(mutation!(SkipTrunc)) {
+                    self.send(peer, PeerMsg::Diff { zxid: to });
+                } else {
+                    self.send(peer, PeerMsg::Trunc { zxid: to });
+                }
+                to
+            }
+            SyncFrom::Snap => {
+                let at = self.committed;
+                log::info!(
+                    "server {}: SNAP at {at} to {peer} (it has {their}; the disk log starts \
+                     after {})",
+                    self.cfg.id,
+                    self.log.disk_floor()
+                );
+                let tree = self.tree.clone();
+                self.emit(Action::SendSnapshot {
+                    to: peer,
+                    zxid: at,
+                    tree,
+                });
+                at
+            }
+        };
+        let base = self.log.base();
+        if from < base {
             log::info!(
-                "server {}: SNAP at {at} to {peer} (it has {their}, memory holds txns after {})",
-                self.cfg.id,
-                self.log.base()
-            );
-            let tree = self.tree.clone();
-            self.emit(Action::SendSnapshot {
-                to: peer,
-                zxid: at,
-                tree,
-            });
-            at
-        } else if self.log.contains(their) && their <= mine {
-            self.send(peer, PeerMsg::Diff { zxid: their });
-            their
-        } else {
-            let to = self.log.floor(their);
-            log::info!(
-                "server {}: TRUNC {peer} to {to} (it has {their})",
+                "server {}: DIFF for {peer} reads txns after {from} up to {base} from disk",
                 self.cfg.id
             );
-            if self.mutation(mutation!(SkipTrunc)) {
-                self.send(peer, PeerMsg::Diff { zxid: to });
-            } else {
-                self.send(peer, PeerMsg::Trunc { zxid: to });
-            }
-            to
-        };
+            self.emit(Action::SendLogRange {
+                to: peer,
+                after: from,
+                upto: base,
+            });
+        }
         let stream: Vec<PeerMsg> = {
-            let mut prev = from;
+            let mut prev = from.max(base);
             self.log
-                .after(from)
+                .after(prev)
                 .map(|t| {
                     let m = PeerMsg::Proposal {
                         prev,
@@ -394,6 +416,27 @@ impl<R> Core<R> {
             p.stage = Stage::Synced;
         }
         Ok(())
+    }
+
+    /// Where a follower whose last logged zxid is `their` continues from: after `their`
+    /// (DIFF), after the last txn both logs share (TRUNC), or a snapshot (SNAP) when this
+    /// leader's log, in memory or on disk, no longer reaches back that far.
+    fn sync_point(&self, their: Zxid) -> SyncFrom {
+        let (base, mine) = (self.log.base(), self.log.last());
+        if their >= base {
+            return if self.log.contains(their) && their <= mine {
+                SyncFrom::Diff(their)
+            } else {
+                SyncFrom::Trunc(self.log.floor(their))
+            };
+        }
+        if self.log.on_disk(their) {
+            return SyncFrom::Diff(their);
+        }
+        match self.log.disk_floor_of(their) {
+            Some(to) => SyncFrom::Trunc(to),
+            None => SyncFrom::Snap,
+        }
     }
 
     fn on_ack(&mut self, from: PeerId, zxid: Zxid) -> Step {

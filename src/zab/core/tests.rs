@@ -157,6 +157,30 @@ impl Ens {
                     self.queue.push_back((id, to, msg));
                 }
             }
+            Action::SendLogRange { to, after, upto } => {
+                let log = &self.nodes[&id].log;
+                let start = log
+                    .iter()
+                    .position(|t| t.zxid == after)
+                    .expect("after on disk");
+                let end = log
+                    .iter()
+                    .position(|t| t.zxid == upto)
+                    .expect("upto on disk");
+                let txns: Vec<Txn> = log[start + 1..=end].to_vec();
+                let mut prev = after;
+                for txn in txns {
+                    let z = txn.zxid;
+                    self.exec(
+                        id,
+                        Action::Send {
+                            to,
+                            msg: PeerMsg::Proposal { prev, txn },
+                        },
+                    );
+                    prev = z;
+                }
+            }
             Action::SendSnapshot { to, zxid, tree } => {
                 let mut msgs = vec![];
                 crate::zab::snapstream::stream_snapshot(zxid, &tree, 256, |m| {
@@ -434,29 +458,69 @@ fn uncommitted_txn_of_a_dead_leader_is_truncated() {
         .all(|t| !matches!(&t.op, TxnOp::Create { path, .. } if path == "/lost")));
 }
 
-#[test]
-fn far_behind_follower_gets_a_snapshot() {
-    let mut e = Ens::new(3);
+/// Server 1 logs 5 writes, then misses 120, more than the leader keeps in memory (50).
+fn follower_misses_more_than_memory_holds(e: &mut Ens) {
     e.elect();
+    for i in 1000..1005 {
+        e.write(3, i, &format!("/before{i}"));
+    }
+    e.settle();
     e.crash(1);
     for i in 0..120 {
         e.write(3, i, &format!("/n{i}"));
     }
     e.settle();
     assert!(e.replied(3, 119).unwrap().2.is_ok());
-    e.start(1);
-    e.sent.clear();
-    e.settle();
-    assert!(
-        e.sent.iter().any(|s| s.1 == 1 && s.2 == "SNAP"),
-        "{:?}",
-        &e.sent[..e.sent.len().min(10)]
-    );
+}
+
+fn caught_up(e: &Ens) {
     assert!(e.all_serving());
     assert_eq!(
         e.core(1).status().last_committed,
         e.core(3).status().last_committed
     );
+    assert_eq!(
+        e.core(1).status().tree_digest,
+        e.core(3).status().tree_digest
+    );
+}
+
+// Phase 2 (synchronisation): behind by more than memory holds but not more than the log
+// files hold, a follower gets a DIFF whose older part is read from disk.
+#[test]
+fn far_behind_follower_gets_a_diff_read_from_disk() {
+    let mut e = Ens::new(3);
+    follower_misses_more_than_memory_holds(&mut e);
+    e.start(1);
+    e.sent.clear();
+    e.settle();
+    let to_1: Vec<&str> = e.sent.iter().filter(|s| s.1 == 1).map(|s| s.2).collect();
+    assert!(
+        to_1.contains(&"DIFF") && !to_1.contains(&"SNAP"),
+        "{to_1:?}"
+    );
+    assert!(to_1.iter().filter(|m| **m == "PROPOSAL").count() >= 120);
+    caught_up(&e);
+}
+
+// Phase 2 (synchronisation): once the log files holding what it lacks are deleted, the
+// follower gets a snapshot stream.
+#[test]
+fn far_behind_follower_gets_a_snapshot_once_the_log_files_are_gone() {
+    let mut e = Ens::new(3);
+    follower_misses_more_than_memory_holds(&mut e);
+    let through = e.core(3).status().last_committed;
+    e.input(3, Input::LogTrimmed { through });
+    e.start(1);
+    e.sent.clear();
+    e.settle();
+    let to_1: Vec<&str> = e.sent.iter().filter(|s| s.1 == 1).map(|s| s.2).collect();
+    assert!(
+        to_1.contains(&"SNAP") && to_1.contains(&"SNAPEND"),
+        "{to_1:?}"
+    );
+    assert!(!to_1.contains(&"DIFF"), "{to_1:?}");
+    caught_up(&e);
 }
 
 #[test]
