@@ -10,7 +10,7 @@
 //! | `metadata` | rendering `/metadata` and `/status` from a view (pure) |
 //! | `server`   | the listener, the workers, shutdown                    |
 //!
-//! [`View`]: crate::runtime::View
+//! [`View`]: crate::channels::View
 
 pub mod api;
 pub mod metadata;

@@ -13,12 +13,14 @@
 //! | [`zab`]   | election, discovery, sync, broadcast ([`zab::Core`])     | pure |
 //! | [`ztree`] | the znode tree, paths, stats, txn apply, digest          | pure |
 //! | [`store`] | txn log segments, snapshots, epochs, recovery            | files, own thread |
+//! | [`channels`] | messages and the shared read view between loop and fronts | channels |
 //! | [`net`]   | the mio event loop that owns the core and peer sockets   | sockets |
 //! | [`http`]  | the tiny_http front: routes (pure), workers, JSON        | sockets |
 //! | [`runtime`] | starts and wires the threads of one server             | threads |
 //! | [`client`]| a small blocking client of the HTTP API                  | sockets |
 //! | `sim`     | deterministic simulation of N cores (tests, `sim` feature) | none |
 
+pub mod channels;
 pub mod client;
 pub mod config;
 pub mod http;

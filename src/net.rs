@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::runtime::WriteReply;
+use crate::channels::WriteReply;
 use crate::zab::{Action, Core, Input, Millis, Status};
 use crate::ztree::ZTree;
 

@@ -6,8 +6,9 @@ use std::error::Error;
 use std::fmt;
 
 use log::{info, warn};
+use zooweeper::channels::Handle;
 use zooweeper::config::{self, Command};
-use zooweeper::runtime::{self, Handle};
+use zooweeper::runtime;
 
 /// An error printed as its message (what `main` shows on exit).
 struct Failure(String);

@@ -2,8 +2,8 @@
 //! [`View`]. Pure: the same view always renders the same JSON.
 
 use super::api::{MetadataRow, ServerJson, StatusJson};
+use crate::channels::View;
 use crate::config::ServerAddr;
-use crate::runtime::View;
 use crate::zab::PeerId;
 
 /// `GET /metadata`: first the server's self-description (NodeId 1), then one row per
@@ -91,8 +91,8 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::channels::Metrics;
     use crate::config::Config;
-    use crate::runtime::Metrics;
     use crate::wire::{Origin, Txn, TxnOp};
     use crate::zab::{Role, Status, Zxid};
     use crate::ztree::ZTree;

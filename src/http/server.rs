@@ -20,7 +20,7 @@ use super::api::{ApiError, ProcessWrittenJson, WrittenJson, ZnodeJson};
 use super::metadata::{metadata_rows, status_json};
 use super::route::{check_declared_length, route, Route, INDEX_TEXT};
 use super::HttpConfig;
-use crate::runtime::Handle;
+use crate::channels::Handle;
 use crate::wire::TxnOp;
 use crate::ztree::OpOk;
 
@@ -413,9 +413,9 @@ mod tests {
     use mio::{Poll, Token, Waker};
 
     use super::*;
+    use crate::channels::{LoopMsg, Metrics, View};
     use crate::client::{Client, ClientError};
     use crate::http::metadata::tests::{config, status};
-    use crate::runtime::{LoopMsg, Metrics, View};
     use crate::wire::{Origin, Txn};
     use crate::zab::{ClientError as WriteError, Zxid};
     use crate::ztree::ZTree;

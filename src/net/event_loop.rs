@@ -18,8 +18,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Phase, ReadEnd, StreamItem, READ_CHUNK};
 use super::{fourlw, Machine, PendingWrite};
+use crate::channels::{LoopMsg, Metrics, View, WriteReply};
 use crate::config::Config;
-use crate::runtime::{LoopMsg, Metrics, View, WriteReply};
 use crate::store::{self, reader, StoreCmd, StoreEvent};
 use crate::wire::{encode_frame, PeerMsg};
 use crate::zab::snapstream::stream_snapshot;

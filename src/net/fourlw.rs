@@ -2,8 +2,8 @@
 //! `mntr`, `conf`. A connection whose first four bytes are one of them gets the answer
 //! and is closed; anything else must be a peer speaking HELLO first.
 
+use crate::channels::Metrics;
 use crate::config::Config;
-use crate::runtime::Metrics;
 use crate::zab::{PeerId, Role, Status};
 
 /// The version every four-letter word reports.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{EventLoop, LoopError, LoopSetup, Machine, PendingWrite, WAKER};
+use crate::channels::{Handle, LoopMsg, Metrics, View};
 use crate::config::{Config, ServerAddr};
-use crate::runtime::{Handle, LoopMsg, Metrics, View};
 use crate::wire::{encode_frame, PeerMsg, TxnOp};
 use crate::zab::{Action, Input, Millis, PeerId, Role, Status, Zxid};
 use crate::ztree::{OpOk, ZTree};

@@ -1,0 +1,86 @@
+//! The messages and shared read view between the event loop and the client fronts:
+//! what HTTP workers send the loop ([`LoopMsg`], answered with a [`WriteReply`]), what the
+//! loop publishes for readers ([`View`], with its [`Metrics`]), and the [`Handle`] through
+//! which other threads reach a running loop. Below `net`, `http` and `runtime`, which all
+//! use it.
+
+use std::sync::{Arc, RwLock};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::Config;
+use crate::wire::TxnOp;
+use crate::zab::{ClientError, Status, Zxid};
+use crate::ztree::{OpOk, ZTree};
+
+/// Counters and latency figures for `mntr`/`srvr`, kept by the event loop.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    /// Client writes answered, and their latency from arrival at the loop to answer (ms).
+    pub writes_answered: u64,
+    pub write_latency_min_ms: f64,
+    pub write_latency_max_ms: f64,
+    pub write_latency_sum_ms: f64,
+    /// Peer connections currently up (handshake done).
+    pub peers_connected: usize,
+    /// Txns per fsync, as reported by the log writer.
+    pub fsyncs: u64,
+    pub fsynced_txns: u64,
+    /// Snapshot streams (SNAP synchronisations) started to followers.
+    pub snapshots_sent: u64,
+    /// DIFFs (or TRUNCs) that read txns from the log files.
+    pub disk_diffs_sent: u64,
+}
+
+/// What readers see: the tree and status as of the last batch the loop processed.
+/// Replaced wholesale (an `Arc` swap), never mutated.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub tree: ZTree,
+    pub status: Status,
+    pub metrics: Metrics,
+    pub config: Arc<Config>,
+}
+
+/// The answer to a client write: the zxid its txn got (zero if it never got one) and
+/// its outcome.
+pub type WriteReply = (Zxid, Result<OpOk, ClientError>);
+
+/// A message from another thread to the event loop.
+pub enum LoopMsg {
+    /// A client write; the answer comes back on `reply`.
+    Write {
+        op: TxnOp,
+        reply: Sender<WriteReply>,
+    },
+    /// Stop the server.
+    Shutdown,
+}
+
+/// How HTTP workers (and anything else) reach a running server's event loop.
+#[derive(Clone)]
+pub struct Handle {
+    /// The latest published view.
+    pub view: Arc<RwLock<Arc<View>>>,
+    /// Bounded queue into the loop.
+    pub tx: Sender<LoopMsg>,
+    /// Wakes the loop after sending on `tx`.
+    pub waker: Arc<mio::Waker>,
+}
+
+impl Handle {
+    /// The latest view (cheap: clones an `Arc`).
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Queues a write; `None` when the loop's queue is full (answer 503).
+    pub fn submit(&self, op: TxnOp) -> Option<Receiver<WriteReply>> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx.try_send(LoopMsg::Write { op, reply }).ok()?;
+        let _ = self.waker.wake();
+        Some(rx)
+    }
+}
