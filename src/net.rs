@@ -1,8 +1,11 @@
 //! The IO shell: one mio event loop thread per server owns the Zab [`Core`] and every peer
 //! connection. Other threads reach it through crossbeam channels and a [`mio::Waker`].
 //!
-//! - [`event_loop`]: the loop, the handshake, dialing and reconnecting, executing the
-//!   core's actions.
+//! - [`event_loop`]: the loop, its timers, feeding the core and executing its actions,
+//!   answering client writes, publishing the view.
+//! - [`peers`]: accepting, dialing and reconnecting, the handshake, reading frames,
+//!   closing and flushing connections.
+//! - [`streams`]: SNAP and DIFF-from-disk streams produced off the loop.
 //! - [`conn`]: one connection's socket and buffers.
 //! - [`fourlw`]: ZooKeeper's four-letter words on the peer port.
 
@@ -11,6 +14,8 @@ pub mod event_loop;
 pub mod fourlw;
 #[cfg(test)]
 mod loop_tests;
+pub mod peers;
+pub mod streams;
 
 pub use event_loop::{EventLoop, LoopError, LoopSetup, LISTENER, WAKER};
 
