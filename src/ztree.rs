@@ -16,11 +16,13 @@ mod codec;
 mod digest;
 pub mod path;
 mod process;
+mod session;
 mod tree;
 
 pub use codec::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 pub use path::validate_path;
 pub use process::{Process, PROCESSES_PATH};
+pub use session::{NodeKind, CONTAINER_OWNER, TTL_OWNER_TAG};
 use tree::Node;
 pub use tree::NodeView;
 
@@ -61,6 +63,14 @@ pub enum OpOk {
     Deleted,
     /// Recorded a broker's process znode; `version` is its metadata version.
     Process { path: String, version: i32 },
+    /// A check held.
+    Checked,
+    /// Every op of a multi succeeded; their results, in order.
+    Multi(Vec<OpOk>),
+    /// Opened a session.
+    SessionCreated { session: u64, timeout_ms: u32 },
+    /// Closed (or expired) a session; these ephemeral znodes went with it.
+    SessionClosed { session: u64, deleted: Vec<String> },
 }
 
 /// Why a txn did not change the tree. These are client results, not server errors.
@@ -78,6 +88,10 @@ pub enum ZError {
     NoChildrenForEphemerals,
     /// The request itself is invalid (bad path, ...), with the reason.
     BadArguments(String),
+    /// The session is not open (never was, closed or expired).
+    SessionExpired,
+    /// Op `index` of a multi failed with `cause`; nothing of the multi was applied.
+    Multi { index: usize, cause: Box<ZError> },
 }
 
 /// The result of applying one txn.
@@ -92,8 +106,10 @@ pub struct ZTree {
     /// Every znode, keyed by its full path (so iteration is in path order). Keys are
     /// `Arc<str>` so that copying a shared B-tree chunk after a clone only bumps counts.
     nodes: OrdMap<Arc<str>, Arc<Node>>,
-    /// The wrapping sum of every node's hash (see `digest`).
+    /// The wrapping sum of every node's and every session's hash (see `digest`).
     digest: u64,
+    /// Open sessions, and which znodes die with them or by themselves.
+    sessions: session::Sessions,
 }
 
 impl Default for ZTree {
@@ -122,6 +138,8 @@ impl fmt::Display for ZError {
             ZError::NotEmpty => f.write_str("node has children"),
             ZError::NoChildrenForEphemerals => f.write_str("ephemeral nodes cannot have children"),
             ZError::BadArguments(why) => write!(f, "bad arguments: {why}"),
+            ZError::SessionExpired => f.write_str("session expired or unknown"),
+            ZError::Multi { index, cause } => write!(f, "op {index} of the multi failed: {cause}"),
         }
     }
 }

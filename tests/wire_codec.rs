@@ -31,6 +31,36 @@ fn version() -> impl Strategy<Value = Option<i32>> {
 
 fn op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
+        4 => simple_op(),
+        1 => vec(multi_op(), 0..5).prop_map(|ops| TxnOp::Multi { ops }),
+        1 => any::<u32>().prop_map(|timeout_ms| TxnOp::CreateSession { timeout_ms }),
+        1 => (any::<u64>(), any::<bool>())
+            .prop_map(|(session, expired)| TxnOp::CloseSession { session, expired }),
+    ]
+}
+
+/// The ops a multi may hold.
+fn multi_op() -> impl Strategy<Value = TxnOp> {
+    prop_oneof![
+        simple_op().prop_filter("no putProcess in a multi", |o| o.allowed_in_multi()),
+        (text(), version()).prop_map(|(path, expected_version)| TxnOp::Check {
+            path,
+            expected_version
+        }),
+    ]
+}
+
+fn simple_op() -> impl Strategy<Value = TxnOp> {
+    prop_oneof![
+        (text(), data()).prop_map(|(path, data)| TxnOp::CreateContainer { path, data }),
+        (text(), data(), any::<bool>(), 1..(1u64 << 40)).prop_map(
+            |(path, data, sequential, ttl_ms)| TxnOp::CreateTtl {
+                path,
+                data,
+                sequential,
+                ttl_ms
+            }
+        ),
         (text(), data(), any::<bool>(), any::<u64>()).prop_map(|(path, data, sequential, eo)| {
             TxnOp::Create {
                 path,

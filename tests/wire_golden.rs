@@ -131,6 +131,70 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
                 },
             },
         ),
+        (
+            "request-createsession",
+            PeerMsg::Request {
+                req: 20,
+                op: TxnOp::CreateSession { timeout_ms: 10_000 },
+            },
+        ),
+        (
+            "request-multi",
+            PeerMsg::Request {
+                req: 21,
+                op: TxnOp::Multi {
+                    ops: vec![
+                        TxnOp::Check {
+                            path: "/lock".into(),
+                            expected_version: Some(0),
+                        },
+                        TxnOp::Create {
+                            path: "/lock/n-".into(),
+                            data: Vec::new(),
+                            sequential: true,
+                            ephemeral_owner: 0x2_0000_0001,
+                        },
+                    ],
+                },
+            },
+        ),
+        (
+            "request-createttl",
+            PeerMsg::Request {
+                req: 22,
+                op: TxnOp::CreateTtl {
+                    path: "/tmp/t".into(),
+                    data: Vec::new(),
+                    sequential: false,
+                    ttl_ms: 60_000,
+                },
+            },
+        ),
+        (
+            "request-createcontainer",
+            PeerMsg::Request {
+                req: 23,
+                op: TxnOp::CreateContainer {
+                    path: "/locks".into(),
+                    data: Vec::new(),
+                },
+            },
+        ),
+        (
+            "proposal-closesession",
+            PeerMsg::Proposal {
+                prev: z(2, 2),
+                txn: Txn {
+                    zxid: z(2, 3),
+                    time_ms: LEADER_TIME_MS + 300,
+                    origin: Origin { server: 0, req: 0 },
+                    op: TxnOp::CloseSession {
+                        session: 0x2_0000_0001,
+                        expired: true,
+                    },
+                },
+            },
+        ),
     ]
 }
 

@@ -141,6 +141,7 @@ ENCODE
         snap          [--zxid 0]                      (a snapshot stream begins)
         snapchunk     (--bytes TEXT | --bytes-file PATH)   (the next bytes of the tree)
         snapend       --total N --crc N                (CRC-32 of the chunks, 0x-hex or decimal)
+        touch         [--sessions ID,ID,...]            (session ids heard from, 0x-hex or decimal)
         request       --req N OP
         proposal      --zxid Z [--prev 0] [--time MS 0] [--origin SERVER/REQ 0/0] OP
     OP is one of (version: absent = any version):
@@ -336,6 +337,10 @@ fn describe(msg: &PeerMsg) -> String {
         } => format!("accepted_epoch={accepted_epoch} last_zxid={last_zxid}"),
         PeerMsg::Snap { zxid } => format!("zxid={zxid}"),
         PeerMsg::SnapChunk { bytes } => format!("bytes={}", bytes.len()),
+        PeerMsg::Touch { sessions } => {
+            let ids: Vec<String> = sessions.iter().map(|s| format!("{s:#x}")).collect();
+            format!("sessions=[{}]", ids.join(","))
+        }
         PeerMsg::SnapEnd { total_bytes, crc } => format!("total={total_bytes} crc={crc:08x}"),
         PeerMsg::LeaderInfo { epoch } => format!("epoch={epoch}"),
         PeerMsg::AckEpoch {
@@ -506,6 +511,15 @@ fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
         "snapchunk" => PeerMsg::SnapChunk {
             bytes: chunk_bytes(o)?,
         },
+        "touch" => PeerMsg::Touch {
+            sessions: o
+                .take("sessions")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| parse_hex_or_dec64("sessions", p))
+                .collect::<Result<_, _>>()?,
+        },
         "snapend" => PeerMsg::SnapEnd {
             total_bytes: o.req_num("total")?,
             crc: parse_hex_or_dec("crc", &o.req("crc")?)?,
@@ -562,6 +576,13 @@ fn chunk_bytes(o: &mut Opts) -> Result<Vec<u8>, String> {
         (Some(t), None) => Ok(t.into_bytes()),
         (None, Some(path)) => std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}")),
         _ => Err("snapchunk needs exactly one of --bytes TEXT or --bytes-file PATH".into()),
+    }
+}
+
+fn parse_hex_or_dec64(name: &str, v: &str) -> Result<u64, String> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).map_err(|e| format!("--{name} {v:?}: {e}")),
+        None => parse_num(name, v),
     }
 }
 

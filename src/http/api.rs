@@ -17,6 +17,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What was wrong, as a sentence.
     pub message: String,
+    /// For a multi: the index of the op that failed.
+    pub failed_op: Option<usize>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            failed_op: None,
         }
     }
 
@@ -131,6 +134,20 @@ impl ApiError {
                 format!("the parent of {path:?} is ephemeral and cannot have children"),
             ),
             ZError::BadArguments(why) => ApiError::bad_request(why.clone()),
+            ZError::SessionExpired => ApiError::new(
+                404,
+                "no_session",
+                "the session is not open (unknown, closed or expired)",
+            ),
+            ZError::Multi { index, cause } => {
+                let mut e = ApiError::from_tree_error(cause, path);
+                e.message = format!(
+                    "op {index} of the multi failed, nothing was applied: {}",
+                    e.message
+                );
+                e.failed_op = Some(*index);
+                e
+            }
         }
     }
 
@@ -139,6 +156,7 @@ impl ApiError {
         let body = ErrorJson {
             error: self.message.clone(),
             code: self.code.to_string(),
+            failed_op: self.failed_op,
         };
         serde_json::to_vec(&body).expect("an error body always serializes")
     }
@@ -151,6 +169,9 @@ pub struct ErrorJson {
     pub error: String,
     /// The machine-readable code.
     pub code: String,
+    /// For a multi: the index of the op that failed (nothing was applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_op: Option<usize>,
 }
 
 /// A znode's stat as JSON: the tree's own [`Stat`], whose fields serialise with ZooKeeper's
@@ -218,6 +239,44 @@ pub struct WrittenJson {
     pub zxid: u64,
     /// Its stat after the write.
     pub stat: StatJson,
+}
+
+/// `POST /sessions` (201): the session opened. Its id is a string (ZooKeeper's hex form,
+/// `0x...`), as JSON numbers lose precision past 2^53.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SessionJson {
+    /// The session id.
+    pub session: String,
+    /// Its timeout in ms.
+    pub timeout_ms: u32,
+}
+
+/// A session id as clients see it: `0x` and lower-case hex.
+pub fn session_str(id: u64) -> String {
+    format!("{id:#x}")
+}
+
+/// One op's result in a multi's answer.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OpResultJson {
+    /// `create`, `set`, `delete` or `check`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The znode created (with its sequence suffix), for a create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The znode's stat after a create or set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat: Option<StatJson>,
+}
+
+/// `POST /multi` (200): every op applied, in one txn.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MultiJson {
+    /// The zxid of the multi's txn.
+    pub zxid: u64,
+    /// One result per op, in order.
+    pub results: Vec<OpResultJson>,
 }
 
 /// `POST /metadata` (200): the broker's process znode was recorded.

@@ -141,6 +141,7 @@ pub(crate) mod tests {
             election_round: 1,
             tree_digest: 0,
             znode_count: 1,
+            session_count: 0,
         }
     }
 

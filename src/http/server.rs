@@ -16,7 +16,10 @@ use std::time::Duration;
 use crossbeam_channel::RecvTimeoutError;
 use tiny_http::{Header, Request, Response};
 
-use super::api::{ApiError, ProcessWrittenJson, WrittenJson, ZnodeJson};
+use super::api::{
+    session_str, ApiError, MultiJson, OpResultJson, ProcessWrittenJson, SessionJson, WrittenJson,
+    ZnodeJson,
+};
 use super::metadata::{metadata_rows, status_json};
 use super::route::{check_declared_length, route, Route, INDEX_TEXT};
 use super::HttpConfig;
@@ -266,12 +269,7 @@ impl Worker {
     /// Submits a write to the event loop and waits for its answer, which comes once the
     /// write is committed and applied (or refused).
     fn write(&self, op: TxnOp) -> Result<Answer, ApiError> {
-        let path = match &op {
-            TxnOp::Create { path, .. }
-            | TxnOp::Delete { path, .. }
-            | TxnOp::SetData { path, .. } => path.clone(),
-            TxnOp::PutProcess { sender, .. } => sender.clone(),
-        };
+        let path = op.path().unwrap_or_default().to_string();
         let reply = self.handle.submit(op).ok_or_else(ApiError::busy)?;
         match reply.recv_timeout(self.cfg.write_timeout) {
             Ok((zxid, Ok(done))) => Ok(written(done, &path, zxid.0)),
@@ -371,6 +369,48 @@ fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
                 zxid,
             },
         ),
+        OpOk::Checked => Answer::json(200, &serde_json::json!({ "zxid": zxid })),
+        OpOk::Multi(results) => Answer::json(
+            200,
+            &MultiJson {
+                zxid,
+                results: results.into_iter().map(op_result_json).collect(),
+            },
+        ),
+        OpOk::SessionCreated {
+            session,
+            timeout_ms,
+        } => Answer::json(
+            201,
+            &SessionJson {
+                session: session_str(session),
+                timeout_ms,
+            },
+        ),
+        OpOk::SessionClosed { .. } => Answer {
+            status: 204,
+            content_type: "",
+            body: Vec::new(),
+        },
+    }
+}
+
+/// One op's result inside a multi's answer.
+fn op_result_json(done: OpOk) -> OpResultJson {
+    let (kind, path, stat) = match done {
+        OpOk::Created { path, stat } => ("create", Some(path), Some(stat)),
+        OpOk::Set { stat } => ("set", None, Some(stat)),
+        OpOk::Deleted => ("delete", None, None),
+        OpOk::Checked => ("check", None, None),
+        other => {
+            log::error!("a multi answered {other:?}, which no multi op yields");
+            ("unknown", None, None)
+        }
+    };
+    OpResultJson {
+        kind: kind.to_string(),
+        path,
+        stat,
     }
 }
 

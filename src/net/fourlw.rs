@@ -152,6 +152,7 @@ mod tests {
             election_round: 2,
             tree_digest: 0,
             znode_count: 7,
+            session_count: 0,
         }
     }
 

@@ -73,6 +73,7 @@ impl Machine for Scripted {
             election_round: 0,
             tree_digest: 0,
             znode_count: 1,
+            session_count: 0,
         }
     }
     fn tree(&self) -> &ZTree {

@@ -342,6 +342,7 @@ mod tests {
             election_round: 1,
             tree_digest: digest,
             znode_count: 1,
+            session_count: 0,
         }
     }
 

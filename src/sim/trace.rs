@@ -78,6 +78,7 @@ pub fn op(op: &TxnOp) -> String {
             expected_version,
         } => format!("set {path} ({}B) v={expected_version:?}", data.len()),
         TxnOp::PutProcess { sender, .. } => format!("putprocess {sender}"),
+        other => other.to_string(),
     }
 }
 
@@ -108,6 +109,7 @@ pub fn msg(m: &PeerMsg) -> String {
         PeerMsg::Trunc { zxid } => format!("TRUNC {zxid}"),
         PeerMsg::Snap { zxid } => format!("SNAP {zxid}"),
         PeerMsg::SnapChunk { bytes } => format!("SNAPCHUNK ({}B)", bytes.len()),
+        PeerMsg::Touch { sessions } => format!("TOUCH {} sessions", sessions.len()),
         PeerMsg::SnapEnd { total_bytes, crc } => format!("SNAPEND {total_bytes}B crc={crc:08x}"),
         PeerMsg::LeaderInfo { epoch } => format!("LEADERINFO e{epoch}"),
         PeerMsg::AckEpoch {
@@ -130,6 +132,7 @@ pub fn input(i: &Input) -> String {
         Input::Client { req, op: o } => format!("client req={req} {}", op(o)),
         Input::Durable { seq } => format!("durable seq={seq}"),
         Input::LogTrimmed { through } => format!("log-trimmed through {through}"),
+        Input::Touch { session } => format!("touch session {session:#x}"),
     }
 }
 

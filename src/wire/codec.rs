@@ -47,6 +47,11 @@ pub const NOTIFICATION: u8 = 33;
 pub const SNAPCHUNK: u8 = 34;
 /// SNAPEND: a snapshot stream ends (ZooWeeper's own code).
 pub const SNAPEND: u8 = 35;
+/// TOUCH: sessions heard from by a follower (ZooWeeper's own code).
+pub const TOUCH: u8 = 36;
+
+/// Most session ids in one TOUCH.
+pub const MAX_TOUCH_SESSIONS: usize = 100_000;
 
 /// Largest cluster name in a HELLO, in bytes.
 pub const MAX_CLUSTER_BYTES: usize = 256;
@@ -79,6 +84,7 @@ pub fn msg_type_code(msg: &PeerMsg) -> u8 {
         PeerMsg::Snap { .. } => SNAP,
         PeerMsg::SnapChunk { .. } => SNAPCHUNK,
         PeerMsg::SnapEnd { .. } => SNAPEND,
+        PeerMsg::Touch { .. } => TOUCH,
         PeerMsg::LeaderInfo { .. } => LEADERINFO,
         PeerMsg::AckEpoch { .. } => ACKEPOCH,
     }
@@ -104,6 +110,7 @@ pub fn type_name(code: u8) -> Option<&'static str> {
         NOTIFICATION => "NOTIFICATION",
         SNAPCHUNK => "SNAPCHUNK",
         SNAPEND => "SNAPEND",
+        TOUCH => "TOUCH",
         _ => return None,
     })
 }
@@ -164,6 +171,12 @@ pub fn encode_payload(msg: &PeerMsg, out: &mut Vec<u8>) {
         PeerMsg::SnapEnd { total_bytes, crc } => {
             put_u64(out, *total_bytes);
             put_u32(out, *crc);
+        }
+        PeerMsg::Touch { sessions } => {
+            put_u32(out, sessions.len() as u32);
+            for s in sessions {
+                put_u64(out, *s);
+            }
         }
         PeerMsg::LeaderInfo { epoch } => put_u32(out, *epoch),
         PeerMsg::AckEpoch {
@@ -278,6 +291,17 @@ fn decode_discovery_or_snap(code: u8, r: &mut Reader<'_>) -> Result<PeerMsg, Dec
             total_bytes: r.u64()?,
             crc: r.u32()?,
         },
+        TOUCH => {
+            let n = r.u32()? as usize;
+            if n > MAX_TOUCH_SESSIONS || n > r.remaining() / 8 {
+                return Err(DecodeError::Malformed);
+            }
+            let mut sessions = Vec::with_capacity(n);
+            for _ in 0..n {
+                sessions.push(r.u64()?);
+            }
+            PeerMsg::Touch { sessions }
+        }
         _ => return Err(DecodeError::UnknownType),
     })
 }

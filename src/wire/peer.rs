@@ -78,6 +78,9 @@ pub enum PeerMsg {
     Snap { zxid: Zxid },
     /// SNAPCHUNK (34): the next bytes of the serialized tree (`ZTree::encode`'s layout).
     SnapChunk { bytes: Vec<u8> },
+    /// TOUCH (36): follower -> leader, the sessions this follower's clients heartbeated
+    /// since the last TOUCH (at most [`crate::wire::codec::MAX_TOUCH_SESSIONS`]).
+    Touch { sessions: Vec<u64> },
     /// SNAPEND (35): the snapshot stream ends; `total_bytes` and `crc` (CRC-32) cover the
     /// concatenated chunks.
     SnapEnd { total_bytes: u64, crc: u32 },
@@ -111,6 +114,7 @@ impl PeerMsg {
             PeerMsg::Snap { .. } => "SNAP",
             PeerMsg::SnapChunk { .. } => "SNAPCHUNK",
             PeerMsg::SnapEnd { .. } => "SNAPEND",
+            PeerMsg::Touch { .. } => "TOUCH",
             PeerMsg::LeaderInfo { .. } => "LEADERINFO",
             PeerMsg::AckEpoch { .. } => "ACKEPOCH",
         }

@@ -55,7 +55,39 @@ pub enum TxnOp {
         timestamp: String,
         clients: String,
     },
+    /// Assert that a znode exists with this version (any version when `None`): ZooKeeper's
+    /// check (op code 13), useful inside a multi.
+    Check {
+        path: String,
+        expected_version: Option<i32>,
+    },
+    /// Several ops applied all or nothing, in order (op code 14). The ops are creates,
+    /// deletes, setDatas and checks; at most [`MAX_MULTI_OPS`].
+    Multi { ops: Vec<TxnOp> },
+    /// Create a container znode (op code 19): the leader deletes it once it has had
+    /// children and has none left.
+    CreateContainer { path: String, data: Vec<u8> },
+    /// Create a TTL znode (op code 21): the leader deletes it once it has no children and
+    /// was not modified for `ttl_ms`.
+    CreateTtl {
+        path: String,
+        data: Vec<u8>,
+        sequential: bool,
+        ttl_ms: u64,
+    },
+    /// Open a session (op code 110; ZooKeeper's createSession is -10). Its id is the zxid
+    /// of this txn.
+    CreateSession { timeout_ms: u32 },
+    /// Close a session and delete its ephemeral znodes, in this one txn (op code 111;
+    /// ZooKeeper's closeSession is -11). `expired`: the leader closed it for silence.
+    CloseSession { session: u64, expired: bool },
 }
+
+/// Most ops in one multi.
+pub const MAX_MULTI_OPS: usize = 1000;
+
+/// Longest TTL (ZooKeeper's limit: 40 bits of ms, about 35 years).
+pub const MAX_TTL_MS: u64 = (1 << 40) - 1;
 
 /// A transaction: an operation with its zxid, the leader's clock and its origin.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -74,7 +106,13 @@ pub struct Txn {
 const OP_CREATE: u8 = 1;
 const OP_DELETE: u8 = 2;
 const OP_SET_DATA: u8 = 5;
+const OP_CHECK: u8 = 13;
+const OP_MULTI: u8 = 14;
+const OP_CREATE_CONTAINER: u8 = 19;
+const OP_CREATE_TTL: u8 = 21;
 const OP_PUT_PROCESS: u8 = 101;
+const OP_CREATE_SESSION: u8 = 110;
+const OP_CLOSE_SESSION: u8 = 111;
 
 const FLAG_SEQUENTIAL: u8 = 1;
 
@@ -86,7 +124,40 @@ impl TxnOp {
             TxnOp::Delete { .. } => OP_DELETE,
             TxnOp::SetData { .. } => OP_SET_DATA,
             TxnOp::PutProcess { .. } => OP_PUT_PROCESS,
+            TxnOp::Check { .. } => OP_CHECK,
+            TxnOp::Multi { .. } => OP_MULTI,
+            TxnOp::CreateContainer { .. } => OP_CREATE_CONTAINER,
+            TxnOp::CreateTtl { .. } => OP_CREATE_TTL,
+            TxnOp::CreateSession { .. } => OP_CREATE_SESSION,
+            TxnOp::CloseSession { .. } => OP_CLOSE_SESSION,
         }
+    }
+
+    /// The znode path the op names (a putProcess: its sender), if it names one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            TxnOp::Create { path, .. }
+            | TxnOp::Delete { path, .. }
+            | TxnOp::SetData { path, .. }
+            | TxnOp::Check { path, .. }
+            | TxnOp::CreateContainer { path, .. }
+            | TxnOp::CreateTtl { path, .. } => Some(path),
+            TxnOp::PutProcess { sender, .. } => Some(sender),
+            TxnOp::Multi { .. } | TxnOp::CreateSession { .. } | TxnOp::CloseSession { .. } => None,
+        }
+    }
+
+    /// Whether the op may stand inside a multi.
+    pub fn allowed_in_multi(&self) -> bool {
+        matches!(
+            self,
+            TxnOp::Create { .. }
+                | TxnOp::CreateContainer { .. }
+                | TxnOp::CreateTtl { .. }
+                | TxnOp::Delete { .. }
+                | TxnOp::SetData { .. }
+                | TxnOp::Check { .. }
+        )
     }
 
     /// Short name for logs and `zw-wire`.
@@ -96,6 +167,12 @@ impl TxnOp {
             TxnOp::Delete { .. } => "delete",
             TxnOp::SetData { .. } => "setData",
             TxnOp::PutProcess { .. } => "putProcess",
+            TxnOp::Check { .. } => "check",
+            TxnOp::Multi { .. } => "multi",
+            TxnOp::CreateContainer { .. } => "createContainer",
+            TxnOp::CreateTtl { .. } => "createTTL",
+            TxnOp::CreateSession { .. } => "createSession",
+            TxnOp::CloseSession { .. } => "closeSession",
         }
     }
 
@@ -143,6 +220,42 @@ impl TxnOp {
                 put_str(out, timestamp);
                 put_str(out, clients);
             }
+            TxnOp::Check {
+                path,
+                expected_version,
+            } => {
+                put_str(out, path);
+                out.write_i32::<BigEndian>(expected_version.unwrap_or(-1))
+                    .unwrap();
+            }
+            TxnOp::Multi { ops } => {
+                out.write_u32::<BigEndian>(ops.len() as u32).unwrap();
+                for op in ops {
+                    op.encode(out);
+                }
+            }
+            TxnOp::CreateContainer { path, data } => {
+                put_str(out, path);
+                put_bytes(out, data);
+            }
+            TxnOp::CreateTtl {
+                path,
+                data,
+                sequential,
+                ttl_ms,
+            } => {
+                put_str(out, path);
+                put_bytes(out, data);
+                out.push(if *sequential { FLAG_SEQUENTIAL } else { 0 });
+                out.write_u64::<BigEndian>(*ttl_ms).unwrap();
+            }
+            TxnOp::CreateSession { timeout_ms } => {
+                out.write_u32::<BigEndian>(*timeout_ms).unwrap();
+            }
+            TxnOp::CloseSession { session, expired } => {
+                out.write_u64::<BigEndian>(*session).unwrap();
+                out.push(u8::from(*expired));
+            }
         }
     }
 
@@ -151,7 +264,20 @@ impl TxnOp {
     /// # Errors
     /// `Malformed` on a short buffer, an unknown op code, bad UTF-8 or a field over its limit.
     pub fn decode(r: &mut Reader<'_>) -> Result<TxnOp, DecodeError> {
+        Self::decode_one(r, false)
+    }
+
+    /// Decodes one op; inside a multi only the codes a multi may hold are accepted, checked
+    /// before anything nested is read (so no input can recurse).
+    fn decode_one(r: &mut Reader<'_>, in_multi: bool) -> Result<TxnOp, DecodeError> {
         let code = r.u8()?;
+        let multi_op = matches!(
+            code,
+            OP_CREATE | OP_CREATE_CONTAINER | OP_CREATE_TTL | OP_DELETE | OP_SET_DATA | OP_CHECK
+        );
+        if in_multi && !multi_op {
+            return Err(DecodeError::Malformed);
+        }
         Ok(match code {
             OP_CREATE => {
                 let path = r.str(MAX_PATH_BYTES)?;
@@ -181,6 +307,54 @@ impl TxnOp {
                 receiver: r.str(MAX_PATH_BYTES)?,
                 timestamp: r.str(MAX_PATH_BYTES)?,
                 clients: r.str(MAX_PATH_BYTES)?,
+            },
+            OP_CHECK => TxnOp::Check {
+                path: r.str(MAX_PATH_BYTES)?,
+                expected_version: version(r.i32()?)?,
+            },
+            OP_MULTI => {
+                let n = r.u32()? as usize;
+                if n > MAX_MULTI_OPS {
+                    return Err(DecodeError::Malformed);
+                }
+                let mut ops = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ops.push(Self::decode_one(r, true)?);
+                }
+                TxnOp::Multi { ops }
+            }
+            OP_CREATE_CONTAINER => TxnOp::CreateContainer {
+                path: r.str(MAX_PATH_BYTES)?,
+                data: r.bytes(MAX_DATA_BYTES)?,
+            },
+            OP_CREATE_TTL => {
+                let path = r.str(MAX_PATH_BYTES)?;
+                let data = r.bytes(MAX_DATA_BYTES)?;
+                let flags = r.u8()?;
+                if flags & !FLAG_SEQUENTIAL != 0 {
+                    return Err(DecodeError::Malformed);
+                }
+                let ttl_ms = r.u64()?;
+                if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
+                    return Err(DecodeError::Malformed);
+                }
+                TxnOp::CreateTtl {
+                    path,
+                    data,
+                    sequential: flags & FLAG_SEQUENTIAL != 0,
+                    ttl_ms,
+                }
+            }
+            OP_CREATE_SESSION => TxnOp::CreateSession {
+                timeout_ms: r.u32()?,
+            },
+            OP_CLOSE_SESSION => TxnOp::CloseSession {
+                session: r.u64()?,
+                expired: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Malformed),
+                },
             },
             _ => return Err(DecodeError::Malformed),
         })
@@ -229,6 +403,31 @@ impl std::fmt::Display for TxnOp {
         } => format!(
             "putProcess sender={sender:?} receiver={receiver:?} timestamp={timestamp:?} clients={clients:?}"
         ),
+        TxnOp::Check {
+            path,
+            expected_version,
+        } => format!("check {path} version={}", version(expected_version)),
+        TxnOp::Multi { ops } => {
+            let parts: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+            format!("multi [{}]", parts.join("; "))
+        }
+        TxnOp::CreateContainer { path, data } => {
+            format!("createContainer {path} data={}", show_data(data))
+        }
+        TxnOp::CreateTtl {
+            path,
+            data,
+            sequential,
+            ttl_ms,
+        } => {
+            let seq = if *sequential { " sequential" } else { "" };
+            format!("createTTL {path} data={}{seq} ttl_ms={ttl_ms}", show_data(data))
+        }
+        TxnOp::CreateSession { timeout_ms } => format!("createSession timeout_ms={timeout_ms}"),
+        TxnOp::CloseSession { session, expired } => {
+            let why = if *expired { " expired" } else { "" };
+            format!("closeSession {session:#x}{why}")
+        }
         };
         f.write_str(&line)
     }

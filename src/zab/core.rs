@@ -10,6 +10,7 @@
 //! - only committed txns reach the tree, through one apply path.
 
 mod election;
+mod expiry;
 mod follower;
 mod leader;
 mod txlog;
@@ -134,6 +135,9 @@ pub enum Input<R = ReqId> {
     Client { req: R, op: TxnOp },
     /// The store made every log operation up to number `seq` durable.
     Durable { seq: u64 },
+    /// A client of this server heartbeated session `session` (the leader decides expiry
+    /// from these: its own, and those its followers pass on in TOUCH).
+    Touch { session: u64 },
     /// The store deleted the log files holding txns up to `through` (after a snapshot):
     /// a follower that far behind can no longer get a DIFF from disk.
     LogTrimmed { through: Zxid },
@@ -236,6 +240,8 @@ pub struct Status {
     pub election_round: u64,
     pub tree_digest: u64,
     pub znode_count: usize,
+    /// Open sessions.
+    pub session_count: usize,
 }
 
 /// The Zab core of one server.
@@ -366,6 +372,7 @@ impl<R> Core<R> {
                 self.log.disk_trimmed(through);
                 Ok(())
             }
+            Input::Touch { session } => self.on_touch(session),
         };
     }
 
@@ -422,6 +429,7 @@ impl<R> Core<R> {
             election_round: self.round,
             tree_digest: self.tree.digest(),
             znode_count: self.tree.len(),
+            session_count: self.tree.session_count(),
         }
     }
 
@@ -544,6 +552,7 @@ impl<R> Core<R> {
         for txn in txns {
             let result = self.tree.apply(&txn);
             self.committed = txn.zxid;
+            self.applied(&result);
             if txn.origin.server == self.cfg.id {
                 if let Some(req) = self.waiting.remove(&txn.origin.req) {
                     self.emit(Action::Reply {
@@ -660,6 +669,17 @@ impl<R> Core<R> {
             _ => self.reply_err(req, ClientError::NoLeader),
         }
         Ok(())
+    }
+
+    fn on_touch(&mut self, session: u64) -> Step {
+        if self.tree.session_timeout(session).is_none() {
+            return Ok(());
+        }
+        match &self.state {
+            State::Leading(_) => self.leader_touch(&[session]),
+            State::Following(_) => self.follower_touch(session),
+            State::Looking(_) => Ok(()),
+        }
     }
 
     fn on_durable(&mut self, seq: u64) -> Step {

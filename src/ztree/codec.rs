@@ -5,16 +5,21 @@
 //!
 //! ```text
 //! snapshot := magic:u32 = 0x5A57534E ("ZWSN")
-//!             version:u32 = 1
+//!             version:u32 = 2
 //!             count:u64                  number of znodes, root included (>= 1)
 //!             node * count               in ascending byte order of path, root first
+//!             scount:u64                 number of open sessions (version 2 only)
+//!             session * scount           in ascending order of id
 //!             digest:u64                 ZTree::digest() of the tree
 //! node     := path:str                   full path, at most MAX_PATH_BYTES (1024)
 //!             data:bytes                 at most MAX_DATA_BYTES (1 MiB)
 //!             czxid:u64 mzxid:u64 pzxid:u64 ctime:u64 mtime:u64
 //!             version:i32 cversion:i32 ephemeral_owner:u64
 //!             data_length:u32 num_children:u32
+//! session  := id:u64 timeout_ms:u32
 //! ```
+//!
+//! Version 1 (written before sessions existed) has no session section and still reads.
 //!
 //! Children lists are not stored: they follow from the paths. Equal trees encode to equal
 //! bytes. [`ZTree::decode`] accepts exactly this layout and nothing else: a wrong magic
@@ -30,7 +35,9 @@ use std::sync::Arc;
 use byteorder::{BigEndian, WriteBytesExt};
 use imbl::OrdMap;
 
+use super::digest::session_hash;
 use super::path::{name_of, parent_of, validate_path};
+use super::session::NodeKind;
 use super::tree::Node;
 use super::{Stat, ZTree};
 use crate::wire::txn::{put_bytes, put_str, Reader, MAX_DATA_BYTES, MAX_PATH_BYTES};
@@ -39,7 +46,7 @@ use crate::wire::DecodeError;
 /// First four bytes of a snapshot: "ZWSN".
 pub const SNAPSHOT_MAGIC: u32 = 0x5A57_534E;
 /// The snapshot layout version this code writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// The fewest bytes one encoded node can take (a 1-byte path, empty data).
 const MIN_NODE_BYTES: u64 = 4 + 1 + 4 + 5 * 8 + 4 + 4 + 8 + 4 + 4;
 
@@ -55,7 +62,17 @@ impl ZTree {
             put_bytes(out, &node.data);
             encode_stat(&node.stat, out);
         }
+        self.encode_sessions(out);
         out.write_u64::<BigEndian>(self.digest).unwrap();
+    }
+
+    fn encode_sessions(&self, out: &mut Vec<u8>) {
+        out.write_u64::<BigEndian>(self.sessions.timeouts.len() as u64)
+            .unwrap();
+        for (id, timeout) in self.sessions.timeouts.iter() {
+            out.write_u64::<BigEndian>(*id).unwrap();
+            out.write_u32::<BigEndian>(*timeout).unwrap();
+        }
     }
 
     /// The same bytes as [`ZTree::encode`], handed to `emit` in pieces of exactly
@@ -92,6 +109,7 @@ impl ZTree {
                 return false;
             }
         }
+        self.encode_sessions(&mut out);
         out.write_u64::<BigEndian>(self.digest).unwrap();
         drain(&mut out, true)
     }
@@ -106,7 +124,8 @@ impl ZTree {
         if r.u32()? != SNAPSHOT_MAGIC {
             return Err(DecodeError::BadMagic);
         }
-        if r.u32()? != SNAPSHOT_VERSION {
+        let version = r.u32()?;
+        if version != SNAPSHOT_VERSION && version != 1 {
             return Err(DecodeError::BadVersion);
         }
         let count = r.u64()?;
@@ -116,6 +135,7 @@ impl ZTree {
         let mut tree = ZTree {
             nodes: OrdMap::new(),
             digest: 0,
+            sessions: Default::default(),
         };
         let mut last: Option<Arc<str>> = None;
         for _ in 0..count {
@@ -123,14 +143,22 @@ impl ZTree {
             tree.link(last.as_deref(), &path)?;
             tree.digest = tree.digest.wrapping_add(node.hash(&path));
             let path: Arc<str> = Arc::from(path);
+            tree.index_add(&path, node.stat.ephemeral_owner);
             tree.nodes.insert(path.clone(), Arc::new(node));
             last = Some(path);
+        }
+        if version >= 2 {
+            tree.decode_sessions(&mut r)?;
         }
         let stored = r.u64()?;
         r.finish()?;
         let consistent = tree.nodes.values().all(|n| {
+            let ephemeral = matches!(
+                NodeKind::of(n.stat.ephemeral_owner),
+                NodeKind::Ephemeral { .. }
+            );
             n.stat.num_children as usize == n.children.len()
-                && (n.children.is_empty() || n.stat.ephemeral_owner == 0)
+                && (n.children.is_empty() || !ephemeral)
         });
         if !consistent {
             return Err(DecodeError::Malformed);
@@ -139,6 +167,24 @@ impl ZTree {
             return Err(DecodeError::BadChecksum);
         }
         Ok(tree)
+    }
+
+    fn decode_sessions(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        let count = r.u64()?;
+        if count > r.remaining() as u64 / 12 {
+            return Err(DecodeError::Malformed);
+        }
+        let mut last = None;
+        for _ in 0..count {
+            let (id, timeout) = (r.u64()?, r.u32()?);
+            if last.is_some_and(|l| id <= l) || timeout == 0 {
+                return Err(DecodeError::Malformed);
+            }
+            last = Some(id);
+            self.sessions.timeouts.insert(id, timeout);
+            self.digest = self.digest.wrapping_add(session_hash(id, timeout));
+        }
+        Ok(())
     }
 
     /// Checks that `path` may follow `last` in a snapshot and records it as a child of
@@ -229,6 +275,7 @@ mod tests {
                 expected_version: None,
             },
         ];
+        crate::ztree::tree::tests::open_session(&mut t, 0xabcd);
         for (i, op) in ops.into_iter().enumerate() {
             t.apply(&txn(i as u32 + 1, op)).unwrap();
         }
@@ -271,11 +318,42 @@ mod tests {
     #[test]
     fn the_empty_tree_encodes_to_the_documented_bytes() {
         let b = bytes(&ZTree::new());
-        assert_eq!(&b[..8], b"ZWSN\x00\x00\x00\x01");
+        assert_eq!(&b[..8], b"ZWSN\x00\x00\x00\x02");
         assert_eq!(&b[8..16], &1u64.to_be_bytes());
         assert_eq!(&b[16..21], b"\x00\x00\x00\x01/");
-        assert_eq!(b.len(), 8 + 8 + (4 + 1) + 4 + 5 * 8 + 4 + 4 + 8 + 4 + 4 + 8);
+        // magic, version, count, the root, no sessions, digest
+        assert_eq!(
+            b.len(),
+            8 + 8 + (4 + 1) + 4 + 5 * 8 + 4 + 4 + 8 + 4 + 4 + 8 + 8
+        );
+        assert_eq!(&b[b.len() - 16..b.len() - 8], &0u64.to_be_bytes());
         assert_eq!(&b[b.len() - 8..], &ZTree::new().digest().to_be_bytes());
+    }
+
+    #[test]
+    fn a_version_1_snapshot_without_sessions_still_reads() {
+        let t = ZTree::new();
+        let mut v1 = bytes(&t);
+        v1[7] = 1;
+        let n = v1.len();
+        v1.drain(n - 16..n - 8);
+        assert_eq!(ZTree::decode(&v1), Ok(t));
+    }
+
+    #[test]
+    fn sessions_round_trip_and_count_in_the_digest() {
+        let t = sample();
+        assert_eq!(t.session_count(), 1);
+        assert_eq!(t.ephemerals_of(0xabcd), vec!["/a/e0000000001".to_string()]);
+        let back = ZTree::decode(&bytes(&t)).unwrap();
+        assert_eq!(back.ephemerals_of(0xabcd), t.ephemerals_of(0xabcd));
+        assert_eq!(back.session_timeout(0xabcd), Some(5000));
+        let mut no_sessions = bytes(&t);
+        let n = no_sessions.len();
+        // Drop the one session (12 bytes) and set the count to 0: the digest disagrees.
+        no_sessions.drain(n - 20..n - 8);
+        no_sessions[n - 28..n - 20].copy_from_slice(&0u64.to_be_bytes());
+        assert_eq!(ZTree::decode(&no_sessions), Err(DecodeError::BadChecksum));
     }
 
     #[test]
@@ -296,7 +374,7 @@ mod tests {
         m[0] ^= 1;
         assert_eq!(ZTree::decode(&m), Err(DecodeError::BadMagic));
         let mut v = b.clone();
-        v[7] = 2;
+        v[7] = 3;
         assert_eq!(ZTree::decode(&v), Err(DecodeError::BadVersion));
         let mut d = b.clone();
         let n = d.len();

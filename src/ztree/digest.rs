@@ -47,6 +47,15 @@ pub(crate) fn node_hash(path: &str, data_hash: u64, stat: &Stat) -> u64 {
     mix(h)
 }
 
+/// The hash of one open session: its id and timeout (distinct from any node's hash by a
+/// leading tag no path can produce).
+pub(crate) fn session_hash(id: u64, timeout_ms: u32) -> u64 {
+    let mut h = fnv1a(FNV_OFFSET, b"\0session");
+    h = fnv1a(h, &id.to_be_bytes());
+    h = fnv1a(h, &timeout_ms.to_be_bytes());
+    mix(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -253,6 +253,7 @@ mod tests {
     #[test]
     fn an_ephemeral_parent_blocks_first_use_and_changes_nothing() {
         let mut t = ZTree::new();
+        crate::ztree::tree::tests::open_session(&mut t, 42);
         let op = TxnOp::Create {
             path: "/zooweeper".into(),
             data: Vec::new(),

@@ -7,6 +7,7 @@ use imbl::{OrdMap, OrdSet};
 
 use super::digest::{data_hash, node_hash};
 use super::path::{name_of, parent_of, validate_path};
+use super::session::{NodeKind, Sessions, CONTAINER_OWNER};
 use super::{ApplyResult, OpOk, Stat, ZError, ZTree};
 use crate::wire::txn::MAX_DATA_BYTES;
 use crate::wire::{Txn, TxnOp};
@@ -94,6 +95,7 @@ impl ZTree {
         ZTree {
             nodes: OrdMap::unit(Arc::from("/"), Arc::new(root)),
             digest,
+            sessions: Sessions::default(),
         }
     }
 
@@ -105,13 +107,43 @@ impl ZTree {
     /// The client-visible outcome (`NoNode`, `NodeExists`, `BadVersion`, `NotEmpty`,
     /// `NoChildrenForEphemerals`, `BadArguments` with the reason).
     pub fn apply(&mut self, txn: &Txn) -> ApplyResult {
-        match &txn.op {
+        self.apply_op(txn, &txn.op)
+    }
+
+    /// Applies `op` as part of `txn` (the txn's own op, or one op of its multi).
+    pub(crate) fn apply_op(&mut self, txn: &Txn, op: &TxnOp) -> ApplyResult {
+        match op {
             TxnOp::Create {
                 path,
                 data,
                 sequential,
                 ephemeral_owner,
-            } => self.create(txn, path, data, *sequential, *ephemeral_owner),
+            } => {
+                self.check_owner(*ephemeral_owner)?;
+                self.create(txn, path, data, *sequential, *ephemeral_owner)
+            }
+            TxnOp::CreateContainer { path, data } => {
+                self.create(txn, path, data, false, CONTAINER_OWNER)
+            }
+            TxnOp::CreateTtl {
+                path,
+                data,
+                sequential,
+                ttl_ms,
+            } => {
+                if *ttl_ms == 0 || *ttl_ms > crate::wire::txn::MAX_TTL_MS {
+                    return Err(bad(format!("ttl_ms {ttl_ms} is not in 1..=2^40-1")));
+                }
+                let owner = NodeKind::Ttl { ttl_ms: *ttl_ms }.owner();
+                self.create(txn, path, data, *sequential, owner)
+            }
+            TxnOp::Check {
+                path,
+                expected_version,
+            } => self.check(path, *expected_version),
+            TxnOp::Multi { ops } => self.multi(txn, ops),
+            TxnOp::CreateSession { timeout_ms } => self.create_session(txn, *timeout_ms),
+            TxnOp::CloseSession { session, .. } => self.close_session(txn, *session),
             TxnOp::SetData {
                 path,
                 data,
@@ -187,7 +219,7 @@ impl ZTree {
             probe.clone()
         };
         validate_path(&full).map_err(bad)?;
-        if parent.stat.ephemeral_owner != 0 {
+        if self.is_ephemeral(parent_path) {
             // ZooKeeper reports an existing node before an ephemeral parent.
             return Err(match self.nodes.contains_key(full.as_str()) {
                 true => ZError::NodeExists,
@@ -224,16 +256,7 @@ impl ZTree {
         if !node.children.is_empty() {
             return Err(ZError::NotEmpty);
         }
-        if let Some(old) = self.nodes.remove(path) {
-            self.digest = self.digest.wrapping_sub(old.hash(path));
-        }
-        let zxid = txn.zxid.0;
-        self.modify(parent_of(path), |p| {
-            p.children.remove(name_of(path));
-            p.stat.cversion = p.stat.cversion.wrapping_add(1);
-            p.stat.pzxid = zxid;
-            p.stat.num_children = p.children.len() as u32;
-        });
+        self.remove_leaf(path, txn.zxid.0);
         Ok(OpOk::Deleted)
     }
 
@@ -261,12 +284,14 @@ impl ZTree {
     pub(crate) fn add_node(&mut self, path: &str, node: Node, zxid: u64) -> Result<(), ZError> {
         let key: Arc<str> = Arc::from(path);
         let hash = node.hash(path);
+        let owner = node.stat.ephemeral_owner;
         // One traversal on the common path; put the old node back if there was one.
         if let Some(old) = self.nodes.insert(key.clone(), Arc::new(node)) {
             self.nodes.insert(key, old);
             return Err(ZError::NodeExists);
         }
         self.digest = self.digest.wrapping_add(hash);
+        self.index_add(&key, owner);
         let name: Arc<str> = Arc::from(name_of(path));
         self.modify(parent_of(path), |p| {
             p.children.insert(name);
@@ -279,7 +304,7 @@ impl ZTree {
 
     /// Changes the node at `path` (copying it first if a clone of the tree shares it) and
     /// keeps the digest up to date. Does nothing if there is no such node.
-    fn modify(&mut self, path: &str, f: impl FnOnce(&mut Node)) {
+    pub(crate) fn modify(&mut self, path: &str, f: impl FnOnce(&mut Node)) {
         if let Some(slot) = self.nodes.get_mut(path) {
             let node = Arc::make_mut(slot);
             let old = node.hash(path);
@@ -315,6 +340,17 @@ pub(crate) mod tests {
             sequential: false,
             ephemeral_owner: 0,
         }
+    }
+
+    /// Opens session `id` in `t` (a session's id is the zxid of the txn that opened it).
+    pub(crate) fn open_session(t: &mut ZTree, id: u64) {
+        let open = Txn {
+            zxid: Zxid(id),
+            time_ms: 1,
+            origin: Origin::default(),
+            op: TxnOp::CreateSession { timeout_ms: 5000 },
+        };
+        t.apply(&open).expect("open a session");
     }
 
     fn create_with(path: &str, sequential: bool, ephemeral_owner: u64) -> TxnOp {
@@ -373,6 +409,19 @@ pub(crate) mod tests {
                 assert!(parent.children.contains(name_of(path)), "{path}");
             }
         }
+        for (id, timeout) in t.sessions() {
+            digest = digest.wrapping_add(super::super::digest::session_hash(id, timeout));
+        }
+        for (session, paths) in t.sessions.ephemerals.iter() {
+            assert!(
+                t.session_timeout(*session).is_some(),
+                "{session:#x} owns nodes"
+            );
+            for p in paths.iter() {
+                let owner = t.nodes[p.as_ref()].stat.ephemeral_owner;
+                assert_eq!(owner, *session, "{p}");
+            }
+        }
         assert_eq!(digest, t.digest(), "incremental digest drifted");
     }
 
@@ -392,6 +441,7 @@ pub(crate) mod tests {
     #[test]
     fn create_stamps_the_node_and_updates_its_parent() {
         let mut t = tree_of(vec![create("/a", b"")]);
+        open_session(&mut t, 0x55);
         let r = t.apply(&txn(7, create_with("/a/b", false, 0x55)));
         let z = Zxid::new(1, 7).0;
         let expected = Stat {
@@ -438,7 +488,9 @@ pub(crate) mod tests {
 
     #[test]
     fn create_refuses_with_zookeeper_errors() {
-        let mut t = tree_of(vec![create("/a", b""), create_with("/e", false, 9)]);
+        let mut t = tree_of(vec![create("/a", b"")]);
+        open_session(&mut t, 9);
+        t.apply(&txn(2, create_with("/e", false, 9))).unwrap();
         let cases = [
             (create("/x/y", b""), ZError::NoNode),
             (create("/a", b"other"), ZError::NodeExists),
@@ -602,11 +654,9 @@ pub(crate) mod tests {
 
     #[test]
     fn a_failed_op_changes_nothing_digest_included() {
-        let mut t = tree_of(vec![
-            create("/a", b"1"),
-            create("/a/b", b""),
-            create_with("/e", false, 3),
-        ]);
+        let mut t = tree_of(vec![create("/a", b"1"), create("/a/b", b"")]);
+        open_session(&mut t, 3);
+        t.apply(&txn(3, create_with("/e", false, 3))).unwrap();
         let failing = [
             create("/a", b""),
             create("/nope/x", b""),

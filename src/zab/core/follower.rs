@@ -4,7 +4,10 @@
 //! TRUNC or SNAP bring are logged; NEWLEADER is acknowledged only once every one of them is
 //! durable *and* currentEpoch has been written, in that order.
 
+use std::collections::BTreeSet;
+
 use super::{mutation, Core, Left, MutationKind, State, Step};
+use crate::wire::codec::MAX_TOUCH_SESSIONS;
 use crate::wire::{PeerMsg, Txn};
 use crate::zab::snapstream::SnapReceiver;
 use crate::zab::{Millis, PeerId, Zxid};
@@ -37,6 +40,8 @@ pub(super) struct Following {
     last_ack: Zxid,
     /// A snapshot stream in progress (SNAP seen, SNAPEND not yet).
     snap_rx: Option<SnapReceiver>,
+    /// Sessions heartbeated here since the last TOUCH to the leader.
+    touched: BTreeSet<u64>,
 }
 
 impl Following {
@@ -62,6 +67,7 @@ impl<R> Core<R> {
             last_heard: self.now,
             last_ack: Zxid::ZERO,
             snap_rx: None,
+            touched: BTreeSet::new(),
         });
         log::info!("server {}: FOLLOWING leader {leader}", self.cfg.id);
         self.role_changed();
@@ -104,7 +110,20 @@ impl<R> Core<R> {
         if self.peers_up.contains(&leader) && serving {
             let last = self.log.last();
             self.send(leader, PeerMsg::Ping { zxid: last });
+            let touched: Vec<u64> = std::mem::take(&mut self.following()?.touched)
+                .into_iter()
+                .collect();
+            for sessions in touched.chunks(MAX_TOUCH_SESSIONS) {
+                let sessions = sessions.to_vec();
+                self.send(leader, PeerMsg::Touch { sessions });
+            }
         }
+        Ok(())
+    }
+
+    /// A client heartbeated `session` here: pass it on to the leader at the next tick.
+    pub(super) fn follower_touch(&mut self, session: u64) -> Step {
+        self.following()?.touched.insert(session);
         Ok(())
     }
 

@@ -66,6 +66,8 @@ pub(super) struct Leading {
     self_synced: bool,
     sync_seq: u64,
     next_counter: u32,
+    /// Sessions' liveness and pending self-deletions (used once broadcasting).
+    pub(super) expiry: super::expiry::Expiry,
 }
 
 impl Leading {
@@ -100,7 +102,7 @@ impl Leading {
 }
 
 impl<R> Core<R> {
-    fn leading(&mut self) -> Result<&mut Leading, Left> {
+    pub(super) fn leading(&mut self) -> Result<&mut Leading, Left> {
         match &mut self.state {
             State::Leading(l) => Ok(l),
             _ => Err(Left),
@@ -126,6 +128,7 @@ impl<R> Core<R> {
             self_synced: false,
             sync_seq: 0,
             next_counter: 1,
+            expiry: Default::default(),
         });
         log::info!("server {}: LEADING, gathering FOLLOWERINFO", self.cfg.id);
         self.role_changed();
@@ -168,7 +171,7 @@ impl<R> Core<R> {
             let why = format!("only {} of {n} servers heard within {sync_ms} ms", live + 1);
             return Err(self.become_looking(&why));
         }
-        Ok(())
+        self.expire()
     }
 
     pub(super) fn leader_lost_follower(&mut self, peer: PeerId) -> Step {
@@ -205,6 +208,7 @@ impl<R> Core<R> {
             PeerMsg::Ack { zxid } => self.on_ack(from, zxid),
             PeerMsg::Request { req, op } => self.on_request(from, req, op),
             PeerMsg::Ping { .. } => Ok(()),
+            PeerMsg::Touch { sessions } => self.leader_touch(&sessions),
             other => {
                 self.disconnect(from, format!("{} sent to the leader", other.name()));
                 Ok(())
@@ -495,6 +499,7 @@ impl<R> Core<R> {
         let took = self.now - started;
         let initial = self.log.last();
         self.commit_to(initial);
+        self.expiry_start()?;
         log::info!(
             "server {}: established epoch {epoch} with {} followers after {took} ms; serving",
             self.cfg.id,
@@ -573,7 +578,7 @@ impl<R> Core<R> {
     }
 
     /// Turns a write into the next txn and proposes it to every synced follower.
-    fn leader_propose(&mut self, origin: Origin, op: TxnOp) -> Step {
+    pub(super) fn leader_propose(&mut self, origin: Origin, op: TxnOp) -> Step {
         let l = self.leading()?;
         let zxid = Zxid::new(l.epoch, l.next_counter);
         l.next_counter += 1;

@@ -805,3 +805,155 @@ fn a_txn_proposed_before_a_restart_never_answers_a_request_issued_after_it() {
     let tree = e.core(1).tree();
     assert!(tree.get("/before").is_some() && tree.get("/after").is_some());
 }
+
+impl Ens {
+    fn submit(&mut self, id: PeerId, req: ReqId, op: TxnOp) {
+        self.input(id, Input::Client { req, op });
+    }
+
+    /// Opens a session through server `id`; returns its id.
+    fn open_session(&mut self, id: PeerId, req: ReqId, timeout_ms: u32) -> u64 {
+        self.submit(id, req, TxnOp::CreateSession { timeout_ms });
+        self.settle_briefly();
+        match self.replied(id, req) {
+            Some((_, _, Ok(OpOk::SessionCreated { session, .. }))) => *session,
+            other => panic!("open session: {other:?}"),
+        }
+    }
+
+    /// Runs for `ms` of virtual time.
+    fn run_for(&mut self, ms: Millis) {
+        self.run_until(ms, |_| false);
+    }
+
+    fn settle_briefly(&mut self) {
+        self.run_for(50);
+    }
+
+    fn sessions_everywhere(&self) -> Vec<usize> {
+        self.live()
+            .iter()
+            .map(|&id| self.core(id).tree().session_count())
+            .collect()
+    }
+}
+
+fn ephemeral_create(path: &str, session: u64) -> TxnOp {
+    TxnOp::Create {
+        path: path.into(),
+        data: vec![],
+        sequential: false,
+        ephemeral_owner: session,
+    }
+}
+
+// Phase 3 (broadcast), sessions: the leader closes a session silent past its timeout with
+// one closeSession txn; its ephemeral znode goes on every server at once.
+#[test]
+fn a_silent_session_expires_everywhere_with_its_ephemerals() {
+    let mut e = Ens::new(3);
+    e.elect();
+    let s = e.open_session(1, 1, 1_000);
+    e.submit(1, 2, ephemeral_create("/eph", s));
+    e.settle_briefly();
+    assert!(e.replied(1, 2).unwrap().2.is_ok());
+    assert_eq!(e.sessions_everywhere(), vec![1, 1, 1]);
+    e.run_for(800);
+    assert!(e.core(2).tree().exists("/eph"), "not before its timeout");
+    e.run_for(600);
+    assert_eq!(e.sessions_everywhere(), vec![0, 0, 0]);
+    for id in e.live() {
+        assert!(!e.core(id).tree().exists("/eph"), "server {id}");
+    }
+}
+
+// Sessions: heartbeats to a follower reach the leader in TOUCH and keep the session open
+// for many timeouts.
+#[test]
+fn heartbeats_through_a_follower_keep_a_session_open() {
+    let mut e = Ens::new(3);
+    e.elect();
+    let s = e.open_session(1, 1, 500);
+    for _ in 0..20 {
+        e.input(1, Input::Touch { session: s });
+        e.run_for(200);
+    }
+    assert_eq!(e.sessions_everywhere(), vec![1, 1, 1]);
+    assert!(e.sent.iter().any(|m| m.0 == 1 && m.2 == "TOUCH"));
+}
+
+// Sessions across a change of leader: the new leader gives every session a fresh full
+// timeout, so a client that heartbeated until the failover is not expired by it.
+#[test]
+fn a_new_leader_gives_every_session_a_full_timeout() {
+    let mut e = Ens::new(3);
+    let leader = e.elect();
+    let s = e.open_session(1, 1, 1_500);
+    for _ in 0..5 {
+        e.input(1, Input::Touch { session: s });
+        e.run_for(200);
+    }
+    e.crash(leader);
+    let new_leader = e.elect();
+    assert_ne!(new_leader, leader);
+    let established = e.now;
+    // Heartbeat again, through the other server, well within the timeout.
+    let other = e.live().into_iter().find(|&i| i != new_leader).unwrap();
+    e.run_for(1_000);
+    e.input(other, Input::Touch { session: s });
+    e.run_for(1_000);
+    assert_eq!(
+        e.sessions_everywhere(),
+        vec![1, 1],
+        "still open {} ms after the new leader was established",
+        e.now - established
+    );
+    e.run_for(2_000);
+    assert_eq!(e.sessions_everywhere(), vec![0, 0], "expired once silent");
+}
+
+// Container and TTL znodes are deleted by the leader once due, with delete txns.
+#[test]
+fn the_leader_deletes_empty_containers_and_stale_ttl_znodes() {
+    let mut e = Ens::new(3);
+    e.elect();
+    let leader = e.leader().unwrap();
+    let container = TxnOp::CreateContainer {
+        path: "/c".into(),
+        data: vec![],
+    };
+    e.submit(leader, 1, container);
+    e.submit(leader, 2, ephemeral_free_create("/c/x"));
+    let ttl = TxnOp::CreateTtl {
+        path: "/t".into(),
+        data: vec![],
+        sequential: false,
+        ttl_ms: 300,
+    };
+    e.submit(leader, 3, ttl);
+    e.settle_briefly();
+    e.run_for(1_000);
+    assert!(!e.core(2).tree().exists("/t"), "the TTL znode expired");
+    assert!(e.core(2).tree().exists("/c"), "the container has a child");
+    e.submit(
+        leader,
+        4,
+        TxnOp::Delete {
+            path: "/c/x".into(),
+            expected_version: None,
+        },
+    );
+    e.run_for(500);
+    for id in e.live() {
+        assert!(!e.core(id).tree().exists("/c"), "server {id}");
+    }
+}
+
+fn ephemeral_free_create(path: &str) -> TxnOp {
+    TxnOp::Create {
+        path: path.into(),
+        data: vec![],
+        sequential: false,
+        ephemeral_owner: 0,
+    }
+}
