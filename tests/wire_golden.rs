@@ -67,6 +67,12 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
         ),
         ("newleader", PeerMsg::NewLeader { zxid: z(2, 0) }),
         (
+            "touch",
+            PeerMsg::Touch {
+                sessions: vec![0x2_0000_0001, 0x2_0000_0007],
+            },
+        ),
+        (
             "uptodate",
             PeerMsg::UpToDate {
                 commit: z(1, 2),
@@ -269,7 +275,7 @@ fn every_message_type_has_a_golden_frame() {
     names.dedup();
     assert_eq!(
         names.len(),
-        17,
+        18,
         "one golden frame per message type: {names:?}"
     );
 }
