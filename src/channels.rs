@@ -55,6 +55,8 @@ pub enum LoopMsg {
         op: TxnOp,
         reply: Sender<WriteReply>,
     },
+    /// A client heartbeated this session (no answer: the leader decides expiry).
+    Touch { session: u64 },
     /// Stop the server.
     Shutdown,
 }
@@ -82,5 +84,14 @@ impl Handle {
         self.tx.try_send(LoopMsg::Write { op, reply }).ok()?;
         let _ = self.waker.wake();
         Some(rx)
+    }
+
+    /// Passes a session heartbeat to the loop; false when its queue is full (answer 503).
+    pub fn touch(&self, session: u64) -> bool {
+        let queued = self.tx.try_send(LoopMsg::Touch { session }).is_ok();
+        if queued {
+            let _ = self.waker.wake();
+        }
+        queued
     }
 }

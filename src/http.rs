@@ -6,6 +6,7 @@
 //! | module     | what                                                  |
 //! |------------|-------------------------------------------------------|
 //! | `route`    | method + URL + body -> [`Route`] or [`ApiError`] (pure) |
+//! | `ops`      | sessions, create modes and multi: routing and JSON (pure) |
 //! | `api`      | JSON shapes and errors, shared with [`crate::client`] |
 //! | `metadata` | rendering `/metadata` and `/status` from a view (pure) |
 //! | `server`   | the listener, the workers, shutdown                    |
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod metadata;
+pub mod ops;
 pub mod route;
 mod server;
 

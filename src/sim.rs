@@ -87,6 +87,10 @@ pub struct Coverage {
     pub truncs: u64,
     /// SNAP synchronisations sent.
     pub snaps: u64,
+    /// Sessions opened (acknowledged to a client).
+    pub sessions_opened: u64,
+    /// closeSession proposals sent for expired sessions (one per follower they went to).
+    pub expiry_proposals: u64,
     /// DIFF or TRUNC synchronisations that read txns from the log on disk.
     pub disk_diffs: u64,
     /// Of those, the ones whose range the disk no longer held (connection closed).
@@ -141,6 +145,8 @@ impl AddAssign for Coverage {
         self.epochs += o.epochs;
         self.diffs += o.diffs;
         self.disk_diffs += o.disk_diffs;
+        self.sessions_opened += o.sessions_opened;
+        self.expiry_proposals += o.expiry_proposals;
         self.disk_diffs_missing += o.disk_diffs_missing;
         self.truncs += o.truncs;
         self.snaps += o.snaps;
@@ -204,6 +210,11 @@ impl fmt::Display for Coverage {
             self.one_way,
             self.isolations,
             self.clogs
+        )?;
+        writeln!(
+            f,
+            "  sessions: opened={} expiry_proposals={}",
+            self.sessions_opened, self.expiry_proposals
         )?;
         writeln!(
             f,

@@ -4,6 +4,7 @@
 use tiny_http::Method;
 
 use super::api::ApiError;
+use super::ops;
 use crate::wire::txn::{MAX_DATA_BYTES, MAX_PATH_BYTES};
 use crate::wire::TxnOp;
 use crate::ztree::validate_path;
@@ -22,8 +23,19 @@ pub enum Route {
         /// The decoded, valid znode path.
         path: String,
     },
-    /// A write to submit to the event loop (create, set, delete, or `POST /metadata`).
+    /// A write to submit to the event loop (create, set, delete, multi, a session's open
+    /// or close, or `POST /metadata`).
     Write(TxnOp),
+    /// `POST /sessions/<id>/heartbeat`.
+    Heartbeat {
+        /// The session.
+        session: u64,
+    },
+    /// `GET /sessions/<id>`: the session's timeout and ephemeral znodes.
+    GetSession {
+        /// The session.
+        session: u64,
+    },
 }
 
 /// The endpoints, for `GET /` and for 404 answers.
@@ -34,9 +46,15 @@ GET    /status                        role, leader, epoch, zxids, ensemble
 GET    /metadata                      the original ZooWeeper's view: server row, then one row per broker process
 POST   /metadata                      record a broker process: {\"Metadata\": {\"SenderIp\", \"ReceiverIp\", \"Timestamp\", \"Clients\"}}
 GET    /znodes/<path>                 read a znode: {path, data, stat, children}
-POST   /znodes/<path>[?sequential=true]  create a znode; body = data
+POST   /znodes/<path>                 create a znode; body = data; query: sequential=true,
+                                      ephemeral=true&session=<id>, container=true, ttl_ms=N
 PUT    /znodes/<path>[?version=N]     replace a znode's data; body = data
 DELETE /znodes/<path>[?version=N]     delete a znode
+POST   /multi                         {\"ops\": [{\"op\": \"create\"|\"set\"|\"delete\"|\"check\", \"path\", ...}]}, all or nothing
+POST   /sessions                      open a session: {\"timeout_ms\": N} -> {\"session\", \"timeout_ms\"}
+GET    /sessions/<id>                 a session's timeout and ephemeral znodes
+POST   /sessions/<id>/heartbeat       keep a session alive (any server)
+DELETE /sessions/<id>                 close a session; its ephemeral znodes go with it
 ";
 
 /// Refuses a request whose declared `Content-Length` is over `max_body_bytes`, before
@@ -94,12 +112,25 @@ pub fn route(method: &Method, url: &str, body: &[u8]) -> Result<Route, ApiError>
                 metadata_write(body).map(Route::Write)
             }
         }
-        _ => match raw_path.strip_prefix("/znodes") {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
-                znode_route(method, rest, &query, body)
+        "/multi" => {
+            only(method, &[Method::Post], "/multi", "POST")?;
+            no_query(&query, "/multi")?;
+            ops::multi_route(body)
+        }
+        _ => {
+            if let Some(rest) = raw_path.strip_prefix("/sessions") {
+                if rest.is_empty() || rest.starts_with('/') {
+                    no_query(&query, "/sessions")?;
+                    return ops::session_route(method, rest, body);
+                }
             }
-            _ => Err(ApiError::not_found(url)),
-        },
+            match raw_path.strip_prefix("/znodes") {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                    znode_route(method, rest, &query, body)
+                }
+                _ => Err(ApiError::not_found(url)),
+            }
+        }
     }
 }
 
@@ -232,19 +263,13 @@ fn znode_route(
             Ok(Route::GetZnode { path })
         }
         Method::Post => {
-            let sequential =
-                parse_sequential(query_param(query, Some("sequential"), "POST /znodes")?)?;
+            let mode = ops::create_mode(query)?;
             if path == "/" {
                 return Err(ApiError::bad_path(
                     "the root znode always exists; it cannot be created",
                 ));
             }
-            Ok(Route::Write(TxnOp::Create {
-                path,
-                data: data_limit(body)?,
-                sequential,
-                ephemeral_owner: 0,
-            }))
+            mode.op(path, data_limit(body)?).map(Route::Write)
         }
         Method::Put => {
             let expected_version =
@@ -266,16 +291,6 @@ fn znode_route(
                 expected_version,
             }))
         }
-    }
-}
-
-fn parse_sequential(value: Option<&str>) -> Result<bool, ApiError> {
-    match value {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") | Some("") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "sequential must be true or false, not {other:?}"
-        ))),
     }
 }
 

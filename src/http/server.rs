@@ -262,8 +262,48 @@ impl Worker {
                     format!("znode {path:?} does not exist"),
                 )),
             },
-            Route::Write(op) => self.write(op),
+            Route::Write(op) => {
+                // Any request of a session's counts as its heartbeat, as in ZooKeeper.
+                if let TxnOp::Create {
+                    ephemeral_owner, ..
+                } = &op
+                {
+                    if *ephemeral_owner != 0 {
+                        self.handle.touch(*ephemeral_owner);
+                    }
+                }
+                self.write(op)
+            }
+            Route::Heartbeat { session } => self.heartbeat(session),
+            Route::GetSession { session } => {
+                let view = self.handle.view();
+                let timeout_ms = known_session(&view, session)?;
+                Ok(Answer::json(
+                    200,
+                    &serde_json::json!({
+                        "session": session_str(session),
+                        "timeout_ms": timeout_ms,
+                        "ephemerals": view.tree.ephemerals_of(session),
+                    }),
+                ))
+            }
         }
+    }
+
+    /// Passes the heartbeat to the loop (and so to the leader) for a session this server
+    /// knows to be open.
+    fn heartbeat(&self, session: u64) -> Result<Answer, ApiError> {
+        let timeout_ms = known_session(&self.handle.view(), session)?;
+        if !self.handle.touch(session) {
+            return Err(ApiError::busy());
+        }
+        Ok(Answer::json(
+            200,
+            &SessionJson {
+                session: session_str(session),
+                timeout_ms,
+            },
+        ))
     }
 
     /// Submits a write to the event loop and waits for its answer, which comes once the
@@ -393,6 +433,34 @@ fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
             body: Vec::new(),
         },
     }
+}
+
+/// The timeout of `session` if this server's view has it open.
+///
+/// # Errors
+/// 404 `no_session` when the view has applied the session's creation (its id is that
+/// txn's zxid) and it is no longer open; 503 `behind` when this server has not applied it
+/// yet (another server opened it a moment ago): the client retries, or asks another.
+fn known_session(view: &crate::channels::View, session: u64) -> Result<u32, ApiError> {
+    if let Some(t) = view.tree.session_timeout(session) {
+        return Ok(t);
+    }
+    if session > view.status.last_applied.0 {
+        return Err(ApiError::new(
+            503,
+            "behind",
+            format!(
+                "this server has applied up to zxid {:#x}, before session {session:#x} was \
+                 opened; retry, or ask another server",
+                view.status.last_applied.0
+            ),
+        ));
+    }
+    Err(ApiError::new(
+        404,
+        "no_session",
+        format!("session {session:#x} is not open (closed or expired)"),
+    ))
 }
 
 /// One op's result inside a multi's answer.

@@ -184,6 +184,8 @@ impl<M: Machine> EventLoop<M> {
             self.timers()?;
             self.pump_streams()?;
             self.flush_pending()?;
+            // Once per turn: publish the view, then answer every write that turn applied.
+            self.answer();
             self.publish();
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -203,6 +205,7 @@ impl<M: Machine> EventLoop<M> {
                 self.conn_event(t, true, false)?;
             }
             if self.drain_channels()? == Flow::Stop {
+                self.answer();
                 info!("event loop stopping");
                 return Ok(());
             }
@@ -266,12 +269,12 @@ impl<M: Machine> EventLoop<M> {
         self.feeding = true;
         let result = self.feed_all();
         self.feeding = false;
-        self.answer();
         result
     }
 
-    /// Publishes the view, then sends the answers the last inputs produced: a client that
-    /// is told its write is done reads it (or anything newer) from this server at once.
+    /// Publishes the view, then sends the answers queued since the last call: a client
+    /// that is told its write is done reads it (or anything newer) from this server at
+    /// once. Called once per loop turn, so a busy turn publishes once for all its answers.
     fn answer(&mut self) {
         if self.answers.is_empty() {
             return;
@@ -396,6 +399,7 @@ impl<M: Machine> EventLoop<M> {
                     };
                     self.feed(Input::Client { req, op })?;
                 }
+                LoopMsg::Touch { session } => self.feed(Input::Touch { session })?,
                 LoopMsg::Shutdown => return Ok(Flow::Stop),
             }
         }

@@ -51,6 +51,8 @@ pub struct Clients {
     pending: BTreeMap<ReqId, Pending>,
     versions: BTreeMap<String, i32>,
     paths: Vec<String>,
+    /// Sessions opened (as far as the answers told), for ephemeral creates and closes.
+    sessions: Vec<u64>,
     /// Outcome counts so far.
     pub stats: ClientStats,
 }
@@ -66,6 +68,11 @@ impl Clients {
     pub fn random_op(&mut self, rng: &mut Rng) -> TxnOp {
         let data_len = rng.below(24) as usize;
         let data = rng.bytes(data_len);
+        if !self.paths.is_empty() {
+            if let Some(op) = self.session_op(rng, &data) {
+                return op;
+            }
+        }
         if self.paths.is_empty() || rng.chance(600) {
             let path = format!("/k{}", self.next_req + 1);
             return TxnOp::Create {
@@ -89,6 +96,36 @@ impl Clients {
             data,
             expected_version,
         }
+    }
+
+    /// Sometimes a session op: open one (short timeouts, so the leader expires some), an
+    /// ephemeral create in a known session, or a close.
+    fn session_op(&mut self, rng: &mut Rng, data: &[u8]) -> Option<TxnOp> {
+        if rng.chance(30) {
+            let timeout_ms = 300 + rng.below(2_000) as u32;
+            return Some(TxnOp::CreateSession { timeout_ms });
+        }
+        let session = *rng.pick(&self.sessions)?;
+        if rng.chance(80) {
+            return Some(TxnOp::Create {
+                path: format!("/e{}", self.next_req + 1),
+                data: data.to_vec(),
+                sequential: rng.chance(300),
+                ephemeral_owner: session,
+            });
+        }
+        if rng.chance(10) {
+            return Some(TxnOp::CloseSession {
+                session,
+                expired: false,
+            });
+        }
+        None
+    }
+
+    /// A session to heartbeat, if any is known.
+    pub fn some_session(&self, rng: &mut Rng) -> Option<u64> {
+        rng.pick(&self.sessions).copied()
     }
 
     /// Records that `op` was sent to `node`; returns its request number.
@@ -150,6 +187,13 @@ impl Clients {
     }
 
     fn learn(&mut self, op: &TxnOp, ok: &OpOk) {
+        match ok {
+            OpOk::SessionCreated { session, .. } => return self.sessions.push(*session),
+            OpOk::SessionClosed { session, .. } => {
+                return self.sessions.retain(|s| s != session);
+            }
+            _ => {}
+        }
         let (path, version) = match (op, ok) {
             (_, OpOk::Created { path, stat }) => (path.clone(), stat.version),
             (TxnOp::SetData { path, .. }, OpOk::Set { stat }) => (path.clone(), stat.version),

@@ -200,6 +200,11 @@ impl Cluster {
         let Some(id) = leader.or_else(|| self.rng.pick(&alive).copied()) else {
             return Ok(());
         };
+        if self.rng.chance(400) {
+            if let Some(session) = self.clients.some_session(&mut self.rng) {
+                self.feed(id, Input::Touch { session })?;
+            }
+        }
         let op = self.clients.random_op(&mut self.rng);
         let req = self.clients.send(id, op.clone());
         self.feed(id, Input::Client { req, op })

@@ -8,7 +8,7 @@ use super::check::Violation;
 use super::client::Outcome;
 use super::cluster::{Cluster, Ev, HealStep, Phase};
 use super::store::{LogOp, StoreError};
-use crate::wire::PeerMsg;
+use crate::wire::{PeerMsg, TxnOp};
 use crate::zab::snapstream::stream_snapshot;
 use crate::zab::{Action, ClientError, Input, PeerId, ReqId, Role, Zxid};
 use crate::ztree::OpOk;
@@ -91,7 +91,12 @@ impl Cluster {
             PeerMsg::Diff { .. } => self.cov.diffs += 1,
             PeerMsg::Trunc { .. } => self.cov.truncs += 1,
             PeerMsg::Snap { .. } => self.cov.snaps += 1,
-            PeerMsg::Proposal { .. } => self.cov.proposals += 1,
+            PeerMsg::Proposal { txn, .. } => {
+                self.cov.proposals += 1;
+                if matches!(txn.op, TxnOp::CloseSession { expired: true, .. }) {
+                    self.cov.expiry_proposals += 1;
+                }
+            }
             _ => {}
         }
         let Some(&conn) = self.nodes[&id].up.get(&to) else {
@@ -200,6 +205,9 @@ impl Cluster {
         zxid: Zxid,
         result: Result<OpOk, ClientError>,
     ) -> Result<(), Violation> {
+        if let Ok(OpOk::SessionCreated { .. }) = &result {
+            self.cov.sessions_opened += 1;
+        }
         if let Outcome::Committed(z, op) = self.clients.reply(id, req, zxid, &result)? {
             self.checker.record_ack(id, req, z, op);
         }
