@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::config::Config;
 use crate::wire::TxnOp;
 use crate::zab::{ClientError, Status, Zxid};
-use crate::ztree::{OpOk, ZTree};
+use crate::ztree::{OpOk, WatchEvent, ZTree};
 
 /// Counters and latency figures for `mntr`/`srvr`, kept by the event loop.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +42,26 @@ pub struct View {
     pub status: Status,
     pub metrics: Metrics,
     pub config: Arc<Config>,
+    /// Recent watch events, oldest first (a persistent vector: O(1) to publish).
+    pub changes: imbl::Vector<WatchEvent>,
+    /// Every change after this zxid is in `changes`.
+    pub changes_floor: Zxid,
+}
+
+impl View {
+    /// A first view of `tree`, before the loop publishes: no change history yet, so a
+    /// watch from before `status.last_applied` gets 410.
+    pub fn new(tree: ZTree, status: Status, config: Arc<Config>) -> View {
+        let floor = status.last_applied;
+        View {
+            tree,
+            status,
+            metrics: Metrics::default(),
+            config,
+            changes: imbl::Vector::new(),
+            changes_floor: floor,
+        }
+    }
 }
 
 /// The answer to a client write: the zxid its txn got (zero if it never got one) and
@@ -70,6 +90,9 @@ pub struct Handle {
     pub tx: Sender<LoopMsg>,
     /// Wakes the loop after sending on `tx`.
     pub waker: Arc<mio::Waker>,
+    /// Rung by the loop after every publish (a bounded(1) doorbell: rings coalesce); the
+    /// HTTP front's watch notifier waits on it.
+    pub published: Receiver<()>,
 }
 
 impl Handle {

@@ -10,6 +10,7 @@
 //! | `api`      | JSON shapes and errors, shared with [`crate::client`] |
 //! | `metadata` | rendering `/metadata` and `/status` from a view (pure) |
 //! | `server`   | the listener, the workers, shutdown                    |
+//! | `watch`    | long-poll watches, parked on one notifier thread       |
 //!
 //! [`View`]: crate::channels::View
 
@@ -18,6 +19,7 @@ pub mod metadata;
 pub mod ops;
 pub mod route;
 mod server;
+pub mod watch;
 
 use std::time::Duration;
 

@@ -24,8 +24,9 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use crate::channels::WriteReply;
+use crate::zab::Zxid;
 use crate::zab::{Action, Core, Input, Millis, Status};
-use crate::ztree::ZTree;
+use crate::ztree::{WatchEvent, ZTree};
 
 /// A client write the core holds until it answers: where the answer goes, and since when
 /// (for the latency figures).
@@ -50,6 +51,8 @@ pub trait Machine {
     fn status(&self) -> Status;
     /// The applied tree.
     fn tree(&self) -> &ZTree;
+    /// Recent watch events and the zxid after which none is missing.
+    fn changes(&self) -> (imbl::Vector<WatchEvent>, Zxid);
 }
 
 impl Machine for Core<PendingWrite> {
@@ -67,5 +70,8 @@ impl Machine for Core<PendingWrite> {
     }
     fn tree(&self) -> &ZTree {
         Core::tree(self)
+    }
+    fn changes(&self) -> (imbl::Vector<WatchEvent>, Zxid) {
+        Core::changes(self)
     }
 }

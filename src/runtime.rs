@@ -10,7 +10,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use log::{error, info};
 
-use crate::channels::{Handle, LoopMsg, Metrics, View};
+use crate::channels::{Handle, LoopMsg, View};
 use crate::config::Config;
 use crate::http::{self, HttpConfig, HttpServer};
 use crate::net::{EventLoop, LoopError, LoopSetup, WAKER};
@@ -95,16 +95,17 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     let listener = mio::net::TcpListener::bind(me.peer)
         .map_err(|e| boxed(format!("cannot listen on peer port {}: {e}", me.peer)))?;
     let peer_addr = listener.local_addr()?;
-    let view = Arc::new(RwLock::new(Arc::new(View {
-        tree: core.tree().clone(),
-        status: core.status(),
-        metrics: Metrics::default(),
-        config: config.clone(),
-    })));
+    let view = Arc::new(RwLock::new(Arc::new(View::new(
+        core.tree().clone(),
+        core.status(),
+        config.clone(),
+    ))));
+    let (published_tx, published) = crossbeam_channel::bounded(1);
     let handle = Handle {
         view: view.clone(),
         tx,
         waker: waker.clone(),
+        published,
     };
     let http_cfg = HttpConfig {
         threads: config.http_threads,
@@ -124,6 +125,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         store_events,
         view,
         waker: waker.clone(),
+        published: published_tx,
     };
     let event_loop = EventLoop::new(core, setup);
     let event_loop = std::thread::Builder::new()

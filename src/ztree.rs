@@ -14,12 +14,14 @@ use imbl::OrdMap;
 
 mod codec;
 mod digest;
+pub mod events;
 pub mod path;
 mod process;
 mod session;
 mod tree;
 
 pub use codec::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use events::{events_of, EventKind, WatchEvent, WatchKind};
 pub use path::validate_path;
 pub use process::{Process, PROCESSES_PATH};
 pub use session::{NodeKind, CONTAINER_OWNER, TTL_OWNER_TAG};

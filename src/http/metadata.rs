@@ -91,7 +91,6 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::channels::Metrics;
     use crate::config::Config;
     use crate::wire::{Origin, Txn, TxnOp};
     use crate::zab::{Role, Status, Zxid};
@@ -161,12 +160,7 @@ pub(crate) mod tests {
     }
 
     fn view(tree: ZTree, leader: Option<u64>) -> View {
-        View {
-            tree,
-            status: status(2, leader),
-            metrics: Metrics::default(),
-            config: config(2),
-        }
+        View::new(tree, status(2, leader), config(2))
     }
 
     #[test]

@@ -5,9 +5,12 @@ use tiny_http::Method;
 
 use super::api::ApiError;
 use super::ops;
+use super::watch::{Watch, DEFAULT_WATCH_TIMEOUT_MS, MAX_WATCH_TIMEOUT_MS};
+use crate::types::Zxid;
 use crate::wire::txn::{MAX_DATA_BYTES, MAX_PATH_BYTES};
 use crate::wire::TxnOp;
 use crate::ztree::validate_path;
+use crate::ztree::WatchKind;
 
 /// What a request asks for, validated.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -36,6 +39,8 @@ pub enum Route {
         /// The session.
         session: u64,
     },
+    /// `GET /watch/<path>`: wait for changes.
+    Watch(Watch),
 }
 
 /// The endpoints, for `GET /` and for 404 answers.
@@ -50,6 +55,8 @@ POST   /znodes/<path>                 create a znode; body = data; query: sequen
                                       ephemeral=true&session=<id>, container=true, ttl_ms=N
 PUT    /znodes/<path>[?version=N]     replace a znode's data; body = data
 DELETE /znodes/<path>[?version=N]     delete a znode
+GET    /watch/<path>                  wait for changes: kind=data|children|tree, after=<zxid>, timeout_ms=N;
+                                      200 {events, zxid}, 204 nothing yet, 410 history gone
 POST   /multi                         {\"ops\": [{\"op\": \"create\"|\"set\"|\"delete\"|\"check\", \"path\", ...}]}, all or nothing
 POST   /sessions                      open a session: {\"timeout_ms\": N} -> {\"session\", \"timeout_ms\"}
 GET    /sessions/<id>                 a session's timeout and ephemeral znodes
@@ -122,6 +129,12 @@ pub fn route(method: &Method, url: &str, body: &[u8]) -> Result<Route, ApiError>
                 if rest.is_empty() || rest.starts_with('/') {
                     no_query(&query, "/sessions")?;
                     return ops::session_route(method, rest, body);
+                }
+            }
+            if let Some(rest) = raw_path.strip_prefix("/watch") {
+                if rest.is_empty() || rest.starts_with('/') {
+                    only(method, &[Method::Get], "/watch/<path>", "GET")?;
+                    return watch_route(rest, &query);
                 }
             }
             match raw_path.strip_prefix("/znodes") {
@@ -292,6 +305,64 @@ fn znode_route(
             }))
         }
     }
+}
+
+/// `GET /watch/<path>?kind=data|children|tree&after=<zxid>&timeout_ms=N`.
+fn watch_route(rest: &str, query: &[(String, String)]) -> Result<Route, ApiError> {
+    let mut w = Watch {
+        path: znode_path(rest)?,
+        kind: WatchKind::Data,
+        after: None,
+        timeout_ms: DEFAULT_WATCH_TIMEOUT_MS,
+    };
+    for (key, value) in query {
+        match key.as_str() {
+            "kind" => {
+                w.kind = match value.as_str() {
+                    "data" => WatchKind::Data,
+                    "children" => WatchKind::Children,
+                    "tree" => WatchKind::Tree,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "kind must be data, children or tree, not {other:?}"
+                        )))
+                    }
+                }
+            }
+            "after" => {
+                let parsed = match value
+                    .strip_prefix("0x")
+                    .or_else(|| value.strip_prefix("0X"))
+                {
+                    Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                    None => value.parse().ok(),
+                };
+                let z = parsed.ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "after must be a zxid (0x-hex or decimal), not {value:?}"
+                    ))
+                })?;
+                w.after = Some(Zxid(z));
+            }
+            "timeout_ms" => {
+                w.timeout_ms = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|t| (1..=MAX_WATCH_TIMEOUT_MS).contains(t))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "timeout_ms must be from 1 to {MAX_WATCH_TIMEOUT_MS}, not {value:?}"
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {other:?}: GET /watch takes kind, after and timeout_ms"
+                )))
+            }
+        }
+    }
+    Ok(Route::Watch(w))
 }
 
 /// `?version=N`: `N >= 0` must match; `-1` (ZooKeeper's "any") or no parameter matches

@@ -22,8 +22,10 @@ use super::api::{
 };
 use super::metadata::{metadata_rows, status_json};
 use super::route::{check_declared_length, route, Route, INDEX_TEXT};
+use super::watch::{self, Notifier, Watch};
 use super::HttpConfig;
 use crate::channels::Handle;
+use crate::types::Zxid;
 use crate::wire::TxnOp;
 use crate::ztree::OpOk;
 
@@ -43,6 +45,7 @@ pub struct HttpServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
+    notifier: Arc<Notifier>,
 }
 
 impl HttpServer {
@@ -72,6 +75,15 @@ impl HttpServer {
         while let Ok(Some(request)) = self.server.try_recv() {
             send(request, Answer::error(&stopping), usize::MAX);
         }
+        match Arc::try_unwrap(self.notifier) {
+            Ok(n) => n.shutdown(),
+            Err(_) => log::error!("the watch notifier is still shared at shutdown"),
+        }
+    }
+
+    /// How many watches are parked, waiting for changes.
+    pub fn parked_watches(&self) -> usize {
+        self.notifier.parked()
     }
 }
 
@@ -102,6 +114,7 @@ fn start_with_io_timeout(
         .map_err(|e| io::Error::other(format!("cannot start the HTTP server on {addr}: {e}")))?;
     let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
+    let notifier = Arc::new(Notifier::start(handle.clone(), cfg.max_body_bytes)?);
     let mut workers = Vec::new();
     for i in 0..cfg.threads.max(1) {
         let worker = Worker {
@@ -110,6 +123,7 @@ fn start_with_io_timeout(
             handle: handle.clone(),
             cfg: cfg.clone(),
             port: addr.port(),
+            notifier: notifier.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("http-{i}"))
@@ -122,6 +136,7 @@ fn start_with_io_timeout(
                     addr,
                     stop,
                     workers,
+                    notifier,
                 }
                 .shutdown();
                 return Err(e);
@@ -137,6 +152,7 @@ fn start_with_io_timeout(
         addr,
         stop,
         workers,
+        notifier,
     })
 }
 
@@ -167,15 +183,30 @@ fn set_io_timeouts(listener: &TcpListener, timeout: Duration) -> io::Result<()> 
     Ok(())
 }
 
+/// What serving a request came to: an answer now, or a watch to park.
+enum Served {
+    Now(Answer),
+    Park(Watch, Zxid),
+}
+
 /// One answer, ready to send.
-struct Answer {
+pub(super) struct Answer {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn json<T: serde::Serialize>(status: u16, value: &T) -> Answer {
+    /// A bodiless answer (204).
+    pub(super) fn empty(status: u16) -> Answer {
+        Answer {
+            status,
+            content_type: "",
+            body: Vec::new(),
+        }
+    }
+
+    pub(super) fn json<T: serde::Serialize>(status: u16, value: &T) -> Answer {
         Answer {
             status,
             content_type: "application/json",
@@ -183,7 +214,7 @@ impl Answer {
         }
     }
 
-    fn error(err: &ApiError) -> Answer {
+    pub(super) fn error(err: &ApiError) -> Answer {
         Answer {
             status: err.status,
             content_type: "application/json",
@@ -198,6 +229,7 @@ struct Worker {
     handle: Handle,
     cfg: HttpConfig,
     port: u16,
+    notifier: Arc<Notifier>,
 }
 
 impl Worker {
@@ -212,30 +244,48 @@ impl Worker {
     }
 
     fn answer(&self, mut request: Request) {
-        let answer =
+        let served =
             catch_unwind(AssertUnwindSafe(|| self.serve(&mut request))).unwrap_or_else(|_| {
                 log::error!(
                     "HTTP worker panicked serving {} {}",
                     request.method(),
                     request.url()
                 );
-                Answer::error(&ApiError::new(
+                Served::Now(Answer::error(&ApiError::new(
                     500,
                     "internal",
                     "the server failed while answering; this is a bug",
-                ))
+                )))
             });
-        send(request, answer, self.cfg.max_body_bytes);
+        match served {
+            Served::Now(answer) => send(request, answer, self.cfg.max_body_bytes),
+            Served::Park(watch, after) => {
+                if let Err(refused) = self.notifier.park(request, &watch, after) {
+                    let (request, e) = *refused;
+                    send(request, Answer::error(&e), self.cfg.max_body_bytes);
+                }
+            }
+        }
     }
 
-    fn serve(&self, request: &mut Request) -> Answer {
+    fn serve(&self, request: &mut Request) -> Served {
         let body = match read_body(request, self.cfg.max_body_bytes) {
             Ok(body) => body,
-            Err(e) => return Answer::error(&e),
+            Err(e) => return Served::Now(Answer::error(&e)),
         };
         match route(request.method(), request.url(), &body) {
-            Ok(r) => self.execute(r).unwrap_or_else(|e| Answer::error(&e)),
-            Err(e) => Answer::error(&e),
+            Ok(Route::Watch(w)) => {
+                // Answered at once when the history already has something (or is gone);
+                // parked otherwise.
+                let view = self.handle.view();
+                let after = w.after.unwrap_or(view.status.last_applied);
+                match watch::check(&view, &w.path, w.kind, after) {
+                    Some(answer) => Served::Now(answer),
+                    None => Served::Park(w, after),
+                }
+            }
+            Ok(r) => Served::Now(self.execute(r).unwrap_or_else(|e| Answer::error(&e))),
+            Err(e) => Served::Now(Answer::error(&e)),
         }
     }
 
@@ -275,6 +325,11 @@ impl Worker {
                 self.write(op)
             }
             Route::Heartbeat { session } => self.heartbeat(session),
+            Route::Watch(_) => Err(ApiError::new(
+                500,
+                "internal",
+                "a watch reached the plain request path; this is a bug",
+            )),
             Route::GetSession { session } => {
                 let view = self.handle.view();
                 let timeout_ms = known_session(&view, session)?;
@@ -330,7 +385,7 @@ impl Worker {
 /// [`MAX_DRAIN_BYTES`] was not read; letting tiny_http discard that body would allocate
 /// its declared length, so that connection is answered and abandoned instead
 /// ([`answer_and_abandon`]).
-fn send(request: Request, answer: Answer, max_body_bytes: usize) {
+pub(super) fn send(request: Request, answer: Answer, max_body_bytes: usize) {
     let declared = request.body_length().unwrap_or(0);
     if declared > max_body_bytes.max(MAX_DRAIN_BYTES) {
         log::warn!(
@@ -521,7 +576,7 @@ mod tests {
     use mio::{Poll, Token, Waker};
 
     use super::*;
-    use crate::channels::{LoopMsg, Metrics, View};
+    use crate::channels::{LoopMsg, View};
     use crate::client::{Client, ClientError};
     use crate::http::metadata::tests::{config, status};
     use crate::wire::{Origin, Txn};
@@ -543,16 +598,16 @@ mod tests {
             let poll = Poll::new().unwrap();
             let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
             let (tx, rx) = bounded(queue);
-            let view = Arc::new(RwLock::new(Arc::new(View {
-                tree: ZTree::default(),
-                status: status(2, Some(2)),
-                metrics: Metrics::default(),
-                config: config(2),
-            })));
+            let view = Arc::new(RwLock::new(Arc::new(View::new(
+                ZTree::default(),
+                status(2, Some(2)),
+                config(2),
+            ))));
             let handle = Handle {
                 view: view.clone(),
                 tx: tx.clone(),
                 waker,
+                published: bounded(1).1,
             };
             let loop_thread = apply.then(|| {
                 let rx = rx.clone();
@@ -847,16 +902,12 @@ mod tests {
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
         let (tx, _rx) = bounded(4);
-        let view = View {
-            tree: ZTree::default(),
-            status: status(2, None),
-            metrics: Metrics::default(),
-            config: config(2),
-        };
+        let view = View::new(ZTree::default(), status(2, None), config(2));
         let handle = Handle {
             view: Arc::new(RwLock::new(Arc::new(view))),
             tx,
             waker,
+            published: bounded(1).1,
         };
         let cfg = HttpConfig {
             threads: 1,

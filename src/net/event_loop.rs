@@ -71,6 +71,8 @@ pub struct LoopSetup {
     pub view: Arc<RwLock<Arc<View>>>,
     /// Wakes this loop's poll (registered with [`WAKER`]); snapshot senders use it.
     pub waker: Arc<Waker>,
+    /// Rung after every publish (see [`crate::channels::Handle::published`]).
+    pub published: Sender<()>,
 }
 
 /// The event loop of one server. Build with [`EventLoop::new`], then [`EventLoop::run`].
@@ -84,6 +86,7 @@ pub struct EventLoop<M: Machine> {
     store_events: Receiver<StoreEvent>,
     view: Arc<RwLock<Arc<View>>>,
     pub(super) waker: Arc<Waker>,
+    published: Sender<()>,
     /// Connections with a snapshot stream (or frames behind one) still to send.
     pub(super) streaming: BTreeSet<Token>,
     pub(super) conns: HashMap<Token, Conn>,
@@ -141,6 +144,7 @@ impl<M: Machine> EventLoop<M> {
             store_events: setup.store_events,
             view: setup.view,
             waker: setup.waker,
+            published: setup.published,
             streaming: BTreeSet::new(),
             conns: HashMap::new(),
             peers: BTreeMap::new(),
@@ -412,12 +416,17 @@ impl<M: Machine> EventLoop<M> {
             return;
         }
         self.dirty = false;
+        let (changes, changes_floor) = self.machine.changes();
         let view = View {
             tree: self.machine.tree().clone(),
             status: self.machine.status(),
             metrics: self.metrics.clone(),
             config: self.config.clone(),
+            changes,
+            changes_floor,
         };
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+        // Full means a ring is already pending: the watcher will read this view too.
+        let _ = self.published.try_send(());
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{EventLoop, LoopError, LoopSetup, Machine, PendingWrite, WAKER};
-use crate::channels::{Handle, LoopMsg, Metrics, View};
+use crate::channels::{Handle, LoopMsg, View};
 use crate::config::{Config, ServerAddr};
 use crate::wire::{encode_frame, PeerMsg, TxnOp};
 use crate::zab::{Action, Input, Millis, PeerId, Role, Status, Zxid};
@@ -79,6 +79,9 @@ impl Machine for Scripted {
     fn tree(&self) -> &ZTree {
         &self.tree
     }
+    fn changes(&self) -> (imbl::Vector<crate::ztree::WatchEvent>, Zxid) {
+        (imbl::Vector::new(), Zxid::ZERO)
+    }
 }
 
 struct Node {
@@ -110,12 +113,12 @@ impl Node {
             answered: 0,
             actions: Vec::new(),
         };
-        let view = Arc::new(RwLock::new(Arc::new(View {
-            tree: ZTree::default(),
-            status: machine.status(),
-            metrics: Metrics::default(),
-            config: config.clone(),
-        })));
+        let view = Arc::new(RwLock::new(Arc::new(View::new(
+            ZTree::default(),
+            machine.status(),
+            config.clone(),
+        ))));
+        let (published_tx, published) = crossbeam_channel::bounded(1);
         let setup = LoopSetup {
             config,
             poll,
@@ -125,6 +128,7 @@ impl Node {
             store_events,
             view: view.clone(),
             waker: waker.clone(),
+            published: published_tx,
         };
         let event_loop = EventLoop::new(machine, setup);
         let thread = std::thread::spawn(move || {
@@ -132,7 +136,12 @@ impl Node {
             event_loop.run()
         });
         Node {
-            handle: Handle { view, tx, waker },
+            handle: Handle {
+                view,
+                tx,
+                waker,
+                published,
+            },
             seen,
             thread: Some(thread),
             peer_addr: me.peer,

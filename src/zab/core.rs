@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::wire::{PeerMsg, Txn, TxnOp, Vote};
 use crate::zab::{Millis, PeerId, Zxid};
-use crate::ztree::{OpOk, ZError, ZTree};
+use crate::ztree::{events_of, ApplyResult, OpOk, WatchEvent, ZError, ZTree};
 
 /// A client write's number on the wire (REQUEST frames and a txn's origin), unique across
 /// restarts of its server: this boot's incarnation in the top 24 bits, a per-boot counter in
@@ -51,6 +51,9 @@ pub struct CoreConfig {
     pub snap_count: u64,
     /// Proposals in flight before new writes are refused as busy.
     pub max_outstanding: usize,
+    /// Watch events kept for watchers that name the zxid they last saw; older ones are
+    /// dropped (such a watcher is told to re-read).
+    pub max_watch_events: usize,
     /// A deliberately broken rule, for proving the simulation catches it.
     #[cfg(any(test, feature = "sim"))]
     pub mutation: Option<Mutation>,
@@ -70,6 +73,7 @@ impl CoreConfig {
             max_diff_txns: 100_000,
             snap_count: 100_000,
             max_outstanding: 10_000,
+            max_watch_events: 100_000,
             #[cfg(any(test, feature = "sim"))]
             mutation: None,
         }
@@ -287,6 +291,10 @@ pub struct Core<R = ReqId> {
     waiting: BTreeMap<ReqId, R>,
     /// The next request's wire number (incarnation in the top bits).
     next_req: ReqId,
+    /// Recent watch events, oldest first (a persistent vector: readers get O(1) copies).
+    changes: imbl::Vector<WatchEvent>,
+    /// Every change after this zxid is in `changes`.
+    changes_floor: Zxid,
     state: State,
 }
 
@@ -335,6 +343,8 @@ impl<R> Core<R> {
             peers_up: BTreeSet::new(),
             waiting: BTreeMap::new(),
             next_req: u64::from(rec.incarnation & 0xFF_FFFF) << REQ_COUNTER_BITS,
+            changes: imbl::Vector::new(),
+            changes_floor: rec.snapshot_zxid,
             state: State::Looking(election::Looking::new(
                 Vote {
                     leader: cfg.id,
@@ -438,6 +448,11 @@ impl<R> Core<R> {
         &self.tree
     }
 
+    /// Recent watch events, oldest first, and the zxid after which none is missing.
+    pub fn changes(&self) -> (imbl::Vector<WatchEvent>, Zxid) {
+        (self.changes.clone(), self.changes_floor)
+    }
+
     /// The last zxid whose txn is durable in this server's log.
     pub fn durable_zxid(&self) -> Zxid {
         self.dur.durable_zxid
@@ -528,7 +543,22 @@ impl<R> Core<R> {
         self.emit(Action::Truncate { seq, after });
     }
 
+    /// Keeps the watch history bounded: dropping events moves the floor past them.
+    fn record_changes(&mut self, txn: &Txn, result: &ApplyResult) {
+        for e in events_of(txn, result) {
+            self.changes.push_back(e);
+        }
+        while self.changes.len() > self.cfg.max_watch_events {
+            if let Some(old) = self.changes.pop_front() {
+                self.changes_floor = self.changes_floor.max(old.zxid);
+            }
+        }
+    }
+
     fn install_snapshot(&mut self, zxid: Zxid, tree: ZTree) {
+        // The changes between the old state and the snapshot are unknown here.
+        self.changes.clear();
+        self.changes_floor = zxid;
         self.log.reset(zxid);
         self.tree = tree.clone();
         self.committed = zxid;
@@ -553,6 +583,7 @@ impl<R> Core<R> {
             let result = self.tree.apply(&txn);
             self.committed = txn.zxid;
             self.applied(&result);
+            self.record_changes(&txn, &result);
             if txn.origin.server == self.cfg.id {
                 if let Some(req) = self.waiting.remove(&txn.origin.req) {
                     self.emit(Action::Reply {

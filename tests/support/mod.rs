@@ -624,6 +624,11 @@ impl Cluster {
         tail(&self.server(id).log_path, lines)
     }
 
+    /// The pid of server `id`'s running process.
+    pub fn pid(&self, id: u64) -> u32 {
+        self.server(id).child.as_ref().expect("running").id()
+    }
+
     /// Server `id`'s whole log.
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(&self.server(id).log_path).unwrap_or_default()
