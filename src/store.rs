@@ -21,6 +21,7 @@ pub mod inspect;
 pub mod reader;
 mod recovery;
 mod segment;
+mod small_file;
 mod snapshot;
 mod txnlog;
 mod writer;

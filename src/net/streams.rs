@@ -23,20 +23,26 @@ pub const SNAP_CHUNK_BYTES: usize = 1024 * 1024;
 const SNAP_CHANNEL_CHUNKS: usize = 4;
 
 impl<M: Machine> EventLoop<M> {
+    /// Queues a new stream on the connection to `to`, ahead of anything sent to it later;
+    /// returns the producer's end, or `None` when `to` is not connected (dropped, like any
+    /// send to a closed connection).
+    fn open_stream(&mut self, to: PeerId) -> Option<crossbeam_channel::Sender<StreamItem>> {
+        let token = *self.peers.get(&to)?;
+        let conn = self.conns.get_mut(&token)?;
+        let (tx, rx) = crossbeam_channel::bounded::<StreamItem>(SNAP_CHANNEL_CHUNKS);
+        conn.queue_stream(rx);
+        self.streaming.insert(token);
+        Some(tx)
+    }
+
     /// Streams a snapshot to `to` from a thread of its own: the tree (a cheap persistent
     /// clone) is encoded a chunk at a time into a small bounded channel, and the loop moves
     /// chunks to the socket as it drains. Clients are not held up by the encoding, and a
     /// tree of any size needs only a few chunks of memory here.
     pub(super) fn send_snapshot(&mut self, to: PeerId, zxid: Zxid, tree: ZTree) {
-        let Some(&token) = self.peers.get(&to) else {
+        let Some(tx) = self.open_stream(to) else {
             return;
         };
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return;
-        };
-        let (tx, rx) = crossbeam_channel::bounded::<StreamItem>(SNAP_CHANNEL_CHUNKS);
-        conn.queue_stream(rx);
-        self.streaming.insert(token);
         self.metrics.snapshots_sent += 1;
         let waker = self.waker.clone();
         let znodes = tree.len();
@@ -74,15 +80,9 @@ impl<M: Machine> EventLoop<M> {
     /// files no longer hold the range, the connection closes and the follower
     /// synchronises again (then by SNAP).
     pub(super) fn send_log_range(&mut self, to: PeerId, after: Zxid, upto: Zxid) {
-        let Some(&token) = self.peers.get(&to) else {
+        let Some(tx) = self.open_stream(to) else {
             return;
         };
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return;
-        };
-        let (tx, rx) = crossbeam_channel::bounded::<StreamItem>(SNAP_CHANNEL_CHUNKS);
-        conn.queue_stream(rx);
-        self.streaming.insert(token);
         self.metrics.disk_diffs_sent += 1;
         let waker = self.waker.clone();
         let dir = self.config.data_dir.clone();

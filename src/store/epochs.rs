@@ -10,23 +10,24 @@ use std::path::Path;
 
 use byteorder::{BigEndian, ByteOrder};
 
+use super::small_file::SmallFile;
 use super::{write_atomic, StoreError, EPOCHS_FILE, RESYNC_HINT};
 use crate::zab::Zxid;
 
-const MAGIC: &[u8; 4] = b"ZWEP";
-const VERSION: u16 = 1;
-const LEN: usize = 18;
+const FILE: SmallFile = SmallFile {
+    name: EPOCHS_FILE,
+    what: "epochs",
+    magic: b"ZWEP",
+    version: 1,
+    body_len: 8,
+};
 
 /// The epochs file's bytes.
-fn encode(accepted: u32, current: u32) -> [u8; LEN] {
-    let mut b = [0u8; LEN];
-    b[..4].copy_from_slice(MAGIC);
-    BigEndian::write_u16(&mut b[4..6], VERSION);
-    BigEndian::write_u32(&mut b[6..10], accepted);
-    BigEndian::write_u32(&mut b[10..14], current);
-    let crc = crc32fast::hash(&b[..14]);
-    BigEndian::write_u32(&mut b[14..], crc);
-    b
+fn encode(accepted: u32, current: u32) -> Vec<u8> {
+    let mut body = [0u8; 8];
+    BigEndian::write_u32(&mut body[..4], accepted);
+    BigEndian::write_u32(&mut body[4..], current);
+    FILE.encode(&body)
 }
 
 /// Writes both epochs durably and atomically to `dir/epochs`: to a file aside, fsync,
@@ -48,27 +49,9 @@ pub fn save_epochs(dir: &Path, accepted: u32, current: u32) -> io::Result<()> {
 /// # Errors
 /// `Io` on read errors, `Corrupt` when the file does not validate.
 pub fn load(dir: &Path) -> Result<(u32, u32), StoreError> {
-    let path = dir.join(EPOCHS_FILE);
-    let b = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(StoreError::io(&path, e)),
-    };
-    let bad =
-        |offset, what: &str| StoreError::corrupt(&path, offset, format!("{what}: {RESYNC_HINT}"));
-    if b.len() != LEN || &b[..4] != MAGIC {
-        return Err(bad(0, "not an epochs file (bad magic or size)"));
-    }
-    if BigEndian::read_u16(&b[4..6]) != VERSION {
-        return Err(bad(4, "unsupported epochs format version"));
-    }
-    if crc32fast::hash(&b[..14]) != BigEndian::read_u32(&b[14..]) {
-        return Err(bad(14, "epochs checksum mismatch"));
-    }
-    Ok((
-        BigEndian::read_u32(&b[6..10]),
-        BigEndian::read_u32(&b[10..14]),
-    ))
+    Ok(FILE.read(dir)?.map_or((0, 0), |b| {
+        (BigEndian::read_u32(&b[..4]), BigEndian::read_u32(&b[4..]))
+    }))
 }
 
 /// Checks acceptedEpoch >= currentEpoch >= the epoch of the last durable zxid.

@@ -6,28 +6,26 @@
 //! "ZWIN" | version u16 | incarnation u32 | crc32 u32   (14 bytes)
 //! ```
 
-use std::io;
 use std::path::Path;
 
 use byteorder::{BigEndian, ByteOrder};
 
-use super::{write_atomic, StoreError, RESYNC_HINT};
+use super::small_file::SmallFile;
+use super::{write_atomic, StoreError};
 
 /// Name of the boot counter file in a data dir.
 pub const INCARNATION_FILE: &str = "incarnation";
 
-const MAGIC: &[u8; 4] = b"ZWIN";
-const VERSION: u16 = 1;
-const LEN: usize = 14;
+const FILE: SmallFile = SmallFile {
+    name: INCARNATION_FILE,
+    what: "incarnation",
+    magic: b"ZWIN",
+    version: 1,
+    body_len: 4,
+};
 
-fn encode(incarnation: u32) -> [u8; LEN] {
-    let mut b = [0u8; LEN];
-    b[..4].copy_from_slice(MAGIC);
-    BigEndian::write_u16(&mut b[4..6], VERSION);
-    BigEndian::write_u32(&mut b[6..10], incarnation);
-    let crc = crc32fast::hash(&b[..10]);
-    BigEndian::write_u32(&mut b[10..], crc);
-    b
+fn encode(incarnation: u32) -> Vec<u8> {
+    FILE.encode(&incarnation.to_be_bytes())
 }
 
 /// Reads the last boot's number from `dir`; 0 if the file does not exist.
@@ -35,24 +33,7 @@ fn encode(incarnation: u32) -> [u8; LEN] {
 /// # Errors
 /// `Io` on read errors, `Corrupt` when the file does not validate.
 pub fn load(dir: &Path) -> Result<u32, StoreError> {
-    let path = dir.join(INCARNATION_FILE);
-    let b = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(StoreError::io(&path, e)),
-    };
-    let bad =
-        |offset, what: &str| StoreError::corrupt(&path, offset, format!("{what}: {RESYNC_HINT}"));
-    if b.len() != LEN || &b[..4] != MAGIC {
-        return Err(bad(0, "not an incarnation file (bad magic or size)"));
-    }
-    if BigEndian::read_u16(&b[4..6]) != VERSION {
-        return Err(bad(4, "unsupported incarnation format version"));
-    }
-    if crc32fast::hash(&b[..10]) != BigEndian::read_u32(&b[10..]) {
-        return Err(bad(10, "incarnation checksum mismatch"));
-    }
-    Ok(BigEndian::read_u32(&b[6..10]))
+    Ok(FILE.read(dir)?.map_or(0, |body| BigEndian::read_u32(&body)))
 }
 
 /// Raises the boot counter by one, durably (aside, fsync, rename, fsync dir), and returns

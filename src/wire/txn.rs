@@ -194,6 +194,10 @@ impl TxnOp {
             TxnOp::Delete {
                 path,
                 expected_version,
+            }
+            | TxnOp::Check {
+                path,
+                expected_version,
             } => {
                 put_str(out, path);
                 out.write_i32::<BigEndian>(expected_version.unwrap_or(-1))
@@ -219,14 +223,6 @@ impl TxnOp {
                 put_str(out, receiver);
                 put_str(out, timestamp);
                 put_str(out, clients);
-            }
-            TxnOp::Check {
-                path,
-                expected_version,
-            } => {
-                put_str(out, path);
-                out.write_i32::<BigEndian>(expected_version.unwrap_or(-1))
-                    .unwrap();
             }
             TxnOp::Multi { ops } => {
                 out.write_u32::<BigEndian>(ops.len() as u32).unwrap();
