@@ -4,7 +4,8 @@
 //! which other threads reach a running loop. Below `net`, `http` and `runtime`, which all
 //! use it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -75,6 +76,8 @@ pub enum LoopMsg {
         op: TxnOp,
         reply: Sender<WriteReply>,
     },
+    /// A client wants a linearizable read; the answer is the zxid to read at.
+    Sync { reply: Sender<WriteReply> },
     /// A client heartbeated this session (no answer: the leader decides expiry).
     Touch { session: u64 },
     /// Stop the server.
@@ -93,6 +96,38 @@ pub struct Handle {
     /// Rung by the loop after every publish (a bounded(1) doorbell: rings coalesce); the
     /// HTTP front's watch notifier waits on it.
     pub published: Receiver<()>,
+    /// The applied zxid of the newest published view, for reads that must wait for one.
+    pub applied: Arc<Applied>,
+}
+
+/// The applied zxid of the newest published view, with a way to wait for it to reach a
+/// point (a read with `min_zxid`, or after a sync).
+#[derive(Debug, Default)]
+pub struct Applied {
+    zxid: Mutex<Zxid>,
+    moved: Condvar,
+}
+
+impl Applied {
+    /// The loop published a view applied up to `zxid`.
+    pub fn set(&self, zxid: Zxid) {
+        let mut z = self.zxid.lock().unwrap_or_else(|e| e.into_inner());
+        if zxid > *z {
+            *z = zxid;
+            self.moved.notify_all();
+        }
+    }
+
+    /// Waits until the published view has applied `zxid`, at most `limit`; returns
+    /// whether it has.
+    pub fn wait_for(&self, zxid: Zxid, limit: Duration) -> bool {
+        let z = self.zxid.lock().unwrap_or_else(|e| e.into_inner());
+        let (z, _) = self
+            .moved
+            .wait_timeout_while(z, limit, |z| *z < zxid)
+            .unwrap_or_else(|e| e.into_inner());
+        *z >= zxid
+    }
 }
 
 impl Handle {
@@ -105,6 +140,14 @@ impl Handle {
     pub fn submit(&self, op: TxnOp) -> Option<Receiver<WriteReply>> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.tx.try_send(LoopMsg::Write { op, reply }).ok()?;
+        let _ = self.waker.wake();
+        Some(rx)
+    }
+
+    /// Asks the loop for a sync; `None` when its queue is full (answer 503).
+    pub fn sync(&self) -> Option<Receiver<WriteReply>> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx.try_send(LoopMsg::Sync { reply }).ok()?;
         let _ = self.waker.wake();
         Some(rx)
     }

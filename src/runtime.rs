@@ -10,7 +10,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use log::{error, info};
 
-use crate::channels::{Handle, LoopMsg, View};
+use crate::channels::{Applied, Handle, LoopMsg, View};
 use crate::config::Config;
 use crate::http::{self, HttpConfig, HttpServer};
 use crate::net::{EventLoop, LoopError, LoopSetup, WAKER};
@@ -101,11 +101,14 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         config.clone(),
     ))));
     let (published_tx, published) = crossbeam_channel::bounded(1);
+    let applied = Arc::new(Applied::default());
+    applied.set(core.status().last_applied);
     let handle = Handle {
         view: view.clone(),
         tx,
         waker: waker.clone(),
         published,
+        applied: applied.clone(),
     };
     let http_cfg = HttpConfig {
         threads: config.http_threads,
@@ -126,6 +129,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         view,
         waker: waker.clone(),
         published: published_tx,
+        applied,
     };
     let event_loop = EventLoop::new(core, setup);
     let event_loop = std::thread::Builder::new()

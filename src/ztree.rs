@@ -73,6 +73,9 @@ pub enum OpOk {
     SessionCreated { session: u64, timeout_ms: u32 },
     /// Closed (or expired) a session; these ephemeral znodes went with it.
     SessionClosed { session: u64, deleted: Vec<String> },
+    /// A sync: this server has applied everything the leader had committed when it took
+    /// the sync (not a txn; the zxid of the answer says how far).
+    Synced,
 }
 
 /// Why a txn did not change the tree. These are client results, not server errors.

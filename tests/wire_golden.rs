@@ -67,6 +67,19 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
         ),
         ("newleader", PeerMsg::NewLeader { zxid: z(2, 0) }),
         (
+            "sync",
+            PeerMsg::Sync {
+                req: 0x3_0000_0000_0011,
+            },
+        ),
+        (
+            "syncreply",
+            PeerMsg::SyncReply {
+                req: 0x3_0000_0000_0011,
+                zxid: z(2, 9),
+            },
+        ),
+        (
             "touch",
             PeerMsg::Touch {
                 sessions: vec![0x2_0000_0001, 0x2_0000_0007],
@@ -275,7 +288,7 @@ fn every_message_type_has_a_golden_frame() {
     names.dedup();
     assert_eq!(
         names.len(),
-        18,
+        20,
         "one golden frame per message type: {names:?}"
     );
 }

@@ -142,6 +142,8 @@ ENCODE
         snapchunk     (--bytes TEXT | --bytes-file PATH)   (the next bytes of the tree)
         snapend       --total N --crc N                (CRC-32 of the chunks, 0x-hex or decimal)
         touch         [--sessions ID,ID,...]            (session ids heard from, 0x-hex or decimal)
+        sync          --req N                          (a follower asks the leader's commit point)
+        syncreply     --req N [--zxid 0]               (the leader's commit point)
         request       --req N OP
         proposal      --zxid Z [--prev 0] [--time MS 0] [--origin SERVER/REQ 0/0] OP
     OP is one of (version: absent = any version):
@@ -337,6 +339,8 @@ fn describe(msg: &PeerMsg) -> String {
         } => format!("accepted_epoch={accepted_epoch} last_zxid={last_zxid}"),
         PeerMsg::Snap { zxid } => format!("zxid={zxid}"),
         PeerMsg::SnapChunk { bytes } => format!("bytes={}", bytes.len()),
+        PeerMsg::Sync { req } => format!("req={req}"),
+        PeerMsg::SyncReply { req, zxid } => format!("req={req} zxid={zxid}"),
         PeerMsg::Touch { sessions } => {
             let ids: Vec<String> = sessions.iter().map(|s| format!("{s:#x}")).collect();
             format!("sessions=[{}]", ids.join(","))
@@ -510,6 +514,13 @@ fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
         },
         "snapchunk" => PeerMsg::SnapChunk {
             bytes: chunk_bytes(o)?,
+        },
+        "sync" => PeerMsg::Sync {
+            req: o.req_num("req")?,
+        },
+        "syncreply" => PeerMsg::SyncReply {
+            req: o.req_num("req")?,
+            zxid: o.zxid("zxid")?,
         },
         "touch" => PeerMsg::Touch {
             sessions: o

@@ -25,6 +25,8 @@ pub enum Route {
     GetZnode {
         /// The decoded, valid znode path.
         path: String,
+        /// How fresh the read must be.
+        freshness: Freshness,
     },
     /// A write to submit to the event loop (create, set, delete, multi, a session's open
     /// or close, or `POST /metadata`).
@@ -43,6 +45,18 @@ pub enum Route {
     Watch(Watch),
 }
 
+/// How fresh a read must be. The default reads this server's applied tree at once
+/// (sequentially consistent: never older than what this server showed before).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Freshness {
+    /// `?sync=true`: first learn the leader's commit point through the Zab order, then
+    /// read once this server has applied it (linearizable, as ZooKeeper's sync + read).
+    pub sync: bool,
+    /// `?min_zxid=Z`: read once this server has applied `Z` (monotonic reads for a client
+    /// that moves between servers: pass the highest zxid it has seen).
+    pub min_zxid: Option<Zxid>,
+}
+
 /// The endpoints, for `GET /` and for 404 answers.
 pub const INDEX_TEXT: &str = "\
 ZooWeeper HTTP API. Every error is JSON {\"error\": ..., \"code\": ...}.
@@ -50,7 +64,8 @@ GET    /                              this list
 GET    /status                        role, leader, epoch, zxids, ensemble
 GET    /metadata                      the original ZooWeeper's view: server row, then one row per broker process
 POST   /metadata                      record a broker process: {\"Metadata\": {\"SenderIp\", \"ReceiverIp\", \"Timestamp\", \"Clients\"}}
-GET    /znodes/<path>                 read a znode: {path, data, stat, children}
+GET    /znodes/<path>                 read a znode: {path, data, stat, children};
+                                      ?sync=true linearizable, ?min_zxid=Z at least Z applied
 POST   /znodes/<path>                 create a znode; body = data; query: sequential=true,
                                       ephemeral=true&session=<id>, container=true, ttl_ms=N
 PUT    /znodes/<path>[?version=N]     replace a znode's data; body = data
@@ -272,8 +287,19 @@ fn znode_route(
     };
     match method {
         Method::Get => {
-            query_param(query, None, "GET /znodes")?;
-            Ok(Route::GetZnode { path })
+            let mut freshness = Freshness::default();
+            for (key, value) in query {
+                match key.as_str() {
+                    "sync" => freshness.sync = ops::parse_flag("sync", Some(value))?,
+                    "min_zxid" => freshness.min_zxid = Some(parse_zxid("min_zxid", value)?),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown query parameter {other:?}: GET /znodes takes sync and min_zxid"
+                        )))
+                    }
+                }
+            }
+            Ok(Route::GetZnode { path, freshness })
         }
         Method::Post => {
             let mode = ops::create_mode(query)?;
@@ -307,6 +333,22 @@ fn znode_route(
     }
 }
 
+/// A zxid in a query: `0x`-hex or decimal.
+fn parse_zxid(name: &str, value: &str) -> Result<Zxid, ApiError> {
+    let parsed = match value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => value.parse().ok(),
+    };
+    parsed.map(Zxid).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{name} must be a zxid (0x-hex or decimal), not {value:?}"
+        ))
+    })
+}
+
 /// `GET /watch/<path>?kind=data|children|tree&after=<zxid>&timeout_ms=N`.
 fn watch_route(rest: &str, query: &[(String, String)]) -> Result<Route, ApiError> {
     let mut w = Watch {
@@ -329,21 +371,7 @@ fn watch_route(rest: &str, query: &[(String, String)]) -> Result<Route, ApiError
                     }
                 }
             }
-            "after" => {
-                let parsed = match value
-                    .strip_prefix("0x")
-                    .or_else(|| value.strip_prefix("0X"))
-                {
-                    Some(hex) => u64::from_str_radix(hex, 16).ok(),
-                    None => value.parse().ok(),
-                };
-                let z = parsed.ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "after must be a zxid (0x-hex or decimal), not {value:?}"
-                    ))
-                })?;
-                w.after = Some(Zxid(z));
-            }
+            "after" => w.after = Some(parse_zxid("after", value)?),
             "timeout_ms" => {
                 w.timeout_ms = value
                     .parse::<u64>()
@@ -513,14 +541,40 @@ mod tests {
         for url in ["/znodes", "/znodes/"] {
             assert_eq!(
                 route(&Method::Get, url, b""),
-                Ok(Route::GetZnode { path: "/".into() })
+                Ok(Route::GetZnode {
+                    path: "/".into(),
+                    freshness: Freshness::default()
+                })
             );
         }
         assert_eq!(
             route(&Method::Get, "/znodes/a/b", b""),
             Ok(Route::GetZnode {
-                path: "/a/b".into()
+                path: "/a/b".into(),
+                freshness: Freshness::default()
             })
+        );
+        assert_eq!(
+            route(
+                &Method::Get,
+                "/znodes/a?sync=true&min_zxid=0x100000003",
+                b""
+            ),
+            Ok(Route::GetZnode {
+                path: "/a".into(),
+                freshness: Freshness {
+                    sync: true,
+                    min_zxid: Some(Zxid(0x1_0000_0003))
+                }
+            })
+        );
+        assert_eq!(
+            err(Method::Get, "/znodes/a?min_zxid=soon", b""),
+            (400, "bad_request")
+        );
+        assert_eq!(
+            err(Method::Get, "/znodes/a?sync=maybe", b""),
+            (400, "bad_request")
         );
     }
 
@@ -529,7 +583,8 @@ mod tests {
         assert_eq!(
             route(&Method::Get, "/znodes/caf%C3%A9/a%20b", b""),
             Ok(Route::GetZnode {
-                path: "/café/a b".into()
+                path: "/café/a b".into(),
+                freshness: Freshness::default()
             })
         );
         assert_eq!(err(Method::Get, "/znodes/a%2", b""), (400, "bad_path"));

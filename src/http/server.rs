@@ -21,7 +21,7 @@ use super::api::{
     ZnodeJson,
 };
 use super::metadata::{metadata_rows, status_json};
-use super::route::{check_declared_length, route, Route, INDEX_TEXT};
+use super::route::{check_declared_length, route, Freshness, Route, INDEX_TEXT};
 use super::watch::{self, Notifier, Watch};
 use super::HttpConfig;
 use crate::channels::Handle;
@@ -97,6 +97,9 @@ impl HttpServer {
 pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<HttpServer> {
     start_with_io_timeout(addr, handle, cfg, SOCKET_IO_TIMEOUT)
 }
+
+/// Longest a read waits for this server to apply the zxid it needs.
+pub const FRESH_WAIT: Duration = Duration::from_secs(5);
 
 /// Read/write timeout of every client connection.
 pub const SOCKET_IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -304,14 +307,17 @@ impl Worker {
                 200,
                 &metadata_rows(&self.handle.view(), self.port),
             )),
-            Route::GetZnode { path } => match self.handle.view().tree.get(&path) {
-                Some(node) => Ok(Answer::json(200, &ZnodeJson::new(&path, &node))),
-                None => Err(ApiError::new(
-                    404,
-                    "no_node",
-                    format!("znode {path:?} does not exist"),
-                )),
-            },
+            Route::GetZnode { path, freshness } => {
+                self.fresh_enough(freshness)?;
+                match self.handle.view().tree.get(&path) {
+                    Some(node) => Ok(Answer::json(200, &ZnodeJson::new(&path, &node))),
+                    None => Err(ApiError::new(
+                        404,
+                        "no_node",
+                        format!("znode {path:?} does not exist"),
+                    )),
+                }
+            }
             Route::Write(op) => {
                 // Any request of a session's counts as its heartbeat, as in ZooKeeper.
                 if let TxnOp::Create {
@@ -343,6 +349,36 @@ impl Worker {
                 ))
             }
         }
+    }
+
+    /// Waits (bounded) until this server's view is as fresh as the read asks: after a
+    /// sync, the leader's commit point; with `min_zxid`, that zxid.
+    ///
+    /// # Errors
+    /// 503 `no_leader`/`busy`/`uncertain` when the sync fails, 503 `behind` when this
+    /// server does not apply the point within [`FRESH_WAIT`].
+    fn fresh_enough(&self, freshness: Freshness) -> Result<(), ApiError> {
+        let mut need = freshness.min_zxid.unwrap_or(Zxid::ZERO);
+        if freshness.sync {
+            let reply = self.handle.sync().ok_or_else(ApiError::busy)?;
+            match reply.recv_timeout(self.cfg.write_timeout) {
+                Ok((zxid, Ok(_))) => need = need.max(zxid),
+                Ok((_, Err(e))) => return Err(ApiError::from_client_error(&e, "")),
+                Err(_) => return Err(ApiError::timeout(self.cfg.write_timeout.as_millis())),
+            }
+        }
+        if need == Zxid::ZERO || self.handle.applied.wait_for(need, FRESH_WAIT) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            503,
+            "behind",
+            format!(
+                "this server has not applied zxid {:#x} within {} ms; retry, or ask another server",
+                need.0,
+                FRESH_WAIT.as_millis()
+            ),
+        ))
     }
 
     /// Passes the heartbeat to the loop (and so to the leader) for a session this server
@@ -464,7 +500,7 @@ fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
                 zxid,
             },
         ),
-        OpOk::Checked => Answer::json(200, &serde_json::json!({ "zxid": zxid })),
+        OpOk::Checked | OpOk::Synced => Answer::json(200, &serde_json::json!({ "zxid": zxid })),
         OpOk::Multi(results) => Answer::json(
             200,
             &MultiJson {
@@ -608,6 +644,7 @@ mod tests {
                 tx: tx.clone(),
                 waker,
                 published: bounded(1).1,
+                applied: Default::default(),
             };
             let loop_thread = apply.then(|| {
                 let rx = rx.clone();
@@ -908,6 +945,7 @@ mod tests {
             tx,
             waker,
             published: bounded(1).1,
+            applied: Default::default(),
         };
         let cfg = HttpConfig {
             threads: 1,

@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::conn::{Conn, READ_CHUNK};
 use super::peers::{Dialer, BACKOFF_MIN_MS, HANDSHAKE_TIMEOUT_MS};
 use super::{Machine, PendingWrite};
-use crate::channels::{LoopMsg, Metrics, View, WriteReply};
+use crate::channels::{Applied, LoopMsg, Metrics, View, WriteReply};
 use crate::config::Config;
 use crate::store::{self, StoreCmd, StoreEvent};
 use crate::wire::PeerMsg;
@@ -73,6 +73,8 @@ pub struct LoopSetup {
     pub waker: Arc<Waker>,
     /// Rung after every publish (see [`crate::channels::Handle::published`]).
     pub published: Sender<()>,
+    /// Set to the applied zxid of every published view.
+    pub applied: Arc<Applied>,
 }
 
 /// The event loop of one server. Build with [`EventLoop::new`], then [`EventLoop::run`].
@@ -87,6 +89,7 @@ pub struct EventLoop<M: Machine> {
     view: Arc<RwLock<Arc<View>>>,
     pub(super) waker: Arc<Waker>,
     published: Sender<()>,
+    applied: Arc<Applied>,
     /// Connections with a snapshot stream (or frames behind one) still to send.
     pub(super) streaming: BTreeSet<Token>,
     pub(super) conns: HashMap<Token, Conn>,
@@ -145,6 +148,7 @@ impl<M: Machine> EventLoop<M> {
             view: setup.view,
             waker: setup.waker,
             published: setup.published,
+            applied: setup.applied,
             streaming: BTreeSet::new(),
             conns: HashMap::new(),
             peers: BTreeMap::new(),
@@ -363,6 +367,11 @@ impl<M: Machine> EventLoop<M> {
         result: Result<OpOk, ClientError>,
     ) {
         let ms = req.started.elapsed().as_secs_f64() * 1000.0;
+        if matches!(result, Ok(OpOk::Synced)) {
+            // A sync is a read's first step, not a write: no write figures.
+            self.answers.push((req, (zxid, result)));
+            return;
+        }
         let m = &mut self.metrics;
         m.write_latency_min_ms = if m.writes_answered == 0 {
             ms
@@ -404,6 +413,13 @@ impl<M: Machine> EventLoop<M> {
                     self.feed(Input::Client { req, op })?;
                 }
                 LoopMsg::Touch { session } => self.feed(Input::Touch { session })?,
+                LoopMsg::Sync { reply } => {
+                    let req = PendingWrite {
+                        reply,
+                        started: Instant::now(),
+                    };
+                    self.feed(Input::Sync { req })?;
+                }
                 LoopMsg::Shutdown => return Ok(Flow::Stop),
             }
         }
@@ -417,15 +433,18 @@ impl<M: Machine> EventLoop<M> {
         }
         self.dirty = false;
         let (changes, changes_floor) = self.machine.changes();
+        let status = self.machine.status();
+        let applied = status.last_applied;
         let view = View {
             tree: self.machine.tree().clone(),
-            status: self.machine.status(),
+            status,
             metrics: self.metrics.clone(),
             config: self.config.clone(),
             changes,
             changes_floor,
         };
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+        self.applied.set(applied);
         // Full means a ring is already pending: the watcher will read this view too.
         let _ = self.published.try_send(());
     }

@@ -119,6 +119,7 @@ impl Node {
             config.clone(),
         ))));
         let (published_tx, published) = crossbeam_channel::bounded(1);
+        let applied = Arc::new(crate::channels::Applied::default());
         let setup = LoopSetup {
             config,
             poll,
@@ -129,6 +130,7 @@ impl Node {
             view: view.clone(),
             waker: waker.clone(),
             published: published_tx,
+            applied: applied.clone(),
         };
         let event_loop = EventLoop::new(machine, setup);
         let thread = std::thread::spawn(move || {
@@ -141,6 +143,7 @@ impl Node {
                 tx,
                 waker,
                 published,
+                applied,
             },
             seen,
             thread: Some(thread),

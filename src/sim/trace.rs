@@ -110,6 +110,8 @@ pub fn msg(m: &PeerMsg) -> String {
         PeerMsg::Snap { zxid } => format!("SNAP {zxid}"),
         PeerMsg::SnapChunk { bytes } => format!("SNAPCHUNK ({}B)", bytes.len()),
         PeerMsg::Touch { sessions } => format!("TOUCH {} sessions", sessions.len()),
+        PeerMsg::Sync { req } => format!("SYNC req={req}"),
+        PeerMsg::SyncReply { req, zxid } => format!("SYNCREPLY req={req} {zxid}"),
         PeerMsg::SnapEnd { total_bytes, crc } => format!("SNAPEND {total_bytes}B crc={crc:08x}"),
         PeerMsg::LeaderInfo { epoch } => format!("LEADERINFO e{epoch}"),
         PeerMsg::AckEpoch {
@@ -133,6 +135,7 @@ pub fn input(i: &Input) -> String {
         Input::Durable { seq } => format!("durable seq={seq}"),
         Input::LogTrimmed { through } => format!("log-trimmed through {through}"),
         Input::Touch { session } => format!("touch session {session:#x}"),
+        Input::Sync { req } => format!("sync req={req}"),
     }
 }
 

@@ -49,6 +49,10 @@ pub const SNAPCHUNK: u8 = 34;
 pub const SNAPEND: u8 = 35;
 /// TOUCH: sessions heard from by a follower (ZooWeeper's own code).
 pub const TOUCH: u8 = 36;
+/// SYNC: a follower asks the leader's commit point for a linearizable read.
+pub const SYNC: u8 = 37;
+/// SYNCREPLY: the leader's commit point, in order after the COMMITs up to it.
+pub const SYNCREPLY: u8 = 38;
 
 /// Most session ids in one TOUCH.
 pub const MAX_TOUCH_SESSIONS: usize = 100_000;
@@ -85,6 +89,8 @@ pub fn msg_type_code(msg: &PeerMsg) -> u8 {
         PeerMsg::SnapChunk { .. } => SNAPCHUNK,
         PeerMsg::SnapEnd { .. } => SNAPEND,
         PeerMsg::Touch { .. } => TOUCH,
+        PeerMsg::Sync { .. } => SYNC,
+        PeerMsg::SyncReply { .. } => SYNCREPLY,
         PeerMsg::LeaderInfo { .. } => LEADERINFO,
         PeerMsg::AckEpoch { .. } => ACKEPOCH,
     }
@@ -111,6 +117,8 @@ pub fn type_name(code: u8) -> Option<&'static str> {
         SNAPCHUNK => "SNAPCHUNK",
         SNAPEND => "SNAPEND",
         TOUCH => "TOUCH",
+        SYNC => "SYNC",
+        SYNCREPLY => "SYNCREPLY",
         _ => return None,
     })
 }
@@ -171,6 +179,11 @@ pub fn encode_payload(msg: &PeerMsg, out: &mut Vec<u8>) {
         PeerMsg::SnapEnd { total_bytes, crc } => {
             put_u64(out, *total_bytes);
             put_u32(out, *crc);
+        }
+        PeerMsg::Sync { req } => put_u64(out, *req),
+        PeerMsg::SyncReply { req, zxid } => {
+            put_u64(out, *req);
+            put_u64(out, zxid.0);
         }
         PeerMsg::Touch { sessions } => {
             put_u32(out, sessions.len() as u32);
@@ -290,6 +303,11 @@ fn decode_discovery_or_snap(code: u8, r: &mut Reader<'_>) -> Result<PeerMsg, Dec
         SNAPEND => PeerMsg::SnapEnd {
             total_bytes: r.u64()?,
             crc: r.u32()?,
+        },
+        SYNC => PeerMsg::Sync { req: r.u64()? },
+        SYNCREPLY => PeerMsg::SyncReply {
+            req: r.u64()?,
+            zxid: read_zxid(r)?,
         },
         TOUCH => {
             let n = r.u32()? as usize;

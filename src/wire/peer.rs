@@ -78,6 +78,12 @@ pub enum PeerMsg {
     Snap { zxid: Zxid },
     /// SNAPCHUNK (34): the next bytes of the serialized tree (`ZTree::encode`'s layout).
     SnapChunk { bytes: Vec<u8> },
+    /// SYNC (37): follower -> leader, a client asks for a linearizable read; `req` is the
+    /// follower's request number.
+    Sync { req: u64 },
+    /// SYNCREPLY (38): leader -> follower, the leader's commit point when it took SYNC
+    /// `req`; every COMMIT up to it was sent before this frame.
+    SyncReply { req: u64, zxid: Zxid },
     /// TOUCH (36): follower -> leader, the sessions this follower's clients heartbeated
     /// since the last TOUCH (at most [`crate::wire::codec::MAX_TOUCH_SESSIONS`]).
     Touch { sessions: Vec<u64> },
@@ -115,6 +121,8 @@ impl PeerMsg {
             PeerMsg::SnapChunk { .. } => "SNAPCHUNK",
             PeerMsg::SnapEnd { .. } => "SNAPEND",
             PeerMsg::Touch { .. } => "TOUCH",
+            PeerMsg::Sync { .. } => "SYNC",
+            PeerMsg::SyncReply { .. } => "SYNCREPLY",
             PeerMsg::LeaderInfo { .. } => "LEADERINFO",
             PeerMsg::AckEpoch { .. } => "ACKEPOCH",
         }

@@ -139,6 +139,10 @@ pub enum Input<R = ReqId> {
     Client { req: R, op: TxnOp },
     /// The store made every log operation up to number `seq` durable.
     Durable { seq: u64 },
+    /// A client wants a linearizable read: `req` is answered (`OpOk::Synced`) with a zxid
+    /// at least the leader's commit point when the leader took it, once this server has
+    /// applied that far.
+    Sync { req: R },
     /// A client of this server heartbeated session `session` (the leader decides expiry
     /// from these: its own, and those its followers pass on in TOUCH).
     Touch { session: u64 },
@@ -383,6 +387,7 @@ impl<R> Core<R> {
                 Ok(())
             }
             Input::Touch { session } => self.on_touch(session),
+            Input::Sync { req } => self.on_sync(req),
         };
     }
 
@@ -700,6 +705,40 @@ impl<R> Core<R> {
             _ => self.reply_err(req, ClientError::NoLeader),
         }
         Ok(())
+    }
+
+    fn on_sync(&mut self, req: R) -> Step {
+        match &self.state {
+            State::Leading(l) if l.serving() => {
+                let zxid = self.committed;
+                self.emit(Action::Reply {
+                    req,
+                    zxid,
+                    result: Ok(OpOk::Synced),
+                });
+            }
+            State::Following(f) if f.serving() => {
+                let leader = f.leader;
+                let id = self.new_req();
+                self.waiting.insert(id, req);
+                self.send(leader, PeerMsg::Sync { req: id });
+            }
+            _ => self.reply_err(req, ClientError::NoLeader),
+        }
+        Ok(())
+    }
+
+    /// The leader's answer to our SYNC: everything up to `zxid` was committed before it,
+    /// and its COMMITs came first on this link, so the tree here has it already (the
+    /// shell still reads only once its view has applied `zxid`).
+    pub(super) fn on_sync_reply(&mut self, req: ReqId, zxid: Zxid) {
+        if let Some(r) = self.waiting.remove(&req) {
+            self.emit(Action::Reply {
+                req: r,
+                zxid,
+                result: Ok(OpOk::Synced),
+            });
+        }
     }
 
     fn on_touch(&mut self, session: u64) -> Step {

@@ -205,6 +205,10 @@ impl<R> Core<R> {
             }
             (PeerMsg::NewLeader { zxid }, Phase::Sync) => self.on_new_leader(zxid),
             (PeerMsg::Commit { zxid }, p) if p != Phase::Discovery => self.on_commit(zxid),
+            (PeerMsg::SyncReply { req, zxid }, Phase::Broadcast { .. }) => {
+                self.on_sync_reply(req, zxid);
+                Ok(())
+            }
             (PeerMsg::UpToDate { commit, digest }, Phase::Synced { zxid }) => {
                 self.on_up_to_date(from, zxid, commit, digest)
             }

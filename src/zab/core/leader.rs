@@ -209,6 +209,11 @@ impl<R> Core<R> {
             PeerMsg::Request { req, op } => self.on_request(from, req, op),
             PeerMsg::Ping { .. } => Ok(()),
             PeerMsg::Touch { sessions } => self.leader_touch(&sessions),
+            PeerMsg::Sync { req } => {
+                let zxid = self.committed;
+                self.send(from, PeerMsg::SyncReply { req, zxid });
+                Ok(())
+            }
             other => {
                 self.disconnect(from, format!("{} sent to the leader", other.name()));
                 Ok(())

@@ -957,3 +957,29 @@ fn ephemeral_free_create(path: &str) -> TxnOp {
         ephemeral_owner: 0,
     }
 }
+
+// Phase 3 (broadcast), sync: a follower's sync is answered with at least the leader's
+// commit point when the leader took it, after the follower has applied that far.
+#[test]
+fn a_sync_through_a_follower_answers_with_the_leaders_commit_point() {
+    let mut e = Ens::new(3);
+    let leader = e.elect();
+    let follower = e.live().into_iter().find(|&i| i != leader).unwrap();
+    e.write(leader, 1, "/a");
+    e.hold_durable.insert(follower);
+    e.write(leader, 2, "/b");
+    e.settle_briefly();
+    let committed = e.core(leader).status().last_committed;
+    e.input(follower, Input::Sync { req: 3 });
+    e.settle_briefly();
+    match e.replied(follower, 3) {
+        Some((_, z, Ok(OpOk::Synced))) => {
+            assert!(*z >= committed, "{z} < {committed}");
+            assert!(e.core(follower).status().last_applied >= *z);
+        }
+        other => panic!("sync: {other:?}"),
+    }
+    let lonely = e.core(leader).status().last_committed;
+    e.input(leader, Input::Sync { req: 4 });
+    assert!(matches!(e.replied(leader, 4), Some((_, z, Ok(OpOk::Synced))) if *z == lonely));
+}
