@@ -4,12 +4,14 @@
 //! which other threads reach a running loop. Below `net`, `http` and `runtime`, which all
 //! use it.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Config;
+use crate::histogram::Histogram;
 use crate::wire::TxnOp;
 use crate::zab::{ClientError, Status, Zxid};
 use crate::ztree::{OpOk, WatchEvent, ZTree};
@@ -31,6 +33,16 @@ pub struct Metrics {
     pub fsynced_txns: u64,
     /// Snapshot streams (SNAP synchronisations) started to followers.
     pub snapshots_sent: u64,
+    /// Client write latency from arrival at the loop to answer, by op, in seconds.
+    pub write_seconds: BTreeMap<&'static str, Histogram>,
+    /// Time the log writer's fsync took, per batch, in seconds.
+    pub fsync_seconds: Option<Histogram>,
+    /// Elections this server entered (became LOOKING).
+    pub elections: u64,
+    /// Time from becoming LOOKING to a decided vote, in seconds.
+    pub election_seconds: Option<Histogram>,
+    /// Bytes read from and written to each peer, over every connection so far.
+    pub peer_bytes: BTreeMap<u64, (u64, u64)>,
     /// DIFFs (or TRUNCs) that read txns from the log files.
     pub disk_diffs_sent: u64,
 }

@@ -11,12 +11,14 @@
 //! | `metadata` | rendering `/metadata` and `/status` from a view (pure) |
 //! | `server`   | the listener, the workers, shutdown                    |
 //! | `watch`    | long-poll watches, parked on one notifier thread       |
+//! | `prometheus` | `/metrics` in Prometheus' text format (pure)         |
 //!
 //! [`View`]: crate::channels::View
 
 pub mod api;
 pub mod metadata;
 pub mod ops;
+pub mod prometheus;
 pub mod route;
 mod server;
 pub mod watch;

@@ -23,6 +23,7 @@
 pub mod channels;
 pub mod client;
 pub mod config;
+pub mod histogram;
 pub mod http;
 pub mod net;
 pub mod runtime;

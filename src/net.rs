@@ -36,6 +36,8 @@ pub struct PendingWrite {
     pub reply: Sender<WriteReply>,
     /// When the write reached the loop.
     pub started: Instant,
+    /// The op's name, for the latency figures (`create`, `sync`, ...).
+    pub op: &'static str,
 }
 
 /// What the event loop drives: the Zab [`Core`] in a server, a scripted stand-in in the

@@ -167,7 +167,12 @@ pub enum StoreCmd {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
     /// Every log op up to `seq` is written and fsynced; `txns` were appended in this fsync.
-    Durable { seq: u64, txns: usize },
+    Durable {
+        seq: u64,
+        txns: usize,
+        /// How long the batch's write and fsync took, in µs.
+        fsync_us: u64,
+    },
     /// The snapshot at `zxid` is durable (and older files past retention are gone).
     SnapshotWritten { zxid: Zxid },
     /// Retention deleted the log files holding txns up to `through`.

@@ -21,6 +21,8 @@ pub enum Route {
     Status,
     /// `GET /metadata`: the original system's view of the tree.
     Metadata,
+    /// `GET /metrics`: figures in Prometheus' text format.
+    Metrics,
     /// `GET /znodes/<path>`: read one znode.
     GetZnode {
         /// The decoded, valid znode path.
@@ -62,6 +64,7 @@ pub const INDEX_TEXT: &str = "\
 ZooWeeper HTTP API. Every error is JSON {\"error\": ..., \"code\": ...}.
 GET    /                              this list
 GET    /status                        role, leader, epoch, zxids, ensemble
+GET    /metrics                       figures in Prometheus' text format
 GET    /metadata                      the original ZooWeeper's view: server row, then one row per broker process
 POST   /metadata                      record a broker process: {\"Metadata\": {\"SenderIp\", \"ReceiverIp\", \"Timestamp\", \"Clients\"}}
 GET    /znodes/<path>                 read a znode: {path, data, stat, children};
@@ -119,6 +122,11 @@ pub fn route(method: &Method, url: &str, body: &[u8]) -> Result<Route, ApiError>
             only(method, &[Method::Get], "/status", "GET")?;
             no_query(&query, "/status")?;
             Ok(Route::Status)
+        }
+        "/metrics" => {
+            only(method, &[Method::Get], "/metrics", "GET")?;
+            no_query(&query, "/metrics")?;
+            Ok(Route::Metrics)
         }
         "/metadata" => {
             only(

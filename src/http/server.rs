@@ -21,6 +21,7 @@ use super::api::{
     ZnodeJson,
 };
 use super::metadata::{metadata_rows, status_json};
+use super::prometheus;
 use super::route::{check_declared_length, route, Freshness, Route, INDEX_TEXT};
 use super::watch::{self, Notifier, Watch};
 use super::HttpConfig;
@@ -303,6 +304,11 @@ impl Worker {
                 200,
                 &status_json(&self.handle.view(), self.port),
             )),
+            Route::Metrics => Ok(Answer {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: prometheus::render(&self.handle.view(), self.notifier.parked()).into_bytes(),
+            }),
             Route::Metadata => Ok(Answer::json(
                 200,
                 &metadata_rows(&self.handle.view(), self.port),

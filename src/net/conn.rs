@@ -74,6 +74,9 @@ pub struct Conn {
     later: VecDeque<Later>,
     /// Bytes held in `later` (streams not counted until taken).
     later_bytes: usize,
+    /// Bytes read from and written to the socket so far.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// Output that waits behind a stream (a snapshot being encoded by another thread).
@@ -134,6 +137,8 @@ impl Conn {
             half_closed: false,
             later: VecDeque::new(),
             later_bytes: 0,
+            bytes_in: 0,
+            bytes_out: 0,
         }
     }
 
@@ -249,7 +254,10 @@ impl Conn {
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
+                Ok(n) => {
+                    self.wpos += n;
+                    self.bytes_out += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -281,6 +289,7 @@ impl Conn {
                 Ok(0) => return ReadEnd::Eof,
                 Ok(n) => {
                     total += n;
+                    self.bytes_in += n as u64;
                     self.take(&scratch[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Drained,

@@ -20,9 +20,10 @@ use super::peers::{Dialer, BACKOFF_MIN_MS, HANDSHAKE_TIMEOUT_MS};
 use super::{Machine, PendingWrite};
 use crate::channels::{Applied, LoopMsg, Metrics, View, WriteReply};
 use crate::config::Config;
+use crate::histogram::{Histogram, LATENCY_SECONDS};
 use crate::store::{self, StoreCmd, StoreEvent};
 use crate::wire::PeerMsg;
-use crate::zab::{Action, ClientError, Input, Millis, PeerId};
+use crate::zab::{Action, ClientError, Input, Millis, PeerId, Role};
 use crate::ztree::OpOk;
 
 /// The peer listener's token.
@@ -90,6 +91,10 @@ pub struct EventLoop<M: Machine> {
     pub(super) waker: Arc<Waker>,
     published: Sender<()>,
     applied: Arc<Applied>,
+    /// When this server last became LOOKING (for the election time).
+    looking_since: Option<Instant>,
+    /// Bytes in and out of closed connections, by peer.
+    pub(super) retired_bytes: BTreeMap<PeerId, (u64, u64)>,
     /// Connections with a snapshot stream (or frames behind one) still to send.
     pub(super) streaming: BTreeSet<Token>,
     pub(super) conns: HashMap<Token, Conn>,
@@ -149,6 +154,8 @@ impl<M: Machine> EventLoop<M> {
             waker: setup.waker,
             published: setup.published,
             applied: setup.applied,
+            looking_since: None,
+            retired_bytes: BTreeMap::new(),
             streaming: BTreeSet::new(),
             conns: HashMap::new(),
             peers: BTreeMap::new(),
@@ -335,6 +342,7 @@ impl<M: Machine> EventLoop<M> {
                 leader,
                 epoch,
             } => {
+                self.election_clock(role);
                 let leader = leader.map_or("none".to_string(), |l| l.to_string());
                 info!("role {}, leader {leader}, epoch {epoch}", role.as_str());
             }
@@ -359,6 +367,24 @@ impl<M: Machine> EventLoop<M> {
             .map_err(|_| LoopError::Store("the log writer is gone".to_string()))
     }
 
+    /// Counts elections and times them: from becoming LOOKING to a decided vote.
+    fn election_clock(&mut self, role: Role) {
+        match (role, self.looking_since) {
+            (Role::Looking, None) => {
+                self.metrics.elections += 1;
+                self.looking_since = Some(Instant::now());
+            }
+            (Role::Following | Role::Leading, Some(since)) => {
+                self.looking_since = None;
+                self.metrics
+                    .election_seconds
+                    .get_or_insert_with(|| Histogram::new(LATENCY_SECONDS))
+                    .observe(since.elapsed().as_secs_f64());
+            }
+            _ => {}
+        }
+    }
+
     /// Counts a client write's answer and queues it until the view is published.
     fn reply(
         &mut self,
@@ -366,7 +392,13 @@ impl<M: Machine> EventLoop<M> {
         zxid: crate::zab::Zxid,
         result: Result<OpOk, ClientError>,
     ) {
-        let ms = req.started.elapsed().as_secs_f64() * 1000.0;
+        let secs = req.started.elapsed().as_secs_f64();
+        let ms = secs * 1000.0;
+        self.metrics
+            .write_seconds
+            .entry(req.op)
+            .or_insert_with(|| Histogram::new(LATENCY_SECONDS))
+            .observe(secs);
         if matches!(result, Ok(OpOk::Synced)) {
             // A sync is a read's first step, not a write: no write figures.
             self.answers.push((req, (zxid, result)));
@@ -390,7 +422,15 @@ impl<M: Machine> EventLoop<M> {
     fn drain_channels(&mut self) -> Result<Flow, LoopError> {
         while let Ok(ev) = self.store_events.try_recv() {
             match ev {
-                StoreEvent::Durable { seq, txns } => {
+                StoreEvent::Durable {
+                    seq,
+                    txns,
+                    fsync_us,
+                } => {
+                    self.metrics
+                        .fsync_seconds
+                        .get_or_insert_with(|| Histogram::new(LATENCY_SECONDS))
+                        .observe(fsync_us as f64 / 1e6);
                     self.metrics.fsyncs += 1;
                     self.metrics.fsynced_txns += u64::try_from(txns).unwrap_or(u64::MAX);
                     self.feed(Input::Durable { seq })?;
@@ -409,6 +449,7 @@ impl<M: Machine> EventLoop<M> {
                     let req = PendingWrite {
                         reply,
                         started: Instant::now(),
+                        op: op.name(),
                     };
                     self.feed(Input::Client { req, op })?;
                 }
@@ -417,6 +458,7 @@ impl<M: Machine> EventLoop<M> {
                     let req = PendingWrite {
                         reply,
                         started: Instant::now(),
+                        op: "sync",
                     };
                     self.feed(Input::Sync { req })?;
                 }
@@ -432,6 +474,15 @@ impl<M: Machine> EventLoop<M> {
             return;
         }
         self.dirty = false;
+        let mut peer_bytes = self.retired_bytes.clone();
+        for conn in self.conns.values() {
+            if let Some(peer) = conn.peer() {
+                let t = peer_bytes.entry(peer).or_default();
+                t.0 += conn.bytes_in;
+                t.1 += conn.bytes_out;
+            }
+        }
+        self.metrics.peer_bytes = peer_bytes;
         let (changes, changes_floor) = self.machine.changes();
         let status = self.machine.status();
         let applied = status.last_applied;

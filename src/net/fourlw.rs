@@ -127,6 +127,8 @@ fn mntr(info: &Info) -> String {
         ("zw_fsync_txns_per_batch", format!("{per_batch:.3}")),
         ("zw_snapshots_sent", m.snapshots_sent.to_string()),
         ("zw_disk_diffs_sent", m.disk_diffs_sent.to_string()),
+        ("zw_sessions", s.session_count.to_string()),
+        ("zw_elections", m.elections.to_string()),
     ];
     rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
 }

@@ -350,6 +350,11 @@ impl<M: Machine> EventLoop<M> {
         let Some(mut conn) = self.conns.remove(&token) else {
             return Ok(());
         };
+        if let Some(peer) = conn.peer() {
+            let t = self.retired_bytes.entry(peer).or_default();
+            t.0 += conn.bytes_in;
+            t.1 += conn.bytes_out;
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.to_flush.remove(&token);
         self.read_again.remove(&token);

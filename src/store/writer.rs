@@ -107,8 +107,14 @@ impl Writer {
             }
         }
         if let Some(seq) = last_seq {
+            let began = std::time::Instant::now();
             self.store.log.sync()?;
-            self.send(StoreEvent::Durable { seq, txns });
+            let fsync_us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.send(StoreEvent::Durable {
+                seq,
+                txns,
+                fsync_us,
+            });
         }
         Ok(())
     }
