@@ -318,3 +318,77 @@ fn containers_and_ttl_znodes_disappear_when_they_should() {
     let (status, body) = create(&urls[0], "/bad", "container=true&sequential=true");
     assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
 }
+
+// The lock recipe, built only on this API: each contender opens a session, creates an
+// ephemeral sequential child of /lock, and holds the lock when its child is the lowest;
+// otherwise it watches its predecessor and checks again when that one goes. A shared
+// counter of holders must never see two at once, and every contender gets the lock.
+#[test]
+fn a_lock_built_on_ephemeral_sequential_znodes_and_watches_excludes_ten_contenders() {
+    use std::sync::atomic::AtomicUsize;
+    let cluster = Cluster::start(3, Options::for_tests());
+    cluster.wait_all_serving();
+    let urls = cluster.urls();
+    assert_eq!(create(&urls[0], "/lock", "").0, 201);
+    let holders = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let contenders: Vec<_> = (0..10)
+        .map(|k| {
+            let base = urls[k % urls.len()].clone();
+            let (holders, most) = (holders.clone(), most.clone());
+            std::thread::spawn(move || {
+                let s = open_session(&base, 10_000);
+                let (status, body) = create(
+                    &base,
+                    "/lock/n-",
+                    &format!("ephemeral=true&session={s}&sequential=true"),
+                );
+                assert_eq!(status, 201, "{body}");
+                let me = body["path"].as_str().unwrap().to_string();
+                let my_name = me.trim_start_matches("/lock/").to_string();
+                let mut after = body["zxid"].as_u64().unwrap();
+                loop {
+                    let (_, lock) =
+                        call("GET", &format!("{base}/znodes/lock?min_zxid={after}"), None);
+                    let mut names: Vec<String> = lock["children"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c.as_str().unwrap().to_string())
+                        .collect();
+                    names.sort();
+                    let pos = names.iter().position(|n| *n == my_name).expect("my node");
+                    if pos == 0 {
+                        break;
+                    }
+                    // Wait for the predecessor to go, from the zxid of this read.
+                    let pred = &names[pos - 1];
+                    after = lock["stat"]["pzxid"].as_u64().unwrap().max(after);
+                    let (status, ev) = call(
+                        "GET",
+                        &format!(
+                            "{base}/watch/lock/{pred}?kind=data&after={after}&timeout_ms=10000"
+                        ),
+                        None,
+                    );
+                    if status == 200 {
+                        after = ev["zxid"].as_u64().unwrap();
+                    }
+                }
+                let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20)); // hold the lock a moment
+                holders.fetch_sub(1, Ordering::SeqCst);
+                let (status, _) = call("DELETE", &format!("{base}/znodes{me}"), None);
+                assert_eq!(status, 204);
+                call("DELETE", &format!("{base}/sessions/{s}"), None);
+            })
+        })
+        .collect();
+    for c in contenders {
+        c.join().expect("a contender failed");
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two holders at once");
+    let (_, lock) = call("GET", &format!("{}/znodes/lock?sync=true", urls[1]), None);
+    assert_eq!(lock["children"], json!([]), "every contender released");
+}
