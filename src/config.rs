@@ -51,6 +51,35 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// HTTP worker threads.
     pub http_threads: usize,
+    /// What clients may not grow past.
+    pub limits: Limits,
+}
+
+/// What clients may not grow past; each has a clear error past it. Checked by the server
+/// that takes the request, against its own view, so concurrent requests through several
+/// servers can overshoot a limit by the writes in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open sessions; a `POST /sessions` past it gets 429 `too_many_sessions`.
+    pub max_sessions: usize,
+    /// Znodes; a create past it gets 429 `too_many_znodes`.
+    pub max_znodes: usize,
+    /// Path segments; a deeper path gets 400 `too_deep`.
+    pub max_path_depth: usize,
+    /// Watches parked on this server at once; past it a watch gets 503 `busy`.
+    pub max_watches: usize,
+}
+
+impl Default for Limits {
+    /// 100,000 sessions, 10,000,000 znodes, depth 64, 10,000 parked watches.
+    fn default() -> Limits {
+        Limits {
+            max_sessions: 100_000,
+            max_znodes: 10_000_000,
+            max_path_depth: 64,
+            max_watches: 10_000,
+        }
+    }
 }
 
 /// Default heartbeat period (ms).
@@ -103,6 +132,7 @@ impl Config {
             snap_count: DEFAULT_SNAP_COUNT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             http_threads: DEFAULT_HTTP_THREADS,
+            limits: Limits::default(),
         }
     }
 
@@ -110,7 +140,8 @@ impl Config {
     pub fn render(&self) -> String {
         let mut out = format!(
             "serverId={}\ncluster={}\ndataDir={}\ntickTime={}\ninitLimit={}\nsyncLimit={}\n\
-             snapCount={}\nhttpThreads={}\nmaxBodyBytes={}\n",
+             snapCount={}\nhttpThreads={}\nmaxBodyBytes={}\nmaxSessions={}\nmaxZnodes={}\n\
+             maxPathDepth={}\nmaxWatches={}\n",
             self.id,
             self.cluster,
             self.data_dir.display(),
@@ -120,6 +151,10 @@ impl Config {
             self.snap_count,
             self.http_threads,
             self.max_body_bytes,
+            self.limits.max_sessions,
+            self.limits.max_znodes,
+            self.limits.max_path_depth,
+            self.limits.max_watches,
         );
         for s in &self.servers {
             out.push_str(&format!(
@@ -203,6 +238,10 @@ SERVER:
                       or a snapshot once those are gone); default 100000
   --http-threads N    HTTP worker threads; default 8
   --max-body-bytes N  largest HTTP request body; default 1048576
+  --max-sessions N    open sessions (429 past it); default 100000
+  --max-znodes N      znodes (429 past it); default 10000000
+  --max-path-depth N  path segments (400 past it); default 64
+  --max-watches N     watches parked on this server (503 past it); default 10000
   --log LEVEL         error|warn|info|debug|trace or an env_logger filter [RUST_LOG];
                       default info
   -h, --help          print this help
@@ -228,6 +267,10 @@ struct Raw {
     snap_count: Option<u64>,
     http_threads: Option<usize>,
     max_body_bytes: Option<usize>,
+    max_sessions: Option<usize>,
+    max_znodes: Option<usize>,
+    max_path_depth: Option<usize>,
+    max_watches: Option<usize>,
     log: Option<String>,
 }
 
@@ -266,6 +309,10 @@ pub fn parse(
             Long("sync-limit") => raw.sync_limit = Some(num(&mut p, "--sync-limit")?),
             Long("snap-count") => raw.snap_count = Some(num(&mut p, "--snap-count")?),
             Long("http-threads") => raw.http_threads = Some(num(&mut p, "--http-threads")?),
+            Long("max-sessions") => raw.max_sessions = Some(num(&mut p, "--max-sessions")?),
+            Long("max-znodes") => raw.max_znodes = Some(num(&mut p, "--max-znodes")?),
+            Long("max-path-depth") => raw.max_path_depth = Some(num(&mut p, "--max-path-depth")?),
+            Long("max-watches") => raw.max_watches = Some(num(&mut p, "--max-watches")?),
             Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
             Long("log") => raw.log = Some(text(&mut p, "--log")?),
             _ => return Err(arg.unexpected().into()),
@@ -390,6 +437,19 @@ impl Raw {
                 DEFAULT_MAX_BODY_BYTES,
                 "--max-body-bytes",
             )?,
+            limits: {
+                let d = Limits::default();
+                Limits {
+                    max_sessions: positive(self.max_sessions, d.max_sessions, "--max-sessions")?,
+                    max_znodes: positive(self.max_znodes, d.max_znodes, "--max-znodes")?,
+                    max_path_depth: positive(
+                        self.max_path_depth,
+                        d.max_path_depth,
+                        "--max-path-depth",
+                    )?,
+                    max_watches: positive(self.max_watches, d.max_watches, "--max-watches")?,
+                }
+            },
         };
         Ok(config)
     }

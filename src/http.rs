@@ -25,6 +25,8 @@ pub mod watch;
 
 use std::time::Duration;
 
+use crate::config::Limits;
+
 pub use api::ApiError;
 pub use route::{route, Route};
 pub use server::{start, HttpServer};
@@ -38,6 +40,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long a worker waits for the event loop to answer a write before 504.
     pub write_timeout: Duration,
+    /// What clients may not grow past.
+    pub limits: Limits,
 }
 
 impl Default for HttpConfig {
@@ -48,6 +52,7 @@ impl Default for HttpConfig {
             threads: 8,
             max_body_bytes: (1 << 20) + 4096,
             write_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
         }
     }
 }

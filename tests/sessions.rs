@@ -392,3 +392,82 @@ fn a_lock_built_on_ephemeral_sequential_znodes_and_watches_excludes_ten_contende
     let (_, lock) = call("GET", &format!("{}/znodes/lock?sync=true", urls[1]), None);
     assert_eq!(lock["children"], json!([]), "every contender released");
 }
+
+#[test]
+fn limits_give_clear_errors_and_change_nothing() {
+    let mut opts = Options::for_tests();
+    opts.extra_args = [
+        "--max-sessions",
+        "2",
+        "--max-znodes",
+        "5",
+        "--max-path-depth",
+        "3",
+        "--max-watches",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let cluster = Cluster::start(3, opts);
+    cluster.wait_all_serving();
+    let u = &cluster.urls()[0];
+    open_session(u, 10_000);
+    open_session(u, 10_000);
+    let (status, body) = call("POST", &format!("{u}/sessions"), Some(json!({})));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_sessions")),
+        "{body}"
+    );
+    let (status, body) = create(u, "/a/b/c/d", "");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("too_deep")),
+        "{body}"
+    );
+    for p in ["/a", "/a/b", "/a/b/c"] {
+        assert_eq!(create(u, p, "").0, 201, "{p}");
+    }
+    assert_eq!(create(u, "/x", "").0, 201, "the root and four znodes");
+    let (status, body) = create(u, "/y", "");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_znodes")),
+        "{body}"
+    );
+    assert!(!exists(u, "/y"));
+    // One watch may wait; a second is refused while the first is parked.
+    let first = {
+        let u = u.clone();
+        std::thread::spawn(move || call("GET", &format!("{u}/watch/x?timeout_ms=3000"), None).0)
+    };
+    eventually("the first watch to park", Duration::from_secs(10), || {
+        let text = agent()
+            .get(&format!("{u}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.contains("\nzw_watches_parked 1\n")
+    });
+    let (status, body) = call("GET", &format!("{u}/watch/x?timeout_ms=100"), None);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("busy")),
+        "{body}"
+    );
+    assert_eq!(first.join().unwrap(), 204);
+    let conf = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(cluster.peer_addr(1)).unwrap();
+        s.write_all(b"conf").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(
+        conf.contains("maxSessions=2\nmaxZnodes=5\nmaxPathDepth=3\nmaxWatches=1\n"),
+        "{conf}"
+    );
+}

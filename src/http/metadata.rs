@@ -117,6 +117,7 @@ pub(crate) mod tests {
             snap_count: 1000,
             max_body_bytes: 1 << 20,
             http_threads: 2,
+            limits: Default::default(),
         })
     }
 

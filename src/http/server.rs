@@ -118,7 +118,11 @@ fn start_with_io_timeout(
         .map_err(|e| io::Error::other(format!("cannot start the HTTP server on {addr}: {e}")))?;
     let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
-    let notifier = Arc::new(Notifier::start(handle.clone(), cfg.max_body_bytes)?);
+    let notifier = Arc::new(Notifier::start(
+        handle.clone(),
+        cfg.max_body_bytes,
+        cfg.limits.max_watches,
+    )?);
     let mut workers = Vec::new();
     for i in 0..cfg.threads.max(1) {
         let worker = Worker {
@@ -325,6 +329,7 @@ impl Worker {
                 }
             }
             Route::Write(op) => {
+                self.within_limits(&op)?;
                 // Any request of a session's counts as its heartbeat, as in ZooKeeper.
                 if let TxnOp::Create {
                     ephemeral_owner, ..
@@ -355,6 +360,65 @@ impl Worker {
                 ))
             }
         }
+    }
+
+    /// Refuses a write that would take the tree past a limit (checked against this
+    /// server's view, so writes in flight elsewhere can overshoot by their number).
+    fn within_limits(&self, op: &TxnOp) -> Result<(), ApiError> {
+        let limits = self.cfg.limits;
+        let ops: Vec<&TxnOp> = match op {
+            TxnOp::Multi { ops } => ops.iter().collect(),
+            other => vec![other],
+        };
+        let mut creates = 0;
+        for op in &ops {
+            let create = matches!(
+                op,
+                TxnOp::Create { .. } | TxnOp::CreateContainer { .. } | TxnOp::CreateTtl { .. }
+            );
+            if !create {
+                continue;
+            }
+            creates += 1;
+            let path = op.path().unwrap_or_default();
+            let depth = path.split('/').filter(|s| !s.is_empty()).count();
+            if depth > limits.max_path_depth {
+                return Err(ApiError::new(
+                    400,
+                    "too_deep",
+                    format!(
+                        "{path:?} is {depth} levels deep; the limit is {} (--max-path-depth)",
+                        limits.max_path_depth
+                    ),
+                ));
+            }
+        }
+        let view = self.handle.view();
+        if creates > 0 && view.tree.len() + creates > limits.max_znodes {
+            return Err(ApiError::new(
+                429,
+                "too_many_znodes",
+                format!(
+                    "the tree holds {} znodes; the limit is {} (--max-znodes)",
+                    view.tree.len(),
+                    limits.max_znodes
+                ),
+            ));
+        }
+        if matches!(op, TxnOp::CreateSession { .. })
+            && view.tree.session_count() >= limits.max_sessions
+        {
+            return Err(ApiError::new(
+                429,
+                "too_many_sessions",
+                format!(
+                    "{} sessions are open; the limit is {} (--max-sessions)",
+                    view.tree.session_count(),
+                    limits.max_sessions
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Waits (bounded) until this server's view is as fresh as the read asks: after a

@@ -23,8 +23,6 @@ use crate::channels::{Handle, View};
 use crate::types::Zxid;
 use crate::ztree::WatchKind;
 
-/// Most watches parked on one server at once; past it a watch gets 503 `busy`.
-pub const MAX_PARKED_WATCHES: usize = 10_000;
 /// The wait of a watch that names none.
 pub const DEFAULT_WATCH_TIMEOUT_MS: u64 = 30_000;
 /// The longest wait a watch may ask for.
@@ -113,6 +111,7 @@ struct Parked {
 /// The thread that holds parked watches and answers them.
 pub(super) struct Notifier {
     tx: Option<Sender<Parked>>,
+    max_parked: usize,
     parked: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -120,7 +119,11 @@ pub(super) struct Notifier {
 
 impl Notifier {
     /// Starts the notifier for the server behind `handle`.
-    pub(super) fn start(handle: Handle, max_body_bytes: usize) -> io::Result<Notifier> {
+    pub(super) fn start(
+        handle: Handle,
+        max_body_bytes: usize,
+        max_parked: usize,
+    ) -> io::Result<Notifier> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let parked = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -130,6 +133,7 @@ impl Notifier {
             .spawn(move || run(&handle, &rx, &count, &flag, max_body_bytes))?;
         Ok(Notifier {
             tx: Some(tx),
+            max_parked,
             parked,
             stop,
             thread: Some(thread),
@@ -139,13 +143,16 @@ impl Notifier {
     /// Parks `request` until its watch has something, or its timeout passes.
     ///
     /// # Errors
-    /// Gives the request back with 503 `busy` when [`MAX_PARKED_WATCHES`] are parked.
+    /// Gives the request back with 503 `busy` when the limit of parked watches is reached.
     pub(super) fn park(&self, request: Request, watch: &Watch, after: Zxid) -> Result<(), Refused> {
-        if self.parked.load(Ordering::SeqCst) >= MAX_PARKED_WATCHES {
+        if self.parked.load(Ordering::SeqCst) >= self.max_parked {
             let e = ApiError::new(
                 503,
                 "busy",
-                format!("{MAX_PARKED_WATCHES} watches are waiting on this server; retry later"),
+                format!(
+                    "{} watches are waiting on this server (--max-watches); retry later",
+                    self.max_parked
+                ),
             );
             return Err(Box::new((request, e)));
         }

@@ -55,6 +55,8 @@ pub struct Options {
     pub log: String,
     /// `--cluster` name.
     pub cluster: String,
+    /// Further flags for every server.
+    pub extra_args: Vec<String>,
 }
 
 impl Options {
@@ -69,6 +71,7 @@ impl Options {
             snap_count: None,
             log: "info".to_string(),
             cluster: "scenarios".to_string(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -81,6 +84,7 @@ impl Options {
             snap_count: None,
             log: "info".to_string(),
             cluster: "scenarios".to_string(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -334,6 +338,7 @@ impl Cluster {
                 args.push(v);
             }
         }
+        args.extend(self.opts.extra_args.iter().cloned());
         args
     }
 
