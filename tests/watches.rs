@@ -133,6 +133,7 @@ fn threads_and_rss_kib(pid: u32) -> (u64, u64) {
 #[test]
 fn five_thousand_parked_watches_while_writes_go_on() {
     const WATCHERS: usize = 5_000;
+    // (and 1,000 sessions)
     let cluster = Cluster::start(3, Options::for_tests());
     let leader = cluster.wait_all_serving();
     let base = cluster.url(leader);
@@ -140,6 +141,20 @@ fn five_thousand_parked_watches_while_writes_go_on() {
     let addr = base.trim_start_matches("http://").to_string();
     let pid = cluster.pid(leader);
     let before = threads_and_rss_kib(pid);
+    // 1,000 open sessions first, heartbeated once each.
+    for _ in 0..1_000 {
+        let (status, body) = post(&format!("{base}/sessions"), r#"{"timeout_ms": 600000}"#);
+        assert_eq!(status, 201, "{body}");
+        let id = body["session"].as_str().unwrap();
+        assert_eq!(post(&format!("{base}/sessions/{id}/heartbeat"), "").0, 200);
+    }
+    let with_sessions = threads_and_rss_kib(pid);
+    eprintln!(
+        "1000 sessions on server {leader}: {} threads, RSS {} MiB (was {} MiB)",
+        with_sessions.0,
+        with_sessions.1 / 1024,
+        before.1 / 1024
+    );
     let mut conns: Vec<TcpStream> = (0..WATCHERS)
         .map(|i| {
             let mut s = TcpStream::connect(&addr).expect("connect a watcher");
