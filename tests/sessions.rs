@@ -111,7 +111,7 @@ fn an_ephemeral_znode_goes_everywhere_when_its_session_expires_or_is_closed() {
     let cluster = Cluster::start(3, Options::for_tests());
     cluster.wait_all_serving();
     let urls = cluster.urls();
-    let s = open_session(&urls[0], 1_000);
+    let s = open_session(&urls[0], 2_000);
     // Created through another server than the one that opened the session.
     let (status, body) = create(&urls[1], "/e1", &format!("ephemeral=true&session={s}"));
     assert_eq!(status, 201, "{body}");
@@ -121,13 +121,18 @@ fn an_ephemeral_znode_goes_everywhere_when_its_session_expires_or_is_closed() {
             .map(|o| format!("{o:#x}")),
         Some(s.clone())
     );
-    let hb = Heartbeat::start(vec![urls[2].clone()], s.clone(), Duration::from_millis(200));
-    std::thread::sleep(Duration::from_millis(2_500));
+    // To server 3, or server 1 while 3 has not applied the session yet (503 behind).
+    let hb = Heartbeat::start(
+        vec![urls[2].clone(), urls[0].clone()],
+        s.clone(),
+        Duration::from_millis(200),
+    );
+    std::thread::sleep(Duration::from_millis(5_000));
     assert_eq!(hb.stop(), 0);
     for u in &urls {
         assert!(
             exists(u, "/e1"),
-            "{u}: alive while heartbeated (2.5 s, timeout 1 s)"
+            "{u}: alive while heartbeated (5 s, timeout 2 s)"
         );
     }
     let (status, body) = call("GET", &format!("{}/sessions/{s}", urls[1]), None);
