@@ -96,7 +96,7 @@ fn decode_reads_a_file_argument() {
 #[test]
 fn decode_parses_hexdump_c_text_from_the_encoder() {
     let text = encode(&["ping", "--zxid", "0x200000001", "--hexdump"]);
-    assert!(text.starts_with(b"00000000  5a 57 01 05 00 00 00 08"));
+    assert!(text.starts_with(b"00000000  5a 57 02 05 00 00 00 08"));
     let run = zw_wire(&["decode"], &text);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.text(), "#1 PING len=8 crc=ok zxid=0x200000001\n");
@@ -136,7 +136,7 @@ fn decode_parses_a_golden_hexdump_from_the_spec() {
 
 #[test]
 fn decode_parses_xxd_text() {
-    let xxd = "00000000: 5a57 0105 0000 0008 68e5 bc9f 0000 0002  ZW......h.......\n\
+    let xxd = "00000000: 5a57 0205 0000 0008 68e5 bc9f 0000 0002  ZW......h.......\n\
                00000010: 0000 0001                                ....\n";
     let run = zw_wire(&["decode"], xxd.as_bytes());
     assert_eq!(run.code, 0, "{}", run.text());

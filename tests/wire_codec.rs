@@ -6,7 +6,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use zooweeper::wire::{
     decode_frame, encode_frame, msg_type_code, DecodeError, FrameDecoder, Origin, PeerMsg,
-    PeerState, Txn, TxnOp, Vote, HEADER_BYTES, MAX_FRAME_BYTES,
+    PeerState, Txn, TxnOp, Vote, HEADER_BYTES, MAX_FRAME_BYTES, VERSION,
 };
 use zooweeper::zab::Zxid;
 
@@ -238,7 +238,7 @@ proptest! {
         code in prop::sample::select(vec![1u8, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 17, 18, 32, 33]),
         payload in vec(any::<u8>(), 0..80),
     ) {
-        let mut f = vec![0x5A, 0x57, 1, code];
+        let mut f = vec![0x5A, 0x57, VERSION, code];
         f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         f.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
         f.extend_from_slice(&payload);
@@ -253,16 +253,16 @@ proptest! {
 #[test]
 fn header_claiming_four_gib_is_too_large_at_once() {
     let mut d = FrameDecoder::new();
-    d.feed(&[0x5A, 0x57, 1, 15, 0xFF, 0xFF, 0xFF, 0xFF]);
+    d.feed(&[0x5A, 0x57, VERSION, 15, 0xFF, 0xFF, 0xFF, 0xFF]);
     assert_eq!(d.next_msg(), Err(DecodeError::TooLarge));
     assert_eq!(d.buffered(), 0);
-    let header = [0x5A, 0x57, 1, 15, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0];
+    let header = [0x5A, 0x57, VERSION, 15, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0];
     assert_eq!(decode_frame(&header), Err(DecodeError::TooLarge));
 }
 
 #[test]
 fn header_claiming_one_byte_over_the_limit_is_too_large() {
-    let mut h = vec![0x5A, 0x57, 1, 15];
+    let mut h = vec![0x5A, 0x57, VERSION, 15];
     h.extend_from_slice(&(MAX_FRAME_BYTES as u32 + 1).to_be_bytes());
     assert_eq!(decode_frame(&h), Err(DecodeError::TooLarge));
 }

@@ -184,7 +184,7 @@ mod tests {
         let (s, m, c) = (status(Role::Following), Metrics::default(), config());
         assert_eq!(answer(b"ruok", &info(&s, &m, &c)).as_deref(), Some("imok"));
         assert_eq!(answer(b"kill", &info(&s, &m, &c)), None);
-        assert!(is_word(b"mntr") && !is_word(b"ZW\x01\x01"));
+        assert!(is_word(b"mntr") && !is_word(b"ZW\x02\x01"));
     }
 
     #[test]

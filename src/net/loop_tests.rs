@@ -241,7 +241,7 @@ fn hello(id: PeerId, cluster: &str) -> Vec<u8> {
 
 /// The same frame claiming protocol version 2 (byte 2 of the header).
 fn wrong_version(mut frame: Vec<u8>) -> Vec<u8> {
-    frame[2] = 2;
+    frame[2] = crate::wire::VERSION + 1;
     frame
 }
 

@@ -27,7 +27,7 @@ pub const HEADER_BYTES: usize = 12;
 pub const MAGIC: [u8; 2] = *b"ZW";
 
 /// The protocol version this server speaks and accepts.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Why bytes were rejected. Any of these closes the connection that sent them.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn ping_frame_has_the_documented_header() {
         let f = ping_frame();
-        assert_eq!(&f[..4], &[0x5A, 0x57, 1, PING]);
+        assert_eq!(&f[..4], &[0x5A, 0x57, VERSION, PING]);
         assert_eq!(&f[4..8], &[0, 0, 0, 8]);
         assert_eq!(BigEndian::read_u32(&f[8..12]), crc32fast::hash(&f[12..]));
         assert_eq!(decode_all(&f), Ok(Some(PeerMsg::Ping { zxid: Zxid(7) })));
@@ -303,8 +303,14 @@ mod tests {
     #[test]
     fn other_version_is_bad_version() {
         let mut f = ping_frame();
-        f[2] = 2;
+        f[2] = VERSION + 1;
         assert_eq!(decode_all(&f[..3]), Err(DecodeError::BadVersion));
+        f[2] = 1;
+        assert_eq!(
+            decode_all(&f[..3]),
+            Err(DecodeError::BadVersion),
+            "version 1 had other layouts"
+        );
     }
 
     #[test]
@@ -318,7 +324,7 @@ mod tests {
     fn length_over_the_limit_is_too_large_before_any_payload_arrives() {
         let over = (MAX_FRAME_BYTES as u32 + 1).to_be_bytes();
         let mut d = FrameDecoder::new();
-        d.feed(&[0x5A, 0x57, 1, HELLO]);
+        d.feed(&[0x5A, 0x57, VERSION, HELLO]);
         d.feed(&over);
         assert_eq!(d.next_msg(), Err(DecodeError::TooLarge));
         assert!(d.buf.capacity() < 1024, "claimed length was allocated");
@@ -327,7 +333,7 @@ mod tests {
     #[test]
     fn length_at_the_limit_is_accepted_and_waits_for_the_payload() {
         let mut d = FrameDecoder::new();
-        d.feed(&[0x5A, 0x57, 1, PING]);
+        d.feed(&[0x5A, 0x57, VERSION, PING]);
         d.feed(&(MAX_FRAME_BYTES as u32).to_be_bytes());
         d.feed(&[0, 0, 0, 0]);
         assert_eq!(d.next_msg(), Ok(None));
@@ -344,7 +350,7 @@ mod tests {
     #[test]
     fn short_payload_with_right_checksum_is_malformed() {
         let payload = [0u8; 7];
-        let mut f = vec![0x5A, 0x57, 1, PING, 0, 0, 0, 7];
+        let mut f = vec![0x5A, 0x57, VERSION, PING, 0, 0, 0, 7];
         f.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
         f.extend_from_slice(&payload);
         assert_eq!(decode_all(&f), Err(DecodeError::Malformed));
