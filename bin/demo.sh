@@ -88,6 +88,18 @@ for p in "${ports[@]}"; do
     echo
 done
 
+say "sessions, an ephemeral lock node and a watch that misses nothing (zwcli)"
+zwcli=(./target/release/zwcli --servers "127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}")
+session=$("${zwcli[@]}" session open --timeout 5000)
+echo "opened session $session (5 s timeout, heartbeats to any server)"
+"${zwcli[@]}" create /locks >/dev/null 2>&1 || true
+echo "lock node: $("${zwcli[@]}" create -s -e "$session" /locks/n- holder)"
+from=$(curl -sf "http://127.0.0.1:${ports[1]}/status" | sed -n 's/.*"zxid":\([0-9]*\).*/\1/p')
+"${zwcli[@]}" session close "$session"
+echo "closed the session; a watch on /locks from zxid $from (asked of another server) sees:"
+"${zwcli[@]}" watch --children --after "$from" --count 1 /locks
+echo "children of /locks now: [$("${zwcli[@]}" ls /locks)]"
+
 say "SIGKILL the leader ($leader)"
 name="zw-$leader"
 kill -9 "$(cat "$run/$name.pid")"
