@@ -89,6 +89,11 @@ pub struct Coverage {
     pub snaps: u64,
     /// Sessions opened (acknowledged to a client).
     pub sessions_opened: u64,
+    /// Syncs answered with a commit point.
+    pub syncs: u64,
+    /// Syncs answered below a write acknowledged before they were sent (a deposed leader
+    /// that has not noticed yet; see `sim::client`).
+    pub syncs_stale: u64,
     /// closeSession proposals sent for expired sessions (one per follower they went to).
     pub expiry_proposals: u64,
     /// DIFF or TRUNC synchronisations that read txns from the log on disk.
@@ -146,6 +151,8 @@ impl AddAssign for Coverage {
         self.diffs += o.diffs;
         self.disk_diffs += o.disk_diffs;
         self.sessions_opened += o.sessions_opened;
+        self.syncs += o.syncs;
+        self.syncs_stale += o.syncs_stale;
         self.expiry_proposals += o.expiry_proposals;
         self.disk_diffs_missing += o.disk_diffs_missing;
         self.truncs += o.truncs;
@@ -213,8 +220,8 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "  sessions: opened={} expiry_proposals={}",
-            self.sessions_opened, self.expiry_proposals
+            "  sessions: opened={} expiry_proposals={}  syncs answered={} (stale: {})",
+            self.sessions_opened, self.expiry_proposals, self.syncs, self.syncs_stale
         )?;
         writeln!(
             f,

@@ -26,6 +26,12 @@ pub struct ClientStats {
     pub uncertain: u64,
     /// Writes whose server crashed before answering.
     pub lost_to_crash: u64,
+    /// Syncs answered with a commit point.
+    pub syncs_ok: u64,
+    /// Of those, answered below a write acknowledged before the sync was sent: a leader
+    /// cut off from the ensemble that has not noticed yet (ZooKeeper's sync has the same
+    /// window, at most syncLimit); counted, not a violation.
+    pub syncs_stale: u64,
 }
 
 /// A request waiting for its answer.
@@ -53,6 +59,9 @@ pub struct Clients {
     paths: Vec<String>,
     /// Sessions opened (as far as the answers told), for ephemeral creates and closes.
     sessions: Vec<u64>,
+    /// Syncs waiting: the server asked, and the highest zxid acknowledged to any client
+    /// when the sync was sent (its answer must be at least that: linearizability).
+    syncs: BTreeMap<ReqId, (PeerId, Zxid)>,
     /// Outcome counts so far.
     pub stats: ClientStats,
 }
@@ -121,6 +130,42 @@ impl Clients {
             });
         }
         None
+    }
+
+    /// Records a sync sent to `node` after writes up to `floor` were acknowledged.
+    pub fn send_sync(&mut self, node: PeerId, floor: Zxid) -> ReqId {
+        self.next_req += 1;
+        self.syncs.insert(self.next_req, (node, floor));
+        self.next_req
+    }
+
+    /// `node` answered `req`, if `req` is a sync; `None` when it is not one.
+    pub fn sync_reply(
+        &mut self,
+        node: PeerId,
+        req: ReqId,
+        zxid: Zxid,
+        result: &Result<OpOk, ClientError>,
+    ) -> Option<Result<(), Violation>> {
+        let (asked, floor) = self.syncs.remove(&req)?;
+        if asked != node {
+            let detail = format!("server {node} answered sync {req} sent to server {asked}");
+            return Some(Err(Violation::new("one-reply-per-request", detail)));
+        }
+        Some(match result {
+            Ok(OpOk::Synced) => {
+                self.stats.syncs_ok += 1;
+                if zxid < floor {
+                    self.stats.syncs_stale += 1;
+                }
+                Ok(())
+            }
+            Ok(other) => {
+                let detail = format!("server {node} answered sync {req} with {other:?}");
+                Err(Violation::new("sync-answer", detail))
+            }
+            Err(_) => Ok(()),
+        })
     }
 
     /// A session to heartbeat, if any is known.
@@ -206,6 +251,7 @@ impl Clients {
 
     /// `node` crashed: its waiting requests will never be answered. Returns how many.
     pub fn crashed(&mut self, node: PeerId) -> u64 {
+        self.syncs.retain(|_, (n, _)| *n != node);
         let before = self.pending.len();
         self.pending.retain(|_, p| p.node != node);
         let lost = (before - self.pending.len()) as u64;

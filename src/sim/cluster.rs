@@ -267,6 +267,8 @@ impl Cluster {
         coverage.acked = s.ok + s.tree_errors;
         coverage.refused = s.no_leader + s.busy;
         coverage.lost_before_ack = s.lost_to_crash + s.uncertain;
+        coverage.syncs = s.syncs_ok;
+        coverage.syncs_stale = s.syncs_stale;
         RunReport {
             seed: self.seed,
             servers: self.n,

@@ -205,6 +205,17 @@ impl Cluster {
                 self.feed(id, Input::Touch { session })?;
             }
         }
+        if self.rng.chance(100) {
+            let floor = self
+                .checker
+                .acked()
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(Zxid::ZERO);
+            let req = self.clients.send_sync(id, floor);
+            return self.feed(id, Input::Sync { req });
+        }
         let op = self.clients.random_op(&mut self.rng);
         let req = self.clients.send(id, op.clone());
         self.feed(id, Input::Client { req, op })

@@ -208,6 +208,19 @@ impl Cluster {
         if let Ok(OpOk::SessionCreated { .. }) = &result {
             self.cov.sessions_opened += 1;
         }
+        if let Some(checked) = self.clients.sync_reply(id, req, zxid, &result) {
+            checked?;
+            let applied = self.nodes[&id]
+                .core
+                .as_ref()
+                .map_or(Zxid::ZERO, |c| c.status().last_applied);
+            if matches!(result, Ok(OpOk::Synced)) && applied < zxid {
+                let detail =
+                    format!("server {id} answered a sync at {zxid} having applied only {applied}");
+                return Err(Violation::new("sync-not-applied", detail));
+            }
+            return Ok(());
+        }
         if let Outcome::Committed(z, op) = self.clients.reply(id, req, zxid, &result)? {
             self.checker.record_ack(id, req, z, op);
         }

@@ -139,7 +139,7 @@ pub enum Input<R = ReqId> {
     Client { req: R, op: TxnOp },
     /// The store made every log operation up to number `seq` durable.
     Durable { seq: u64 },
-    /// A client wants a linearizable read: `req` is answered (`OpOk::Synced`) with a zxid
+    /// A client wants a synced read (ZooKeeper's sync): `req` is answered (`OpOk::Synced`) with a zxid
     /// at least the leader's commit point when the leader took it, once this server has
     /// applied that far.
     Sync { req: R },
