@@ -91,8 +91,7 @@ pub struct Coverage {
     pub sessions_opened: u64,
     /// Syncs answered with a commit point.
     pub syncs: u64,
-    /// Syncs answered below a write acknowledged before they were sent (a deposed leader
-    /// that has not noticed yet; see `sim::client`).
+    /// Syncs answered below a write acknowledged before they were sent (violations).
     pub syncs_stale: u64,
     /// closeSession proposals sent for expired sessions (one per follower they went to).
     pub expiry_proposals: u64,

@@ -72,6 +72,8 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
                 req: 0x3_0000_0000_0011,
             },
         ),
+        ("confirm", PeerMsg::Confirm { round: 7 }),
+        ("confirmed", PeerMsg::Confirmed { round: 7 }),
         (
             "syncreply",
             PeerMsg::SyncReply {
@@ -288,7 +290,7 @@ fn every_message_type_has_a_golden_frame() {
     names.dedup();
     assert_eq!(
         names.len(),
-        20,
+        22,
         "one golden frame per message type: {names:?}"
     );
 }

@@ -144,6 +144,7 @@ ENCODE
         touch         [--sessions ID,ID,...]            (session ids heard from, 0x-hex or decimal)
         sync          --req N                          (a follower asks the leader's commit point)
         syncreply     --req N [--zxid 0]               (the leader's commit point)
+        confirm | confirmed --round N                  (a sync's quorum round)
         request       --req N OP
         proposal      --zxid Z [--prev 0] [--time MS 0] [--origin SERVER/REQ 0/0] OP
     OP is one of (version: absent = any version):
@@ -340,6 +341,7 @@ fn describe(msg: &PeerMsg) -> String {
         PeerMsg::Snap { zxid } => format!("zxid={zxid}"),
         PeerMsg::SnapChunk { bytes } => format!("bytes={}", bytes.len()),
         PeerMsg::Sync { req } => format!("req={req}"),
+        PeerMsg::Confirm { round } | PeerMsg::Confirmed { round } => format!("round={round}"),
         PeerMsg::SyncReply { req, zxid } => format!("req={req} zxid={zxid}"),
         PeerMsg::Touch { sessions } => {
             let ids: Vec<String> = sessions.iter().map(|s| format!("{s:#x}")).collect();
@@ -514,6 +516,12 @@ fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
         },
         "snapchunk" => PeerMsg::SnapChunk {
             bytes: chunk_bytes(o)?,
+        },
+        "confirm" => PeerMsg::Confirm {
+            round: o.req_num("round")?,
+        },
+        "confirmed" => PeerMsg::Confirmed {
+            round: o.req_num("round")?,
         },
         "sync" => PeerMsg::Sync {
             req: o.req_num("req")?,

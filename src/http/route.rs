@@ -52,9 +52,8 @@ pub enum Route {
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct Freshness {
     /// `?sync=true`: first learn the leader's commit point through the Zab order, then
-    /// read once this server has applied it (as ZooKeeper's sync + read: every write
-    /// acknowledged before is seen, but for a leader cut off from its quorum that has
-    /// not stepped down yet, at most syncLimit).
+    /// read once this server has applied it: linearizable (the leader confirms with a
+    /// quorum that it still leads before it gives out its commit point).
     pub sync: bool,
     /// `?min_zxid=Z`: read once this server has applied `Z` (monotonic reads for a client
     /// that moves between servers: pass the highest zxid it has seen).
@@ -70,7 +69,7 @@ GET    /metrics                       figures in Prometheus' text format
 GET    /metadata                      the original ZooWeeper's view: server row, then one row per broker process
 POST   /metadata                      record a broker process: {\"Metadata\": {\"SenderIp\", \"ReceiverIp\", \"Timestamp\", \"Clients\"}}
 GET    /znodes/<path>                 read a znode: {path, data, stat, children};
-                                      ?sync=true after the leader's commit point, ?min_zxid=Z at least Z applied
+                                      ?sync=true linearizable, ?min_zxid=Z at least Z applied
 POST   /znodes/<path>                 create a znode; body = data; query: sequential=true,
                                       ephemeral=true&session=<id>, container=true, ttl_ms=N
 PUT    /znodes/<path>[?version=N]     replace a znode's data; body = data

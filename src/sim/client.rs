@@ -28,9 +28,8 @@ pub struct ClientStats {
     pub lost_to_crash: u64,
     /// Syncs answered with a commit point.
     pub syncs_ok: u64,
-    /// Of those, answered below a write acknowledged before the sync was sent: a leader
-    /// cut off from the ensemble that has not noticed yet (ZooKeeper's sync has the same
-    /// window, at most syncLimit); counted, not a violation.
+    /// Answered below a write acknowledged before the sync was sent (each one also a
+    /// `sync-stale` violation: the leader's quorum round must rule it out).
     pub syncs_stale: u64,
 }
 
@@ -153,11 +152,16 @@ impl Clients {
             return Some(Err(Violation::new("one-reply-per-request", detail)));
         }
         Some(match result {
+            Ok(OpOk::Synced) if zxid < floor => {
+                self.stats.syncs_stale += 1;
+                let detail = format!(
+                    "server {node} answered sync {req} at {zxid}, below {floor}, a write \
+                     acknowledged before the sync was sent"
+                );
+                Err(Violation::new("sync-stale", detail))
+            }
             Ok(OpOk::Synced) => {
                 self.stats.syncs_ok += 1;
-                if zxid < floor {
-                    self.stats.syncs_stale += 1;
-                }
                 Ok(())
             }
             Ok(other) => {

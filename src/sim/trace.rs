@@ -111,6 +111,8 @@ pub fn msg(m: &PeerMsg) -> String {
         PeerMsg::SnapChunk { bytes } => format!("SNAPCHUNK ({}B)", bytes.len()),
         PeerMsg::Touch { sessions } => format!("TOUCH {} sessions", sessions.len()),
         PeerMsg::Sync { req } => format!("SYNC req={req}"),
+        PeerMsg::Confirm { round } => format!("CONFIRM round={round}"),
+        PeerMsg::Confirmed { round } => format!("CONFIRMED round={round}"),
         PeerMsg::SyncReply { req, zxid } => format!("SYNCREPLY req={req} {zxid}"),
         PeerMsg::SnapEnd { total_bytes, crc } => format!("SNAPEND {total_bytes}B crc={crc:08x}"),
         PeerMsg::LeaderInfo { epoch } => format!("LEADERINFO e{epoch}"),

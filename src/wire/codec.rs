@@ -53,6 +53,10 @@ pub const TOUCH: u8 = 36;
 pub const SYNC: u8 = 37;
 /// SYNCREPLY: the leader's commit point, in order after the COMMITs up to it.
 pub const SYNCREPLY: u8 = 38;
+/// CONFIRM: the leader asks its followers to confirm it still leads (a sync round).
+pub const CONFIRM: u8 = 39;
+/// CONFIRMED: a follower confirms a sync round.
+pub const CONFIRMED: u8 = 40;
 
 /// Most session ids in one TOUCH.
 pub const MAX_TOUCH_SESSIONS: usize = 100_000;
@@ -90,6 +94,8 @@ pub fn msg_type_code(msg: &PeerMsg) -> u8 {
         PeerMsg::SnapEnd { .. } => SNAPEND,
         PeerMsg::Touch { .. } => TOUCH,
         PeerMsg::Sync { .. } => SYNC,
+        PeerMsg::Confirm { .. } => CONFIRM,
+        PeerMsg::Confirmed { .. } => CONFIRMED,
         PeerMsg::SyncReply { .. } => SYNCREPLY,
         PeerMsg::LeaderInfo { .. } => LEADERINFO,
         PeerMsg::AckEpoch { .. } => ACKEPOCH,
@@ -118,6 +124,8 @@ pub fn type_name(code: u8) -> Option<&'static str> {
         SNAPEND => "SNAPEND",
         TOUCH => "TOUCH",
         SYNC => "SYNC",
+        CONFIRM => "CONFIRM",
+        CONFIRMED => "CONFIRMED",
         SYNCREPLY => "SYNCREPLY",
         _ => return None,
     })
@@ -181,6 +189,7 @@ pub fn encode_payload(msg: &PeerMsg, out: &mut Vec<u8>) {
             put_u32(out, *crc);
         }
         PeerMsg::Sync { req } => put_u64(out, *req),
+        PeerMsg::Confirm { round } | PeerMsg::Confirmed { round } => put_u64(out, *round),
         PeerMsg::SyncReply { req, zxid } => {
             put_u64(out, *req);
             put_u64(out, zxid.0);
@@ -305,6 +314,8 @@ fn decode_discovery_or_snap(code: u8, r: &mut Reader<'_>) -> Result<PeerMsg, Dec
             crc: r.u32()?,
         },
         SYNC => PeerMsg::Sync { req: r.u64()? },
+        CONFIRM => PeerMsg::Confirm { round: r.u64()? },
+        CONFIRMED => PeerMsg::Confirmed { round: r.u64()? },
         SYNCREPLY => PeerMsg::SyncReply {
             req: r.u64()?,
             zxid: read_zxid(r)?,

@@ -84,6 +84,12 @@ pub enum PeerMsg {
     /// SYNCREPLY (38): leader -> follower, the leader's commit point when it took SYNC
     /// `req`; every COMMIT up to it was sent before this frame.
     SyncReply { req: u64, zxid: Zxid },
+    /// CONFIRM (39): leader -> follower, a round of syncs: answer CONFIRMED if you still
+    /// follow me.
+    Confirm { round: u64 },
+    /// CONFIRMED (40): follower -> leader, this follower still followed the leader when it
+    /// took CONFIRM `round`.
+    Confirmed { round: u64 },
     /// TOUCH (36): follower -> leader, the sessions this follower's clients heartbeated
     /// since the last TOUCH (at most [`crate::wire::codec::MAX_TOUCH_SESSIONS`]).
     Touch { sessions: Vec<u64> },
@@ -122,6 +128,8 @@ impl PeerMsg {
             PeerMsg::SnapEnd { .. } => "SNAPEND",
             PeerMsg::Touch { .. } => "TOUCH",
             PeerMsg::Sync { .. } => "SYNC",
+            PeerMsg::Confirm { .. } => "CONFIRM",
+            PeerMsg::Confirmed { .. } => "CONFIRMED",
             PeerMsg::SyncReply { .. } => "SYNCREPLY",
             PeerMsg::LeaderInfo { .. } => "LEADERINFO",
             PeerMsg::AckEpoch { .. } => "ACKEPOCH",

@@ -13,6 +13,7 @@ mod election;
 mod expiry;
 mod follower;
 mod leader;
+mod reads;
 mod txlog;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -139,7 +140,7 @@ pub enum Input<R = ReqId> {
     Client { req: R, op: TxnOp },
     /// The store made every log operation up to number `seq` durable.
     Durable { seq: u64 },
-    /// A client wants a synced read (ZooKeeper's sync): `req` is answered (`OpOk::Synced`) with a zxid
+    /// A client wants a linearizable read (ZooKeeper's sync, confirmed by a quorum round): `req` is answered (`OpOk::Synced`) with a zxid
     /// at least the leader's commit point when the leader took it, once this server has
     /// applied that far.
     Sync { req: R },
@@ -710,12 +711,9 @@ impl<R> Core<R> {
     fn on_sync(&mut self, req: R) -> Step {
         match &self.state {
             State::Leading(l) if l.serving() => {
-                let zxid = self.committed;
-                self.emit(Action::Reply {
-                    req,
-                    zxid,
-                    result: Ok(OpOk::Synced),
-                });
+                let id = self.new_req();
+                self.waiting.insert(id, req);
+                self.leader_sync(reads::Reader::Local(id))?;
             }
             State::Following(f) if f.serving() => {
                 let leader = f.leader;

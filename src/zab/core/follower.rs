@@ -205,6 +205,10 @@ impl<R> Core<R> {
             }
             (PeerMsg::NewLeader { zxid }, Phase::Sync) => self.on_new_leader(zxid),
             (PeerMsg::Commit { zxid }, p) if p != Phase::Discovery => self.on_commit(zxid),
+            (PeerMsg::Confirm { round }, p) if p != Phase::Discovery => {
+                self.send(from, PeerMsg::Confirmed { round });
+                Ok(())
+            }
             (PeerMsg::SyncReply { req, zxid }, Phase::Broadcast { .. }) => {
                 self.on_sync_reply(req, zxid);
                 Ok(())

@@ -68,6 +68,8 @@ pub(super) struct Leading {
     next_counter: u32,
     /// Sessions' liveness and pending self-deletions (used once broadcasting).
     pub(super) expiry: super::expiry::Expiry,
+    /// Syncs waiting for a quorum round.
+    pub(super) reads: super::reads::Reads,
 }
 
 impl Leading {
@@ -129,6 +131,7 @@ impl<R> Core<R> {
             sync_seq: 0,
             next_counter: 1,
             expiry: Default::default(),
+            reads: Default::default(),
         });
         log::info!("server {}: LEADING, gathering FOLLOWERINFO", self.cfg.id);
         self.role_changed();
@@ -209,11 +212,8 @@ impl<R> Core<R> {
             PeerMsg::Request { req, op } => self.on_request(from, req, op),
             PeerMsg::Ping { .. } => Ok(()),
             PeerMsg::Touch { sessions } => self.leader_touch(&sessions),
-            PeerMsg::Sync { req } => {
-                let zxid = self.committed;
-                self.send(from, PeerMsg::SyncReply { req, zxid });
-                Ok(())
-            }
+            PeerMsg::Sync { req } => self.leader_sync(super::reads::Reader::Remote(from, req)),
+            PeerMsg::Confirmed { round } => self.on_confirmed(from, round),
             other => {
                 self.disconnect(from, format!("{} sent to the leader", other.name()));
                 Ok(())

@@ -22,6 +22,8 @@ struct Ens {
     up: BTreeSet<(PeerId, PeerId)>,
     now: Millis,
     hold_durable: BTreeSet<PeerId>,
+    /// Messages to and from these servers are lost (the links stay up).
+    hold_links: BTreeSet<PeerId>,
     sent: Vec<(PeerId, PeerId, &'static str)>,
     commits: Vec<Zxid>,
 }
@@ -40,6 +42,7 @@ impl Ens {
             up: BTreeSet::new(),
             now: 0,
             hold_durable: BTreeSet::new(),
+            hold_links: BTreeSet::new(),
             sent: vec![],
             commits: vec![],
         };
@@ -243,7 +246,9 @@ impl Ens {
         loop {
             loop {
                 if let Some((f, t, m)) = self.queue.pop_front() {
-                    self.input(t, Input::Peer { from: f, msg: m });
+                    if !self.hold_links.contains(&f) && !self.hold_links.contains(&t) {
+                        self.input(t, Input::Peer { from: f, msg: m });
+                    }
                     continue;
                 }
                 let ready: Vec<PeerId> = self
@@ -979,7 +984,39 @@ fn a_sync_through_a_follower_answers_with_the_leaders_commit_point() {
         }
         other => panic!("sync: {other:?}"),
     }
-    let lonely = e.core(leader).status().last_committed;
+    let at = e.core(leader).status().last_committed;
     e.input(leader, Input::Sync { req: 4 });
-    assert!(matches!(e.replied(leader, 4), Some((_, z, Ok(OpOk::Synced))) if *z == lonely));
+    assert!(
+        e.replied(leader, 4).is_none(),
+        "not before a quorum confirmed the round"
+    );
+    e.settle_briefly();
+    assert!(matches!(e.replied(leader, 4), Some((_, z, Ok(OpOk::Synced))) if *z == at));
+    assert!(e.sent.iter().any(|m| m.2 == "CONFIRM") && e.sent.iter().any(|m| m.2 == "CONFIRMED"));
+}
+
+// Sync (ReadIndex): a leader cut off from every follower never answers a sync; it fails
+// when the leader steps down, instead of giving out a commit point another leader may
+// already have passed.
+#[test]
+fn a_leader_cut_off_from_its_quorum_never_answers_a_sync() {
+    let mut e = Ens::new(3);
+    let leader = e.elect();
+    e.write(leader, 1, "/a");
+    e.settle_briefly();
+    for p in e.live() {
+        if p != leader {
+            // Messages to and from the leader are lost, but the links stay up: the
+            // leader notices only by silence, after syncLimit.
+            e.hold_links.insert(p);
+        }
+    }
+    e.input(leader, Input::Sync { req: 2 });
+    e.run_for(200);
+    assert!(e.replied(leader, 2).is_none(), "answered without a quorum");
+    e.run_for(3_000);
+    assert!(matches!(
+        e.replied(leader, 2),
+        Some((_, _, Err(ClientError::Uncertain)))
+    ));
 }
