@@ -107,17 +107,26 @@ fn every_example_in_the_api_doc_answers_as_written() {
         }
         let w = words(&line);
         let (mut method, mut body, mut url) = ("GET".to_string(), None, None);
+        let mut headers: Vec<(String, String)> = Vec::new();
         let mut it = w.iter().skip(1);
         while let Some(a) = it.next() {
             match a.as_str() {
                 "-s" => {}
                 "-d" => body = it.next().cloned(),
+                "-H" => {
+                    let h = it.next().expect("-H needs a header");
+                    let (name, value) = h.split_once(':').expect("-H 'Name: value'");
+                    headers.push((name.trim().to_string(), value.trim().to_string()));
+                }
                 m if m.starts_with("-X") => method = m[2..].to_string(),
                 u => url = Some(format!("http://{u}")),
             }
         }
         let url = url.unwrap_or_else(|| panic!("no URL in {line}"));
-        let req = agent.request(&method, &url);
+        let mut req = agent.request(&method, &url);
+        for (name, value) in &headers {
+            req = req.set(name, value);
+        }
         let resp = match &body {
             Some(b) => req.send_string(b),
             None => req.call(),

@@ -82,7 +82,12 @@ impl Cli {
         let mut last = String::new();
         for server in &self.servers {
             let url = format!("http://{server}{path}");
-            let req = agent.request(method, &url);
+            let mut req = agent.request(method, &url);
+            if path.starts_with("/watch/") {
+                // A parked long-poll on a keep-alive connection holds one of the
+                // server's connection threads; with `Connection: close` it holds none.
+                req = req.set("Connection", "close");
+            }
             let resp = match body {
                 Some(b) => req.send_bytes(b),
                 None => req.call(),
