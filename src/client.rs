@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::http::api::{ErrorJson, WrittenJson, ZnodeJson};
-pub use crate::http::api::{MetadataRow, StatJson, StatusJson};
+use crate::http::api::{ErrorJson, SessionJson, WrittenJson, ZnodeJson};
+pub use crate::http::api::{MetadataRow, MultiJson, StatJson, StatusJson};
 
 /// Largest response body the client reads, in bytes.
 const MAX_RESPONSE_BYTES: u64 = 64 << 20;
@@ -91,6 +91,157 @@ pub struct Znode {
     pub stat: StatJson,
     /// Child names (not full paths).
     pub children: Vec<String>,
+}
+
+/// How [`Client::create_with`] creates a znode.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct CreateOptions {
+    /// Ephemeral, owned by this session (its id as the server gave it, `0x...`).
+    pub ephemeral_session: Option<String>,
+    /// With ZooKeeper's 10-digit sequence suffix.
+    pub sequential: bool,
+    /// A container (deleted once it has had children and has none left).
+    pub container: bool,
+    /// A TTL znode (deleted once childless and unmodified for this many ms).
+    pub ttl_ms: Option<u64>,
+}
+
+/// A session as opened.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Session {
+    /// Its id, `0x...`.
+    pub id: String,
+    /// The timeout the server granted, in ms.
+    pub timeout_ms: u32,
+}
+
+/// One change a watch reports.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Deserialize)]
+pub struct WatchEventJson {
+    /// The znode changed.
+    pub path: String,
+    /// `created`, `changed`, `deleted` or `children`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The zxid of the change.
+    pub zxid: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct WatchJson {
+    events: Vec<WatchEventJson>,
+    zxid: u64,
+}
+
+/// What a long-poll watch answered.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum WatchAnswer {
+    /// Changes, in zxid order; watch again after `zxid`.
+    Events {
+        /// The changes.
+        events: Vec<WatchEventJson>,
+        /// Pass this as the next `after`.
+        zxid: u64,
+    },
+    /// Nothing changed within the timeout.
+    Timeout,
+    /// The server no longer keeps changes that old: re-read, then watch from the read.
+    Gone {
+        /// The oldest zxid it can still watch after.
+        oldest_zxid: u64,
+    },
+}
+
+/// A client of a whole ensemble: each call goes to the server that last answered and, if
+/// that one cannot be reached (or has no leader, or is shutting down), to the others in
+/// turn. A write that broke off mid-way may have happened: callers that retry must
+/// tolerate `node_exists` and the like.
+pub struct Ensemble {
+    clients: Vec<Client>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+/// The servers the original's tools talk to when told nothing else.
+pub const DEFAULT_SERVERS: &str = "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082";
+
+impl Ensemble {
+    /// An ensemble client of `spec`, a comma-separated list of `host:port` (or
+    /// `http://host:port`), with a 2 s connect and 15 s read timeout per server.
+    ///
+    /// # Errors
+    /// A sentence if the list is empty or an item is not `host:port`.
+    pub fn from_spec(spec: &str) -> Result<Ensemble, String> {
+        let mut clients = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let hostport = item.strip_prefix("http://").unwrap_or(item);
+            let ok = hostport
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(format!(
+                    "{item:?} is not host:port (a server list looks like 127.0.0.1:8080,127.0.0.1:8081)"
+                ));
+            }
+            clients.push(Client::with_timeouts(
+                &format!("http://{hostport}"),
+                Duration::from_secs(2),
+                Duration::from_secs(15),
+            ));
+        }
+        if clients.is_empty() {
+            return Err("the server list is empty".into());
+        }
+        Ok(Ensemble {
+            clients,
+            current: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// The servers' base URLs, in the order given.
+    pub fn servers(&self) -> Vec<String> {
+        self.clients.iter().map(|c| c.base().to_string()).collect()
+    }
+
+    /// The base URL of the server calls go to first.
+    pub fn current(&self) -> String {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        self.clients[i % self.clients.len()].base().to_string()
+    }
+
+    /// Runs `f` against the current server, then the others in turn while a server
+    /// cannot serve it (unreachable, `no_leader`, `shutting_down`); the first other answer
+    /// is returned, and its server becomes the current one.
+    ///
+    /// # Errors
+    /// The last server's error when none could serve it; otherwise `f`'s error.
+    pub fn call<T>(&self, f: impl Fn(&Client) -> Result<T, ClientError>) -> Result<T, ClientError> {
+        use std::sync::atomic::Ordering;
+        let n = self.clients.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            match f(&self.clients[i]) {
+                Err(e) if retry_elsewhere(&e) => last = Some(e),
+                other => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+        Err(last.expect("an ensemble has at least one server"))
+    }
+}
+
+/// Whether another server may serve what this one could not.
+fn retry_elsewhere(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport(_) => true,
+        ClientError::Http {
+            status: 503, code, ..
+        } => code == "no_leader" || code == "shutting_down",
+        _ => false,
+    }
 }
 
 /// A client of one ZooWeeper server.
@@ -247,6 +398,159 @@ impl Client {
                 .set("Content-Type", "application/json")
                 .send_bytes(&bytes),
         )
+    }
+
+    /// Creates a znode with the options of `opts` (ephemeral in a session, sequential,
+    /// container, TTL).
+    ///
+    /// # Errors
+    /// As [`Client::create`], and `no_session` for an ephemeral in a closed session.
+    pub fn create_with(
+        &self,
+        path: &str,
+        data: &[u8],
+        opts: &CreateOptions,
+    ) -> Result<Created, ClientError> {
+        let mut q = Vec::new();
+        if let Some(session) = &opts.ephemeral_session {
+            q.push(format!("ephemeral=true&session={session}"));
+        }
+        if opts.sequential {
+            q.push("sequential=true".to_string());
+        }
+        if opts.container {
+            q.push("container=true".to_string());
+        }
+        if let Some(ttl) = opts.ttl_ms {
+            q.push(format!("ttl_ms={ttl}"));
+        }
+        let query = if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        };
+        let url = format!("{}{query}", self.znode_url(path));
+        let w: WrittenJson = self.json(self.agent.post(&url).send_bytes(data))?;
+        Ok(Created {
+            path: w.path,
+            zxid: w.zxid,
+            stat: w.stat,
+        })
+    }
+
+    /// Reads the znode at `path` once this server has applied `min_zxid` (it waits up to
+    /// 5 s, then answers 503 `behind`), so a client moving between servers never reads
+    /// older state than it has seen.
+    ///
+    /// # Errors
+    /// As [`Client::get`], and `behind`.
+    pub fn get_at(&self, path: &str, min_zxid: u64) -> Result<Znode, ClientError> {
+        let url = format!("{}?min_zxid={min_zxid}", self.znode_url(path));
+        let z: ZnodeJson = self.json(self.agent.get(&url).call())?;
+        let data = z.data_bytes().map_err(ClientError::Decode)?;
+        Ok(Znode {
+            path: z.path,
+            data,
+            stat: z.stat,
+            children: z.children,
+        })
+    }
+
+    /// Opens a session with a timeout of `timeout_ms` (the server may grant another).
+    ///
+    /// # Errors
+    /// `Http` with code `too_many_sessions`, `no_leader`, ...; or `Transport`/`Decode`.
+    pub fn open_session(&self, timeout_ms: u32) -> Result<Session, ClientError> {
+        let body = serde_json::json!({ "timeout_ms": timeout_ms }).to_string();
+        let s: SessionJson = self.json(
+            self.agent
+                .post(&format!("{}/sessions", self.base))
+                .send_bytes(body.as_bytes()),
+        )?;
+        Ok(Session {
+            id: s.session,
+            timeout_ms: s.timeout_ms,
+        })
+    }
+
+    /// Keeps session `id` alive.
+    ///
+    /// # Errors
+    /// `Http` with code `no_session` once it is closed or expired, `behind` if this server
+    /// has not applied its creation yet; or `Transport`.
+    pub fn heartbeat(&self, id: &str) -> Result<(), ClientError> {
+        let url = format!("{}/sessions/{id}/heartbeat", self.base);
+        self.body(self.agent.post(&url).send_bytes(&[])).map(|_| ())
+    }
+
+    /// Closes session `id`: its ephemeral znodes go with it.
+    ///
+    /// # Errors
+    /// `Http` with code `no_session`; or `Transport`.
+    pub fn close_session(&self, id: &str) -> Result<(), ClientError> {
+        let url = format!("{}/sessions/{id}", self.base);
+        self.body(self.agent.delete(&url).call()).map(|_| ())
+    }
+
+    /// Applies `ops` (the JSON ops of `POST /multi`) all or nothing.
+    ///
+    /// # Errors
+    /// The failing op's error (its index is not kept here); or `Transport`/`Decode`.
+    pub fn multi(&self, ops: &[serde_json::Value]) -> Result<MultiJson, ClientError> {
+        let body = serde_json::json!({ "ops": ops }).to_string();
+        self.json(
+            self.agent
+                .post(&format!("{}/multi", self.base))
+                .send_bytes(body.as_bytes()),
+        )
+    }
+
+    /// Long-polls for changes to `path` of `kind` (`data`, `children` or `tree`) after
+    /// zxid `after` (after what the server has applied when `None`), waiting up to
+    /// `timeout_ms`. Sent with `Connection: close`, so the parked poll holds no server
+    /// thread.
+    ///
+    /// # Errors
+    /// `Http` with code `bad_request`, ...; or `Transport`/`Decode`.
+    pub fn watch(
+        &self,
+        path: &str,
+        kind: &str,
+        after: Option<u64>,
+        timeout_ms: u64,
+    ) -> Result<WatchAnswer, ClientError> {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        let mut url = format!(
+            "{}/watch/{}?kind={kind}&timeout_ms={timeout_ms}",
+            self.base,
+            encode_path(path)
+        );
+        if let Some(a) = after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let result = self
+            .agent
+            .get(&url)
+            .set("Connection", "close")
+            .timeout(Duration::from_millis(timeout_ms + 10_000))
+            .call();
+        match result {
+            Ok(resp) if resp.status() == 204 => Ok(WatchAnswer::Timeout),
+            Err(ureq::Error::Status(410, resp)) => {
+                let body = read_all(resp).unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                Ok(WatchAnswer::Gone {
+                    oldest_zxid: v["oldest_zxid"].as_u64().unwrap_or(0),
+                })
+            }
+            other => {
+                let w: WatchJson = self.json(other)?;
+                Ok(WatchAnswer::Events {
+                    events: w.events,
+                    zxid: w.zxid,
+                })
+            }
+        }
     }
 
     fn znode_url(&self, path: &str) -> String {

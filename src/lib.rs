@@ -18,6 +18,7 @@
 //! | [`http`]  | the tiny_http front: routes (pure), workers, JSON        | sockets |
 //! | [`runtime`] | starts and wires the threads of one server             | threads |
 //! | [`client`]| a small blocking client of the HTTP API                  | sockets |
+//! | [`queue`] | Mimic Queue, the goals use case: broker, consumer, log    | files, sockets |
 //! | `sim`     | deterministic simulation of N cores (tests, `sim` feature) | none |
 
 pub mod channels;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod histogram;
 pub mod http;
 pub mod net;
+pub mod queue;
 pub mod runtime;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

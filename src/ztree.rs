@@ -23,7 +23,7 @@ mod tree;
 pub use codec::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 pub use events::{events_of, EventKind, WatchEvent, WatchKind};
 pub use path::validate_path;
-pub use process::{Process, PROCESSES_PATH};
+pub use process::{Process, EVENTS_PATH, PROCESSES_PATH};
 pub use session::{NodeKind, CONTAINER_OWNER, TTL_OWNER_TAG};
 use tree::Node;
 pub use tree::NodeView;

@@ -12,6 +12,9 @@ use crate::wire::Txn;
 
 /// The parent of every process znode.
 pub const PROCESSES_PATH: &str = "/zooweeper/processes";
+/// The parent of every event znode (`<offset, 10 digits>`): goals and the like that
+/// `POST /metadata` carried in `GameResults`, in commit order.
+pub const EVENTS_PATH: &str = "/zooweeper/events";
 /// The parent of [`PROCESSES_PATH`].
 const ZOOWEEPER_PATH: &str = "/zooweeper";
 

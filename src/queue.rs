@@ -1,0 +1,13 @@
+//! Mimic Queue: the original's use case, "Ordered List of Football Goals Timeline", on
+//! ZooWeeper. A broker (`mimic-queue`) takes goals from producers, writes each through
+//! ZooWeeper (which gives every goal its place in one total order), fetches the committed
+//! goals addressed to it into its own checksummed log, and serves them to pollers; a
+//! consumer (`goals-consumer`) polls a live broker from its offset and shows the timeline.
+//!
+//! | module     | what                                                        |
+//! |------------|-------------------------------------------------------------|
+//! | [`goal`]   | a goal (`Minute`, `Player`, `Club`, `Score`): parse, check, show |
+//! | [`layout`] | where the queue keeps its znodes in ZooWeeper              |
+
+pub mod goal;
+pub mod layout;
