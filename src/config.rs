@@ -68,16 +68,22 @@ pub struct Limits {
     pub max_path_depth: usize,
     /// Watches parked on this server at once; past it a watch gets 503 `busy`.
     pub max_watches: usize,
+    /// Events (`POST /metadata` with `GameResults`) kept under `/zooweeper/events`; each
+    /// write past it drops the oldest in the same txn. Readers delete events sooner once
+    /// every broker they are addressed to has them.
+    pub event_retention: u32,
 }
 
 impl Default for Limits {
-    /// 100,000 sessions, 10,000,000 znodes, depth 64, 10,000 parked watches.
+    /// 100,000 sessions, 10,000,000 znodes, depth 64, 10,000 parked watches, 100,000
+    /// events.
     fn default() -> Limits {
         Limits {
             max_sessions: 100_000,
             max_znodes: 10_000_000,
             max_path_depth: 64,
             max_watches: 10_000,
+            event_retention: 100_000,
         }
     }
 }
@@ -141,7 +147,7 @@ impl Config {
         let mut out = format!(
             "serverId={}\ncluster={}\ndataDir={}\ntickTime={}\ninitLimit={}\nsyncLimit={}\n\
              snapCount={}\nhttpThreads={}\nmaxBodyBytes={}\nmaxSessions={}\nmaxZnodes={}\n\
-             maxPathDepth={}\nmaxWatches={}\n",
+             maxPathDepth={}\nmaxWatches={}\neventRetention={}\n",
             self.id,
             self.cluster,
             self.data_dir.display(),
@@ -155,6 +161,7 @@ impl Config {
             self.limits.max_znodes,
             self.limits.max_path_depth,
             self.limits.max_watches,
+            self.limits.event_retention,
         );
         for s in &self.servers {
             out.push_str(&format!(
@@ -242,6 +249,8 @@ SERVER:
   --max-znodes N      znodes (429 past it); default 10000000
   --max-path-depth N  path segments (400 past it); default 64
   --max-watches N     watches parked on this server (503 past it); default 10000
+  --event-retention N events kept under /zooweeper/events (the oldest go past it);
+                      default 100000
   --log LEVEL         error|warn|info|debug|trace or an env_logger filter [RUST_LOG];
                       default info
   -h, --help          print this help
@@ -271,6 +280,7 @@ struct Raw {
     max_znodes: Option<usize>,
     max_path_depth: Option<usize>,
     max_watches: Option<usize>,
+    event_retention: Option<u32>,
     log: Option<String>,
 }
 
@@ -313,6 +323,9 @@ pub fn parse(
             Long("max-znodes") => raw.max_znodes = Some(num(&mut p, "--max-znodes")?),
             Long("max-path-depth") => raw.max_path_depth = Some(num(&mut p, "--max-path-depth")?),
             Long("max-watches") => raw.max_watches = Some(num(&mut p, "--max-watches")?),
+            Long("event-retention") => {
+                raw.event_retention = Some(num(&mut p, "--event-retention")?)
+            }
             Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
             Long("log") => raw.log = Some(text(&mut p, "--log")?),
             _ => return Err(arg.unexpected().into()),
@@ -448,6 +461,17 @@ impl Raw {
                         "--max-path-depth",
                     )?,
                     max_watches: positive(self.max_watches, d.max_watches, "--max-watches")?,
+                    event_retention: {
+                        let n =
+                            positive(self.event_retention, d.event_retention, "--event-retention")?;
+                        if n > crate::ztree::MAX_RETAIN {
+                            return Err(ConfigError(format!(
+                                "--event-retention {n}: at most {}",
+                                crate::ztree::MAX_RETAIN
+                            )));
+                        }
+                        n
+                    },
                 }
             },
         };

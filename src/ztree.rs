@@ -4,6 +4,7 @@
 //! - [`path`]: ZooKeeper's path rules ([`validate_path`]).
 //! - `tree`: the nodes and [`ZTree::apply`] for create, setData and delete.
 //! - `process`: the original ZooWeeper's `/metadata` process znodes ([`Process`]).
+//! - `event_log`: the events `/metadata` carries, one znode each ([`EventRecord`]).
 //! - `digest`: the order-independent tree digest, kept up to date on every change.
 //! - `codec`: the snapshot format ([`ZTree::encode`], [`ZTree::decode`]).
 
@@ -14,6 +15,7 @@ use imbl::OrdMap;
 
 mod codec;
 mod digest;
+mod event_log;
 pub mod events;
 pub mod path;
 mod process;
@@ -21,6 +23,7 @@ mod session;
 mod tree;
 
 pub use codec::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use event_log::{event_name, EventCounter, EventRecord, MAX_RETAIN};
 pub use events::{events_of, EventKind, WatchEvent, WatchKind};
 pub use path::validate_path;
 pub use process::{Process, EVENTS_PATH, PROCESSES_PATH};
@@ -65,6 +68,15 @@ pub enum OpOk {
     Deleted,
     /// Recorded a broker's process znode; `version` is its metadata version.
     Process { path: String, version: i32 },
+    /// Recorded a process (as `Process`) and appended event `offset` at `path`; dropped
+    /// these oldest events past the retention window.
+    Event {
+        process: String,
+        version: i32,
+        path: String,
+        offset: u64,
+        dropped: Vec<String>,
+    },
     /// A check held.
     Checked,
     /// Every op of a multi succeeded; their results, in order.

@@ -88,6 +88,16 @@ fn simple_op() -> impl Strategy<Value = TxnOp> {
                 clients,
             }
         }),
+        (text(), text(), data(), any::<u32>()).prop_map(|(sender, clients, results, retain)| {
+            TxnOp::PutEvent {
+                sender,
+                receiver: "8081".into(),
+                timestamp: "t".into(),
+                clients,
+                results,
+                retain,
+            }
+        }),
     ]
 }
 

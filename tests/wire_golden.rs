@@ -153,6 +153,21 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
             },
         ),
         (
+            "request-putevent",
+            PeerMsg::Request {
+                req: 22,
+                op: TxnOp::PutEvent {
+                    sender: "9090".into(),
+                    receiver: "8081".into(),
+                    timestamp: "t1".into(),
+                    clients: "9090,9091".into(),
+                    results: br#"{"Club":"FCB","Minute":12,"Player":"Messi","Score":"1-0"}"#
+                        .to_vec(),
+                    retain: 100_000,
+                },
+            },
+        ),
+        (
             "request-createsession",
             PeerMsg::Request {
                 req: 20,

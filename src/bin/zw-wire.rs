@@ -152,6 +152,8 @@ ENCODE
         --op delete     --path P [--version V]
         --op setdata    --path P [--data TEXT] [--version V]
         --op putprocess [--sender S] [--receiver R] [--timestamp T] [--clients C]
+        --op putevent   [--sender S] [--receiver R] [--timestamp T] [--clients C]
+                        [--data GAMERESULTS-JSON] [--retain N]
     --hexdump prints the frame as `hexdump -C` text instead of raw bytes.
 
 EXAMPLES
@@ -656,9 +658,20 @@ fn build_op(o: &mut Opts) -> Result<TxnOp, String> {
             timestamp: o.take("timestamp").unwrap_or_default(),
             clients: o.take("clients").unwrap_or_default(),
         },
+        "putevent" => TxnOp::PutEvent {
+            sender: o.take("sender").unwrap_or_default(),
+            receiver: o.take("receiver").unwrap_or_default(),
+            timestamp: o.take("timestamp").unwrap_or_default(),
+            clients: o.take("clients").unwrap_or_default(),
+            results: o.take("data").unwrap_or_default().into_bytes(),
+            retain: o
+                .take("retain")
+                .map_or(Ok(100_000), |r| r.parse())
+                .map_err(|_| "--retain needs a number".to_string())?,
+        },
         other => {
             return Err(format!(
-                "--op {other:?}: create, delete, setdata or putprocess"
+                "--op {other:?}: create, delete, setdata, putprocess or putevent"
             ))
         }
     })

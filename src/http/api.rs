@@ -290,6 +290,12 @@ pub struct ProcessWrittenJson {
     pub version: i32,
     /// The zxid of the write's txn.
     pub zxid: u64,
+    /// The event's znode, when the write carried `GameResults`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The event's offset (its place in the stream, from 0), when it carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// One row of `GET /metadata`, with the original system's field names.

@@ -416,7 +416,9 @@ fn parse_version(value: Option<&str>) -> Result<Option<i32>, ApiError> {
     }
 }
 
-/// `POST /metadata`: the original system's write request, turned into a `PutProcess`.
+/// `POST /metadata`: the original system's write request, turned into a `PutProcess`, or
+/// a `PutEvent` when it carries a `GameResults` object (its `retain` is the default here;
+/// the server sets its own).
 fn metadata_write(body: &[u8]) -> Result<TxnOp, ApiError> {
     let doc: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
@@ -458,13 +460,39 @@ fn metadata_write(body: &[u8]) -> Result<TxnOp, ApiError> {
             )));
         }
     }
-    Ok(TxnOp::PutProcess {
-        sender,
-        receiver,
-        timestamp,
-        clients,
-    })
+    match top.get("GameResults") {
+        None | Some(serde_json::Value::Null) => Ok(TxnOp::PutProcess {
+            sender,
+            receiver,
+            timestamp,
+            clients,
+        }),
+        Some(results @ serde_json::Value::Object(_)) => {
+            let results = serde_json::to_vec(results).expect("a JSON value always serializes");
+            if results.len() > MAX_EVENT_BYTES {
+                return Err(ApiError::too_large(
+                    "GameResults",
+                    results.len(),
+                    MAX_EVENT_BYTES,
+                ));
+            }
+            Ok(TxnOp::PutEvent {
+                sender,
+                receiver,
+                timestamp,
+                clients,
+                results,
+                retain: crate::config::Limits::default().event_retention,
+            })
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "\"GameResults\" must be a JSON object",
+        )),
+    }
 }
+
+/// Largest `GameResults` object `POST /metadata` takes, in bytes of compact JSON.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
 /// A string field; a JSON number is taken as its decimal text (ports are often sent as
 /// numbers). Missing or `null` is `None`.
@@ -735,13 +763,23 @@ mod tests {
             "Timestamp": "t1", "Clients": "9090, 9091"}, "GameResults": {"Minute": 12}}"#;
         assert_eq!(
             route(&Method::Post, "/metadata", body),
-            Ok(Route::Write(TxnOp::PutProcess {
+            Ok(Route::Write(TxnOp::PutEvent {
                 sender: "9090".into(),
                 receiver: "8081".into(),
                 timestamp: "t1".into(),
-                clients: "9090,9091".into()
+                clients: "9090,9091".into(),
+                results: br#"{"Minute":12}"#.to_vec(),
+                retain: crate::config::Limits::default().event_retention,
             }))
         );
+        let e = route(
+            &Method::Post,
+            "/metadata",
+            br#"{"Metadata": {"SenderIp": "9090"}, "GameResults": [1]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("GameResults"), "{}", e.message);
     }
 
     #[test]

@@ -328,8 +328,11 @@ impl Worker {
                     )),
                 }
             }
-            Route::Write(op) => {
+            Route::Write(mut op) => {
                 self.within_limits(&op)?;
+                if let TxnOp::PutEvent { retain, .. } = &mut op {
+                    *retain = self.cfg.limits.event_retention;
+                }
                 // Any request of a session's counts as its heartbeat, as in ZooKeeper.
                 if let TxnOp::Create {
                     ephemeral_owner, ..
@@ -568,6 +571,25 @@ fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
                 path,
                 version,
                 zxid,
+                event: None,
+                offset: None,
+            },
+        ),
+        OpOk::Event {
+            process,
+            version,
+            path,
+            offset,
+            ..
+        } => Answer::json(
+            200,
+            &ProcessWrittenJson {
+                status: "ok".into(),
+                path: process,
+                version,
+                zxid,
+                event: Some(path),
+                offset: Some(offset),
             },
         ),
         OpOk::Checked | OpOk::Synced => Answer::json(200, &serde_json::json!({ "zxid": zxid })),

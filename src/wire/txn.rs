@@ -55,6 +55,19 @@ pub enum TxnOp {
         timestamp: String,
         clients: String,
     },
+    /// The original's write with an event (`POST /metadata` with `GameResults`, op code
+    /// 102): record `sender`'s process as [`TxnOp::PutProcess`] does (an empty `clients`
+    /// keeps the sender's current list), then append the event `results` (a JSON object)
+    /// as the next znode under `/zooweeper/events`, and drop the oldest events past
+    /// `retain`. All or nothing.
+    PutEvent {
+        sender: String,
+        receiver: String,
+        timestamp: String,
+        clients: String,
+        results: Vec<u8>,
+        retain: u32,
+    },
     /// Assert that a znode exists with this version (any version when `None`): ZooKeeper's
     /// check (op code 13), useful inside a multi.
     Check {
@@ -111,6 +124,7 @@ const OP_MULTI: u8 = 14;
 const OP_CREATE_CONTAINER: u8 = 19;
 const OP_CREATE_TTL: u8 = 21;
 const OP_PUT_PROCESS: u8 = 101;
+const OP_PUT_EVENT: u8 = 102;
 const OP_CREATE_SESSION: u8 = 110;
 const OP_CLOSE_SESSION: u8 = 111;
 
@@ -124,6 +138,7 @@ impl TxnOp {
             TxnOp::Delete { .. } => OP_DELETE,
             TxnOp::SetData { .. } => OP_SET_DATA,
             TxnOp::PutProcess { .. } => OP_PUT_PROCESS,
+            TxnOp::PutEvent { .. } => OP_PUT_EVENT,
             TxnOp::Check { .. } => OP_CHECK,
             TxnOp::Multi { .. } => OP_MULTI,
             TxnOp::CreateContainer { .. } => OP_CREATE_CONTAINER,
@@ -142,7 +157,7 @@ impl TxnOp {
             | TxnOp::Check { path, .. }
             | TxnOp::CreateContainer { path, .. }
             | TxnOp::CreateTtl { path, .. } => Some(path),
-            TxnOp::PutProcess { sender, .. } => Some(sender),
+            TxnOp::PutProcess { sender, .. } | TxnOp::PutEvent { sender, .. } => Some(sender),
             TxnOp::Multi { .. } | TxnOp::CreateSession { .. } | TxnOp::CloseSession { .. } => None,
         }
     }
@@ -167,6 +182,7 @@ impl TxnOp {
             TxnOp::Delete { .. } => "delete",
             TxnOp::SetData { .. } => "setData",
             TxnOp::PutProcess { .. } => "putProcess",
+            TxnOp::PutEvent { .. } => "putEvent",
             TxnOp::Check { .. } => "check",
             TxnOp::Multi { .. } => "multi",
             TxnOp::CreateContainer { .. } => "createContainer",
@@ -223,6 +239,21 @@ impl TxnOp {
                 put_str(out, receiver);
                 put_str(out, timestamp);
                 put_str(out, clients);
+            }
+            TxnOp::PutEvent {
+                sender,
+                receiver,
+                timestamp,
+                clients,
+                results,
+                retain,
+            } => {
+                put_str(out, sender);
+                put_str(out, receiver);
+                put_str(out, timestamp);
+                put_str(out, clients);
+                put_bytes(out, results);
+                out.write_u32::<BigEndian>(*retain).unwrap();
             }
             TxnOp::Multi { ops } => {
                 out.write_u32::<BigEndian>(ops.len() as u32).unwrap();
@@ -303,6 +334,14 @@ impl TxnOp {
                 receiver: r.str(MAX_PATH_BYTES)?,
                 timestamp: r.str(MAX_PATH_BYTES)?,
                 clients: r.str(MAX_PATH_BYTES)?,
+            },
+            OP_PUT_EVENT => TxnOp::PutEvent {
+                sender: r.str(MAX_PATH_BYTES)?,
+                receiver: r.str(MAX_PATH_BYTES)?,
+                timestamp: r.str(MAX_PATH_BYTES)?,
+                clients: r.str(MAX_PATH_BYTES)?,
+                results: r.bytes(MAX_DATA_BYTES)?,
+                retain: r.u32()?,
             },
             OP_CHECK => TxnOp::Check {
                 path: r.str(MAX_PATH_BYTES)?,
@@ -398,6 +437,17 @@ impl std::fmt::Display for TxnOp {
             clients,
         } => format!(
             "putProcess sender={sender:?} receiver={receiver:?} timestamp={timestamp:?} clients={clients:?}"
+        ),
+        TxnOp::PutEvent {
+            sender,
+            receiver,
+            timestamp,
+            clients,
+            results,
+            retain,
+        } => format!(
+            "putEvent sender={sender:?} receiver={receiver:?} timestamp={timestamp:?} clients={clients:?} results={} retain={retain}",
+            show_data(results)
         ),
         TxnOp::Check {
             path,

@@ -80,6 +80,24 @@ fn collect(zxid: Zxid, op: &TxnOp, done: &OpOk, out: &mut Vec<WatchEvent>) {
             }
         }
         (_, OpOk::Process { path, .. }) => push(path, EventKind::Changed),
+        (
+            _,
+            OpOk::Event {
+                process,
+                path,
+                dropped,
+                ..
+            },
+        ) => {
+            push(process, EventKind::Changed);
+            push(path, EventKind::Created);
+            push(parent_of(path), EventKind::Children);
+            push(parent_of(path), EventKind::Changed);
+            for p in dropped {
+                push(p, EventKind::Deleted);
+                push(parent_of(p), EventKind::Children);
+            }
+        }
         (_, OpOk::SessionClosed { deleted, .. }) => {
             for p in deleted {
                 push(p, EventKind::Deleted);

@@ -20,15 +20,15 @@ const ZOOWEEPER_PATH: &str = "/zooweeper";
 
 /// A process znode's data, as JSON (the original's field names).
 #[derive(Serialize, Deserialize)]
-struct ProcessData {
+pub(super) struct ProcessData {
     #[serde(rename = "SenderIp")]
-    sender: String,
+    pub(super) sender: String,
     #[serde(rename = "ReceiverIp")]
-    receiver: String,
+    pub(super) receiver: String,
     #[serde(rename = "Timestamp")]
-    timestamp: String,
+    pub(super) timestamp: String,
     #[serde(rename = "Clients")]
-    clients: String,
+    pub(super) clients: String,
 }
 
 /// One broker's process znode, as `GET /metadata` shows it.

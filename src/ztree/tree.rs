@@ -159,6 +159,14 @@ impl ZTree {
                 timestamp,
                 clients,
             } => self.put_process(txn, sender, receiver, timestamp, clients),
+            TxnOp::PutEvent {
+                sender,
+                receiver,
+                timestamp,
+                clients,
+                results,
+                retain,
+            } => self.put_event(txn, sender, receiver, timestamp, clients, results, *retain),
         }
     }
 
@@ -730,7 +738,8 @@ pub(crate) mod tests {
             8 => prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..4)
                 .prop_map(|segs| format!("/{}", segs.join("/"))),
             1 => Just("/".to_string()),
-            1 => prop::sample::select(vec!["", "a", "/a/", "//b", "/a/..", "/zooweeper/processes"])
+            1 => prop::sample::select(vec!["", "a", "/a/", "//b", "/a/..", "/zooweeper/processes",
+                                           "/zooweeper/events", "/zooweeper/events/0000000000"])
                 .prop_map(String::from),
         ]
     }
@@ -757,6 +766,18 @@ pub(crate) mod tests {
                     receiver: "8081".into(),
                     timestamp: "t".into(),
                     clients: clients.into(),
+                }),
+            2 => (prop::sample::select(vec!["9090", "9091", "a/b"]),
+                  prop::sample::select(vec!["9090,9091,9092", "9090", ""]),
+                  prop::sample::select(vec![r#"{"Minute":1}"#, "[]", "{"]),
+                  0..4u32)
+                .prop_map(|(sender, clients, results, retain)| TxnOp::PutEvent {
+                    sender: sender.into(),
+                    receiver: "8081".into(),
+                    timestamp: "t".into(),
+                    clients: clients.into(),
+                    results: results.as_bytes().to_vec(),
+                    retain,
                 }),
         ]
     }
