@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::http::api::{ErrorJson, SessionJson, WrittenJson, ZnodeJson};
-pub use crate::http::api::{MetadataRow, MultiJson, StatJson, StatusJson};
+pub use crate::http::api::{MetadataRow, MultiJson, ProcessWrittenJson, StatJson, StatusJson};
 
 /// Largest response body the client reads, in bytes.
 const MAX_RESPONSE_BYTES: u64 = 64 << 20;
@@ -34,7 +34,10 @@ pub enum ClientError {
         /// The server's sentence.
         message: String,
     },
-    /// The server could not be reached, or the connection broke.
+    /// No connection could be made (refused, no route, bad host): nothing was sent, so
+    /// another server may safely take the same request.
+    Unreachable(String),
+    /// The connection broke or timed out after the request may have been sent.
     Transport(String),
     /// The server answered 2xx but the body was not what the API promises.
     Decode(String),
@@ -60,7 +63,8 @@ impl fmt::Display for ClientError {
             } => {
                 write!(f, "HTTP {status} ({code}): {message}")
             }
-            ClientError::Transport(why) => write!(f, "cannot reach the server: {why}"),
+            ClientError::Unreachable(why) => write!(f, "cannot reach the server: {why}"),
+            ClientError::Transport(why) => write!(f, "the connection failed: {why}"),
             ClientError::Decode(why) => write!(f, "unexpected answer from the server: {why}"),
         }
     }
@@ -236,7 +240,7 @@ impl Ensemble {
 /// Whether another server may serve what this one could not.
 fn retry_elsewhere(e: &ClientError) -> bool {
     match e {
-        ClientError::Transport(_) => true,
+        ClientError::Unreachable(_) | ClientError::Transport(_) => true,
         ClientError::Http {
             status: 503, code, ..
         } => code == "no_leader" || code == "shutting_down",
@@ -280,7 +284,7 @@ impl Client {
     ///
     /// # Errors
     /// `Http` with code `node_exists`, `no_node` (no parent), `bad_path`, `too_large`,
-    /// `no_leader`, `busy`, `uncertain`, `timeout`; or `Transport`/`Decode`.
+    /// `no_leader`, `busy`, `uncertain`, `timeout`; or `Unreachable`/`Transport`/`Decode`.
     pub fn create(&self, path: &str, data: &[u8]) -> Result<Created, ClientError> {
         self.create_node(path, data, false)
     }
@@ -313,7 +317,7 @@ impl Client {
     /// Reads the znode at `path`.
     ///
     /// # Errors
-    /// `Http` with code `no_node` or `bad_path`; or `Transport`/`Decode`.
+    /// `Http` with code `no_node` or `bad_path`; or `Unreachable`/`Transport`/`Decode`.
     pub fn get(&self, path: &str) -> Result<Znode, ClientError> {
         let z: ZnodeJson = self.json(self.agent.get(&self.znode_url(path)).call())?;
         let data = z.data_bytes().map_err(ClientError::Decode)?;
@@ -329,7 +333,7 @@ impl Client {
     /// when `None`). Returns the new stat.
     ///
     /// # Errors
-    /// `Http` with code `no_node`, `bad_version`, `too_large`, ...; or `Transport`/`Decode`.
+    /// `Http` with code `no_node`, `bad_version`, `too_large`, ...; or `Unreachable`/`Transport`/`Decode`.
     pub fn set(
         &self,
         path: &str,
@@ -344,7 +348,7 @@ impl Client {
     /// Deletes the znode at `path`, if its version is `version` (any when `None`).
     ///
     /// # Errors
-    /// `Http` with code `no_node`, `bad_version`, `not_empty`, ...; or `Transport`.
+    /// `Http` with code `no_node`, `bad_version`, `not_empty`, ...; or `Unreachable`/`Transport`.
     pub fn delete(&self, path: &str, version: Option<i32>) -> Result<(), ClientError> {
         let url = format!("{}{}", self.znode_url(path), version_query(version));
         self.body(self.agent.delete(&url).call()).map(|_| ())
@@ -353,7 +357,7 @@ impl Client {
     /// The server's status (role, leader, epochs, zxids, ensemble).
     ///
     /// # Errors
-    /// `Transport` if the server is unreachable; `Decode` on an unexpected body.
+    /// `Unreachable` if the server cannot be reached; `Decode` on an unexpected body.
     pub fn status(&self) -> Result<StatusJson, ClientError> {
         self.json(self.agent.get(&format!("{}/status", self.base)).call())
     }
@@ -361,7 +365,7 @@ impl Client {
     /// The original ZooWeeper's `/metadata` rows: the server row, then one per broker.
     ///
     /// # Errors
-    /// `Transport` if the server is unreachable; `Decode` on an unexpected body.
+    /// `Unreachable` if the server cannot be reached; `Decode` on an unexpected body.
     pub fn metadata(&self) -> Result<Vec<MetadataRow>, ClientError> {
         self.json(self.agent.get(&format!("{}/metadata", self.base)).call())
     }
@@ -459,7 +463,7 @@ impl Client {
     /// Opens a session with a timeout of `timeout_ms` (the server may grant another).
     ///
     /// # Errors
-    /// `Http` with code `too_many_sessions`, `no_leader`, ...; or `Transport`/`Decode`.
+    /// `Http` with code `too_many_sessions`, `no_leader`, ...; or `Unreachable`/`Transport`/`Decode`.
     pub fn open_session(&self, timeout_ms: u32) -> Result<Session, ClientError> {
         let body = serde_json::json!({ "timeout_ms": timeout_ms }).to_string();
         let s: SessionJson = self.json(
@@ -477,7 +481,7 @@ impl Client {
     ///
     /// # Errors
     /// `Http` with code `no_session` once it is closed or expired, `behind` if this server
-    /// has not applied its creation yet; or `Transport`.
+    /// has not applied its creation yet; or `Unreachable`/`Transport`.
     pub fn heartbeat(&self, id: &str) -> Result<(), ClientError> {
         let url = format!("{}/sessions/{id}/heartbeat", self.base);
         self.body(self.agent.post(&url).send_bytes(&[])).map(|_| ())
@@ -486,7 +490,7 @@ impl Client {
     /// Closes session `id`: its ephemeral znodes go with it.
     ///
     /// # Errors
-    /// `Http` with code `no_session`; or `Transport`.
+    /// `Http` with code `no_session`; or `Unreachable`/`Transport`.
     pub fn close_session(&self, id: &str) -> Result<(), ClientError> {
         let url = format!("{}/sessions/{id}", self.base);
         self.body(self.agent.delete(&url).call()).map(|_| ())
@@ -495,7 +499,7 @@ impl Client {
     /// Applies `ops` (the JSON ops of `POST /multi`) all or nothing.
     ///
     /// # Errors
-    /// The failing op's error (its index is not kept here); or `Transport`/`Decode`.
+    /// The failing op's error (its index is not kept here); or `Unreachable`/`Transport`/`Decode`.
     pub fn multi(&self, ops: &[serde_json::Value]) -> Result<MultiJson, ClientError> {
         let body = serde_json::json!({ "ops": ops }).to_string();
         self.json(
@@ -511,7 +515,7 @@ impl Client {
     /// thread.
     ///
     /// # Errors
-    /// `Http` with code `bad_request`, ...; or `Transport`/`Decode`.
+    /// `Http` with code `bad_request`, ...; or `Unreachable`/`Transport`/`Decode`.
     pub fn watch(
         &self,
         path: &str,
@@ -553,6 +557,41 @@ impl Client {
         }
     }
 
+    /// The original broker's write with an event: records broker `sender`'s process (an
+    /// empty `clients` keeps its current list) and appends `results` (a JSON object, the
+    /// goal) to ZooWeeper's event stream. Answers once committed and applied; the answer
+    /// names the event's znode and offset.
+    ///
+    /// # Errors
+    /// `Http` with code `bad_request`, `too_large`, `no_leader`, `busy`, `uncertain`,
+    /// `timeout`; or `Unreachable`/`Transport`/`Decode`.
+    pub fn post_event(
+        &self,
+        sender: &str,
+        receiver: &str,
+        timestamp: &str,
+        clients: &str,
+        results: &serde_json::Value,
+    ) -> Result<ProcessWrittenJson, ClientError> {
+        let body = serde_json::json!({
+            "Timestamp": timestamp,
+            "Metadata": {
+                "SenderIp": sender,
+                "ReceiverIp": receiver,
+                "Timestamp": timestamp,
+                "Clients": clients,
+            },
+            "GameResults": results,
+        });
+        let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
+        self.json(
+            self.agent
+                .post(&format!("{}/metadata", self.base))
+                .set("Content-Type", "application/json")
+                .send_bytes(&bytes),
+        )
+    }
+
     fn znode_url(&self, path: &str) -> String {
         let path = path.strip_prefix('/').unwrap_or(path);
         format!("{}/znodes/{}", self.base, encode_path(path))
@@ -585,7 +624,12 @@ impl Client {
                     },
                 })
             }
-            Err(ureq::Error::Transport(t)) => Err(ClientError::Transport(t.to_string())),
+            Err(ureq::Error::Transport(t)) => Err(match t.kind() {
+                ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => {
+                    ClientError::Unreachable(t.to_string())
+                }
+                _ => ClientError::Transport(t.to_string()),
+            }),
         }
     }
 }
@@ -639,6 +683,6 @@ mod tests {
             Duration::from_secs(2),
         );
         assert_eq!(c.base(), format!("http://127.0.0.1:{port}"));
-        assert!(matches!(c.status(), Err(ClientError::Transport(_))));
+        assert!(matches!(c.status(), Err(ClientError::Unreachable(_))));
     }
 }

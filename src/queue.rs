@@ -8,6 +8,8 @@
 //! |------------|-------------------------------------------------------------|
 //! | [`goal`]   | a goal (`Minute`, `Player`, `Club`, `Score`): parse, check, show |
 //! | [`layout`] | where the queue keeps its znodes in ZooWeeper              |
+//! | [`log`]    | a broker's append-only, checksummed event log              |
 
 pub mod goal;
 pub mod layout;
+pub mod log;

@@ -1069,6 +1069,6 @@ mod tests {
         f.client.status().unwrap();
         f.http.take().unwrap().shutdown();
         let fresh = Client::new(f.client.base());
-        assert!(matches!(fresh.status(), Err(ClientError::Transport(_))));
+        assert!(matches!(fresh.status(), Err(ClientError::Unreachable(_))));
     }
 }
