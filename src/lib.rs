@@ -27,6 +27,7 @@ pub mod config;
 pub mod histogram;
 pub mod http;
 pub mod net;
+pub mod os;
 pub mod queue;
 pub mod runtime;
 #[cfg(any(test, feature = "sim"))]

@@ -6,10 +6,12 @@
 //!
 //! | module     | what                                                        |
 //! |------------|-------------------------------------------------------------|
+//! | [`broker`] | the broker: HTTP front, registration, fetcher, trimmer      |
 //! | [`goal`]   | a goal (`Minute`, `Player`, `Club`, `Score`): parse, check, show |
 //! | [`layout`] | where the queue keeps its znodes in ZooWeeper              |
 //! | [`log`]    | a broker's append-only, checksummed event log              |
 
+pub mod broker;
 pub mod goal;
 pub mod layout;
 pub mod log;

@@ -8,6 +8,7 @@ use std::fmt;
 use log::{info, warn};
 use zooweeper::channels::Handle;
 use zooweeper::config::{self, Command};
+use zooweeper::os::{init_logging, TermSignals};
 use zooweeper::runtime;
 
 /// An error printed as its message (what `main` shows on exit).
@@ -30,7 +31,8 @@ impl Error for Failure {}
 fn main() -> Result<(), Box<dyn Error>> {
     // Before any thread exists, so every thread inherits the mask and only the signal
     // thread (in sigwait) ever receives SIGTERM/SIGINT.
-    let signals = block_signals()?;
+    let signals =
+        TermSignals::block().map_err(|e| Failure(format!("cannot block SIGTERM/SIGINT: {e}")))?;
     let (config, log) = match config::from_env() {
         Ok(Command::Help) => {
             print!("{}", config::USAGE);
@@ -49,47 +51,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     server.wait().map_err(|e| Failure(e.to_string()).into())
 }
 
-fn init_logging(level: Option<&str>) {
-    let mut builder = env_logger::Builder::new();
-    match (level, std::env::var("RUST_LOG")) {
-        (Some(l), _) => builder.parse_filters(l),
-        (None, Ok(l)) if !l.is_empty() => builder.parse_filters(&l),
-        _ => builder.filter_level(log::LevelFilter::Info),
-    };
-    builder.init();
-}
-
-/// Blocks SIGTERM and SIGINT in the calling thread and returns their set.
-fn block_signals() -> Result<libc::sigset_t, Box<dyn Error>> {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset before use; the calls only
-    // read and write the set we own and the calling thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(Box::new(Failure(format!(
-                "cannot block SIGTERM/SIGINT: {}",
-                std::io::Error::from_raw_os_error(rc)
-            ))));
-        }
-        Ok(set)
-    }
-}
-
 /// The first signal asks the server to stop cleanly; a second one exits at once.
-fn wait_for_signals(set: libc::sigset_t, handle: &Handle) {
+fn wait_for_signals(signals: TermSignals, handle: &Handle) {
     let mut stopping = false;
     loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` is a valid, initialised signal set; `sig` is a valid out pointer.
-        let rc = unsafe { libc::sigwait(&set, &mut sig) };
-        if rc != 0 {
-            warn!("sigwait failed: {}", std::io::Error::from_raw_os_error(rc));
-            return;
-        }
+        let sig = match signals.wait() {
+            Ok(sig) => sig,
+            Err(e) => {
+                warn!("sigwait failed: {e}");
+                return;
+            }
+        };
         if stopping {
             warn!("signal {sig} again: exiting now");
             std::process::exit(130);
