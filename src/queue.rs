@@ -8,6 +8,8 @@
 //! |------------|-------------------------------------------------------------|
 //! | [`goal`]   | a goal (`Minute`, `Player`, `Club`, `Score`): parse, check, show |
 //! | [`layout`] | where the queue keeps its znodes in ZooWeeper              |
+//! | [`consumer`] | the consumer: polls a live broker from its stored offset, fails over, serves the timeline page |
 
+pub mod consumer;
 pub mod goal;
 pub mod layout;
