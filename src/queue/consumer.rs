@@ -67,6 +67,8 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 pub const TIMELINE_LIMIT: usize = 1000;
 /// Longest consumer name, in bytes.
 pub const MAX_NAME_BYTES: usize = 100;
+/// Least time between two polls that found nothing new.
+const MIN_IDLE_POLL: Duration = Duration::from_millis(100);
 /// Worker threads of the page's HTTP server.
 const PAGE_THREADS: usize = 4;
 /// First pause after a failure; it doubles up to [`MAX_BACKOFF`].
@@ -930,7 +932,13 @@ impl Poller<'_> {
             self.history = 0;
         }
         let from = lock(&self.state).next();
+        let asked = std::time::Instant::now();
         let page = fetch_page(&self.agent, &broker.url, from, self.config.wait_ms)?;
+        if page.events.is_empty() {
+            // Nothing new and answered at once (--wait-ms 0, or a broker that does not
+            // hold polls): pause so that an idle consumer does not spin on the broker.
+            std::thread::sleep(MIN_IDLE_POLL.saturating_sub(asked.elapsed()));
+        }
         if page.broker != broker.id {
             debug!("broker {} answered as {:?}", broker.id, page.broker);
         }
