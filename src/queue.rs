@@ -10,8 +10,10 @@
 //! | [`goal`]   | a goal (`Minute`, `Player`, `Club`, `Score`): parse, check, show |
 //! | [`layout`] | where the queue keeps its znodes in ZooWeeper              |
 //! | [`log`]    | a broker's append-only, checksummed event log              |
+//! | [`consumer`] | the consumer: polls a live broker from its stored offset, fails over, serves the timeline page |
 
 pub mod broker;
+pub mod consumer;
 pub mod goal;
 pub mod layout;
 pub mod log;
