@@ -31,6 +31,8 @@ OPTIONS:
     --session-timeout-ms N  its ZooWeeper session's timeout: a dead broker disappears
                           from /brokers/ids this long after it dies; default 4000
     --http-threads N      HTTP worker threads; default 8
+    --write-timeout-ms N  how long a goal waits for a ZooWeeper server that can take it
+                          (during an election, with servers down) before 500; default 5000
     --log LEVEL           log filter (error, warn, info, debug) [env RUST_LOG]; default info
     -h, --help            this help
 
@@ -74,6 +76,7 @@ fn run() -> Result<(), (u8, String)> {
     let mut data_dir: Option<PathBuf> = std::env::var_os("DATA_DIR").map(PathBuf::from);
     let mut session_timeout_ms: u32 = 4_000;
     let mut http_threads: usize = 8;
+    let mut write_timeout_ms: u64 = 5_000;
     let mut log: Option<String> = None;
     if let Ok(p) = std::env::var("PORT") {
         port = Some(
@@ -123,6 +126,14 @@ fn run() -> Result<(), (u8, String)> {
                     .filter(|n| (1..=256).contains(n))
                     .ok_or_else(|| usage(format!("--http-threads {v:?}: 1 to 256")))?;
             }
+            Long("write-timeout-ms") => {
+                let v = value(&mut p, "--write-timeout-ms")?;
+                write_timeout_ms = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=600_000).contains(n))
+                    .ok_or_else(|| usage(format!("--write-timeout-ms {v:?}: 1 to 600000")))?;
+            }
             Long("log") => log = Some(value(&mut p, "--log")?),
             other => return Err(usage(format!("unexpected argument {}", other.unexpected()))),
         }
@@ -154,6 +165,7 @@ fn run() -> Result<(), (u8, String)> {
         data_dir,
         session_timeout_ms,
         http_threads,
+        write_timeout_ms,
     };
     let broker = Broker::start(cfg).map_err(|e| (1, e))?;
     match signals.wait() {

@@ -65,6 +65,9 @@ pub struct BrokerConfig {
     pub session_timeout_ms: u32,
     /// HTTP worker threads.
     pub http_threads: usize,
+    /// How long `POST /addScore` keeps offering a goal to ZooWeeper while no server can
+    /// take it (an election, servers down) before it answers 500.
+    pub write_timeout_ms: u64,
 }
 
 /// What the broker knows, behind one lock.
@@ -190,8 +193,12 @@ impl Broker {
                 Err(e) => warn!("could not close session {id}: {e}"),
             }
         }
+        // The HTTP workers and the registrar end at once; the fetcher may sit in a
+        // long-poll for a few seconds more, and holds nothing that needs closing.
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            if t.thread().name() != Some("mq-fetcher") {
+                let _ = t.join();
+            }
         }
     }
 
@@ -865,55 +872,66 @@ fn write_goal(sh: &Shared, add: &AddScore) -> Reply {
         }
     }
     let results = serde_json::to_value(&add.goal).expect("a goal always serializes");
+    // Rounds over every server while each refused it unsent (an election, a server
+    // down), until the write timeout.
+    let deadline = Instant::now() + Duration::from_millis(sh.cfg.write_timeout_ms);
     let mut tried = Vec::new();
-    for base in &order {
-        let client = Client::with_timeouts(base, Duration::from_secs(2), Duration::from_secs(15));
-        match client.post_event(
-            &sh.cfg.id,
-            &add.receiver_raw,
-            &timestamp,
-            &add.clients,
-            &results,
-        ) {
-            Ok(w) => {
-                debug!(
-                    "goal {} committed through {base} at offset {:?}",
-                    add.goal.line(),
-                    w.offset
-                );
-                return Reply::text(200, "OK");
-            }
-            Err(e @ ClientError::Unreachable(_)) => tried.push(format!("{base}: {e}")),
-            Err(ClientError::Http {
-                status: 503,
-                code,
-                message,
-            }) if matches!(code.as_str(), "no_leader" | "shutting_down" | "busy") => {
-                tried.push(format!("{base}: {code}: {message}"))
-            }
-            Err(ClientError::Http {
-                status,
-                code,
-                message,
-            }) if (400..500).contains(&status) => {
-                return Reply::error(
-                    400,
-                    "bad_request",
-                    format!("ZooWeeper refused it ({code}): {message}"),
-                );
-            }
-            Err(e) => {
-                warn!("goal write through {base} may or may not have happened: {e}");
-                return Reply::error(
-                    500,
-                    "uncertain",
-                    format!(
+    loop {
+        tried.clear();
+        for base in &order {
+            let client =
+                Client::with_timeouts(base, Duration::from_secs(2), Duration::from_secs(15));
+            match client.post_event(
+                &sh.cfg.id,
+                &add.receiver_raw,
+                &timestamp,
+                &add.clients,
+                &results,
+            ) {
+                Ok(w) => {
+                    debug!(
+                        "goal {} committed through {base} at offset {:?}",
+                        add.goal.line(),
+                        w.offset
+                    );
+                    return Reply::text(200, "OK");
+                }
+                Err(e @ ClientError::Unreachable(_)) => tried.push(format!("{base}: {e}")),
+                Err(ClientError::Http {
+                    status: 503,
+                    code,
+                    message,
+                }) if matches!(code.as_str(), "no_leader" | "shutting_down" | "busy") => {
+                    tried.push(format!("{base}: {code}: {message}"))
+                }
+                Err(ClientError::Http {
+                    status,
+                    code,
+                    message,
+                }) if (400..500).contains(&status) => {
+                    return Reply::error(
+                        400,
+                        "bad_request",
+                        format!("ZooWeeper refused it ({code}): {message}"),
+                    );
+                }
+                Err(e) => {
+                    warn!("goal write through {base} may or may not have happened: {e}");
+                    return Reply::error(
+                        500,
+                        "uncertain",
+                        format!(
                         "ZooWeeper server {base} failed mid-write ({e}); the goal may or may not \
                          have been committed: check GET /data before sending it again"
                     ),
-                );
+                    );
+                }
             }
         }
+        if Instant::now() >= deadline || sh.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     warn!("no ZooWeeper server accepted a goal: {}", tried.join("; "));
     Reply::error(

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod goals;
 pub mod load;
 
 /// First HTTP port; server `id` uses `HTTP_BASE + id - 1`.
