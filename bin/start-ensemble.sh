@@ -5,22 +5,25 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-usage: bin/start-ensemble.sh [--run-dir DIR] N [START_PORT]
+usage: bin/start-ensemble.sh [--run-dir DIR] [--data-dir DIR] N [START_PORT]
 
 Starts N zooweeper servers in the background (default START_PORT 8080): server i serves
 HTTP on START_PORT+i-1 and talks Zab on that port + 10000, with its data in
-./data/zw-<PORT> (DATA_DIR is ignored here: it would be shared). Builds the release
+<data-dir>/zw-<PORT> (DATA_DIR is ignored here: it would be shared). Builds the release
 binary first if it is missing. Stop them with bin/stop.sh, inspect with bin/status.sh.
   --run-dir DIR   pid, log and address files (default ./run)
+  --data-dir DIR  where the servers' zw-<PORT> data folders go (default ./data)
   -h, --help      this help
 USAGE
 }
 
 run_dir=${RUN_DIR:-./run}
+data_root=./data
 while [[ $# -gt 0 ]]; do
     case $1 in
         -h|--help) usage; exit 0 ;;
         --run-dir) run_dir=${2:?--run-dir needs a value}; shift 2 ;;
+        --data-dir) data_root=${2:?--data-dir needs a value}; shift 2 ;;
         *) break ;;
     esac
 done
@@ -41,7 +44,7 @@ fi
 unset DATA_DIR
 for ((port = start; port <= end; port++)); do
     PORT=$port START_PORT=$start END_PORT=$end ZOOWEEPER_BIN=$bin \
-        "$here/start-server.sh" --run-dir "$run_dir"
+        "$here/start-server.sh" --run-dir "$run_dir" --data-dir "$data_root/zw-$port"
 done
 
 # Ready = every server answers GET /status and serves under an established leader.
