@@ -109,6 +109,7 @@ start() {
     shift 4
     nohup "$@" >>"$out" 2>>"$run_dir/$name.log" </dev/null &
     echo $! >"$run_dir/$name.pid"
+    disown $!  # no "Killed" job notice if a failed start has to stop it
     printf 'KIND=%s\nHTTP=%s\n' "$kind" "$addr" >"$run_dir/$name.addr"
 }
 
