@@ -31,6 +31,19 @@ echo "clean"
 step "cargo clippy --all-targets --features sim -- -D warnings"
 cargo clippy --all-targets --features sim -- -D warnings
 
+step "chromium for the browser test (Debian's package, installed when missing)"
+if [ -n "${CHROMIUM:-}" ]; then
+  echo "using CHROMIUM=$CHROMIUM"
+elif command -v chromium >/dev/null 2>&1; then
+  echo "found $(command -v chromium)"
+else
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  echo "installed $(command -v chromium)"
+fi
+
 step "cargo test --features sim"
 cargo test --features sim
 

@@ -184,7 +184,10 @@ impl Broker {
     pub fn stop(mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         drop(self.stop_tx.take());
-        self.server.unblock();
+        // tiny_http wakes one blocked `recv` per `unblock`: one for each worker.
+        for _ in 0..self.shared.cfg.http_threads.max(1) {
+            self.server.unblock();
+        }
         self.shared.grew.notify_all();
         let session = lock(&self.shared).session.take();
         if let Some(id) = session {

@@ -507,9 +507,10 @@ li.failover { list-style: none; margin: 0.4em 0 0.4em -2em; padding: 0.2em 0.6em
 "use strict";
 const list = document.getElementById("timeline");
 let shown = 0, marked = 0;
-function goalItem(g) {
+function goalItem(g, n) {
   const li = document.createElement("li");
   li.className = "goal";
+  li.value = n; // numbered by goals alone: a failover mark between them takes no number
   li.id = "goal-" + g.offset;
   li.dataset.offset = g.offset;
   li.dataset.broker = g.broker;
@@ -549,7 +550,7 @@ async function tick() {
         continue;
       }
       if (i >= t.goals.length) break;
-      list.appendChild(goalItem(t.goals[i]));
+      list.appendChild(goalItem(t.goals[i], shown + 1));
       i++;
       shown++;
     }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cdp;
 pub mod goals;
 pub mod load;
 
