@@ -177,7 +177,28 @@ fn a_killed_broker_is_failed_over_and_catches_up_after_its_restart() {
     // Consumer 1 reads from broker 1, the one that dies.
     let mut sent = send_all(&s, 0..20, |i| (i % 3) as usize, |i| i % 3 + 1);
     all_hold(&s, 3, 2, &sent);
+    // Once every broker has them, ZooWeeper keeps none of them.
+    wait("the acknowledged events to be trimmed", || {
+        let dir = s.cluster.znode(1, "/zooweeper/events")?;
+        (dir["stat"]["numChildren"] == 0).then_some(())
+    });
     s.kill_broker(1);
+    // Its registration goes with its session (1.5 s here).
+    let gone = std::time::Instant::now();
+    wait("the dead broker's registration to go", || {
+        let ids = s.cluster.znode(1, "/brokers/ids")?;
+        let ids: Vec<&str> = ids["children"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        (!ids.contains(&s.broker_id(1).as_str())).then_some(())
+    });
+    eprintln!(
+        "broker {}'s registration went {:.2} s after its SIGKILL",
+        s.broker_id(1),
+        gone.elapsed().as_secs_f64()
+    );
     // Producers to the other brokers keep working while it is down.
     sent.extend(send_all(
         &s,
@@ -301,4 +322,30 @@ fn killing_the_zooweeper_leader_mid_stream_loses_and_duplicates_nothing() {
         assert_eq!(s.wait_consumer_lines(c, want.len()), want, "consumer {c}");
     }
     let _ = &mut s;
+}
+
+/// ZooWeeper never keeps more than `--event-retention` events, even for a broker that
+/// never acknowledges: past it the oldest go, and that broker says what it missed.
+#[test]
+fn the_retention_window_bounds_what_zooweeper_keeps_for_a_dead_broker() {
+    let mut opts = support::Options::for_tests();
+    opts.extra_args = vec!["--event-retention".into(), "5".into()];
+    let mut s = Stack::start_with(3, 2, 0, opts);
+    s.kill_broker(1);
+    let sent = send_all(&s, 0..12, |_| 0, |i| i % 3 + 1);
+    assert_eq!(s.wait_broker_goals(0, 12), sent);
+    for id in s.cluster.ids() {
+        let dir = s.cluster.znode(id, "/zooweeper/events").unwrap();
+        assert_eq!(dir["stat"]["numChildren"], 5, "server {id}: {dir}");
+        let counter: serde_json::Value =
+            serde_json::from_str(dir["data"].as_str().unwrap()).unwrap();
+        assert_eq!(counter["next"], 12);
+        assert_eq!(counter["dropped_before"], 7);
+    }
+    // Back, the broker gets what is left and says what went.
+    s.start_broker(1);
+    assert_eq!(s.wait_broker_goals(1, 5), sent[7..].to_vec());
+    let st = s.broker_status(1).unwrap();
+    assert_eq!(st["dropped_unread"], 7, "{st}");
+    assert_eq!(st["next_offset"], 12, "{st}");
 }

@@ -43,7 +43,12 @@ impl Stack {
     /// `servers` ZooWeeper servers, then `brokers` brokers (registered) and `consumers`
     /// consumers (answering), consumer `j` preferring broker `j % brokers`.
     pub fn start(servers: u64, brokers: usize, consumers: usize) -> Stack {
-        let cluster = Cluster::start(servers, Options::for_tests());
+        Stack::start_with(servers, brokers, consumers, Options::for_tests())
+    }
+
+    /// As [`Stack::start`], with the servers started with `opts`.
+    pub fn start_with(servers: u64, brokers: usize, consumers: usize, opts: Options) -> Stack {
+        let cluster = Cluster::start(servers, opts);
         cluster.wait_all_serving();
         let ip = cluster
             .url(1)
@@ -212,6 +217,11 @@ impl Stack {
             }
             Err(e) => (0, e.to_string()),
         }
+    }
+
+    /// Broker `i`'s `GET /status`.
+    pub fn broker_status(&self, i: usize) -> Option<Value> {
+        get(&format!("{}/status", self.broker_url(i))).map(|(_, v)| v)
     }
 
     /// Broker `i`'s goals (`GET /data`), if it answers.
