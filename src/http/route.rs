@@ -67,7 +67,8 @@ GET    /                              this list
 GET    /status                        role, leader, epoch, zxids, ensemble
 GET    /metrics                       figures in Prometheus' text format
 GET    /metadata                      the original ZooWeeper's view: server row, then one row per broker process
-POST   /metadata                      record a broker process: {\"Metadata\": {\"SenderIp\", \"ReceiverIp\", \"Timestamp\", \"Clients\"}}
+POST   /metadata                      record a broker process: {\"Metadata\": {\"SenderIp\", \"ReceiverIp\", \"Timestamp\", \"Clients\"}};
+                                      with \"GameResults\": {...} also append it to /zooweeper/events
 GET    /znodes/<path>                 read a znode: {path, data, stat, children};
                                       ?sync=true linearizable, ?min_zxid=Z at least Z applied
 POST   /znodes/<path>                 create a znode; body = data; query: sequential=true,
