@@ -94,6 +94,8 @@ struct Shared {
     stop: AtomicBool,
     /// Closed on stop, to wake the registrar and fetcher early.
     stop_rx: Receiver<()>,
+    /// One client (a pool of keep-alive connections) per ZooWeeper server written to.
+    writers: Mutex<BTreeMap<String, Client>>,
 }
 
 /// A running broker. Dropping it does not stop it; call [`Broker::stop`].
@@ -155,6 +157,7 @@ impl Broker {
             grew: Condvar::new(),
             stop: AtomicBool::new(false),
             stop_rx,
+            writers: Mutex::new(BTreeMap::new()),
         });
         let mut threads = Vec::new();
         for i in 0..shared.cfg.http_threads.max(1) {
@@ -882,8 +885,15 @@ fn write_goal(sh: &Shared, add: &AddScore) -> Reply {
     loop {
         tried.clear();
         for base in &order {
-            let client =
-                Client::with_timeouts(base, Duration::from_secs(2), Duration::from_secs(15));
+            let client = sh
+                .writers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(base.clone())
+                .or_insert_with(|| {
+                    Client::with_timeouts(base, Duration::from_secs(2), Duration::from_secs(15))
+                })
+                .clone();
             match client.post_event(
                 &sh.cfg.id,
                 &add.receiver_raw,
