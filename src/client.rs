@@ -460,6 +460,23 @@ impl Client {
         })
     }
 
+    /// Reads the znode at `path` linearizably (`?sync=true`): the server first learns
+    /// the leader's commit point, confirmed by a quorum, and applies up to it.
+    ///
+    /// # Errors
+    /// As [`Client::get`], and `no_leader`, `timeout`.
+    pub fn get_synced(&self, path: &str) -> Result<Znode, ClientError> {
+        let url = format!("{}?sync=true", self.znode_url(path));
+        let z: ZnodeJson = self.json(self.agent.get(&url).call())?;
+        let data = z.data_bytes().map_err(ClientError::Decode)?;
+        Ok(Znode {
+            path: z.path,
+            data,
+            stat: z.stat,
+            children: z.children,
+        })
+    }
+
     /// Opens a session with a timeout of `timeout_ms` (the server may grant another).
     ///
     /// # Errors

@@ -287,7 +287,10 @@ fn killing_the_zooweeper_leader_mid_stream_loses_and_duplicates_nothing() {
             let url = format!("{}/addScore", brokers[(i % 3) as usize]);
             match agent.post(&url).send_string(&body.to_string()) {
                 Ok(r) if r.status() == 200 => acked.push(g),
-                Err(ureq::Error::Status(500, _)) => uncertain.push(g),
+                Err(ureq::Error::Status(500, r)) => {
+                    eprintln!("goal {i}: 500 {}", r.into_string().unwrap_or_default());
+                    uncertain.push(g)
+                }
                 other => panic!("goal {i}: {other:?}"),
             }
             i += 1;

@@ -94,6 +94,9 @@ struct Shared {
     stop: AtomicBool,
     /// Closed on stop, to wake the registrar and fetcher early.
     stop_rx: Receiver<()>,
+    /// The last write's timestamp, in ns since the epoch: each write gets a later one, so
+    /// a write whose outcome was lost can be recognised in the event stream.
+    last_stamp_ns: std::sync::atomic::AtomicU64,
     /// One client (a pool of keep-alive connections) per ZooWeeper server written to.
     writers: Mutex<BTreeMap<String, Client>>,
 }
@@ -158,6 +161,7 @@ impl Broker {
             stop: AtomicBool::new(false),
             stop_rx,
             writers: Mutex::new(BTreeMap::new()),
+            last_stamp_ns: std::sync::atomic::AtomicU64::new(0),
         });
         let mut threads = Vec::new();
         for i in 0..shared.cfg.http_threads.max(1) {
@@ -867,7 +871,7 @@ fn add_score(sh: &Shared, req: &mut tiny_http::Request) -> Reply {
 /// (a broken connection, `uncertain`, `timeout`) is not sent again: that could store the
 /// goal twice.
 fn write_goal(sh: &Shared, add: &AddScore) -> Reply {
-    let timestamp = now_rfc3339();
+    let timestamp = unique_timestamp(sh);
     let mut order: Vec<String> = Vec::new();
     if let Some(r) = &add.receiver {
         order.push(format!("http://{r}"));
@@ -930,6 +934,10 @@ fn write_goal(sh: &Shared, add: &AddScore) -> Reply {
                 }
                 Err(e) => {
                     warn!("goal write through {base} may or may not have happened: {e}");
+                    if let Some(offset) = find_committed(sh, &timestamp, deadline) {
+                        info!("the uncertain goal write was committed, at offset {offset}");
+                        return Reply::text(200, "OK");
+                    }
                     return Reply::error(
                         500,
                         "uncertain",
@@ -1089,11 +1097,63 @@ fn html(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn now_rfc3339() -> String {
-    let ms = SystemTime::now()
+/// After a write whose outcome was lost (the connection broke, `uncertain`, `timeout`):
+/// looks, with linearizable reads, among the newest events for the one this broker
+/// wrote with `timestamp` (unique to that write), until `deadline`. Finding it proves it
+/// committed; not finding it proves nothing (it may still commit), so the caller then
+/// answers 500 as before.
+fn find_committed(sh: &Shared, timestamp: &str, deadline: Instant) -> Option<u64> {
+    const LOOK_BACK: u64 = 1_000;
+    loop {
+        if let Ok(dir) = sh.ens.call(|c| c.get_synced(EVENTS_PATH)) {
+            let counter: EventCounter = serde_json::from_slice(&dir.data).unwrap_or_default();
+            let from = counter.next.saturating_sub(LOOK_BACK);
+            for offset in (from..counter.next).rev() {
+                let Ok(z) = sh
+                    .ens
+                    .call(|c| c.get_at(&event_path(offset), dir.stat.mzxid))
+                else {
+                    continue;
+                };
+                let Ok(rec) = serde_json::from_slice::<EventRecord>(&z.data) else {
+                    continue;
+                };
+                if rec.sender == sh.cfg.id && rec.timestamp == timestamp {
+                    return Some(offset);
+                }
+            }
+            return None;
+        }
+        // No leader yet to answer a linearizable read: wait for one, within the deadline.
+        if Instant::now() >= deadline || sh.stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A timestamp for a write: now to the nanosecond, and always later than this broker's
+/// previous one, so no two of its writes share one.
+fn unique_timestamp(sh: &Shared) -> String {
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut last = sh.last_stamp_ns.load(Ordering::SeqCst);
+    loop {
+        let next = now.max(last + 1);
+        match sh
+            .last_stamp_ns
+            .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => return rfc3339(next),
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// `ns` since the epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+fn rfc3339(ns: u64) -> String {
+    let ms = ns / 1_000_000;
     let days = (ms / 86_400_000) as i64;
     let sod = ms / 1000 % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -1107,11 +1167,11 @@ fn now_rfc3339() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
         sod / 3600,
         sod / 60 % 60,
         sod % 60,
-        ms % 1000
+        ns % 1_000_000_000
     )
 }
 
@@ -1189,12 +1249,15 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let t = now_rfc3339();
-        assert_eq!(t.len(), 24, "{t}");
-        assert!(
-            t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T',
-            "{t}"
+    fn timestamps_are_rfc3339_utc_to_the_nanosecond() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339(1_795_964_571_009_000_001),
+            "2026-11-29T15:02:51.009000001Z"
+        );
+        assert_eq!(
+            rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
         );
     }
 }
