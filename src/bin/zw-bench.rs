@@ -21,6 +21,7 @@ zw-bench: measure a real ZooWeeper ensemble on this machine
 USAGE:
     zw-bench latency [--servers N] [--writes N] [--target leader|follower|random]
     zw-bench seed-table [--sizes 3,5,7,9]
+    zw-bench goals [--sizes 3,5,7,9] [--target leader|follower]
     zw-bench load [--servers N] [--clients N] [--seconds N]
 
 latency      N sequential znode creates (each waits for its 201) against a fresh ensemble;
@@ -29,6 +30,10 @@ latency      N sequential znode creates (each waits for its 201) against a fresh
 seed-table   The original ZooWeeper's table: total time for 1, 10 and 100 sequential
              POST /metadata writes on 3, 5, 7 and 9 servers, beside the original's
              published seconds and the ratio.
+goals        The same table through the original's whole path: a keep-alive producer
+             POSTs goals to 3 mimic-queue brokers' /addScore (in turn), each written
+             through ZooWeeper server --target (default follower); the time until every
+             goal is acknowledged, and until it is in all 3 brokers' logs.
 
 load         N concurrent clients create znodes on the servers in turn for a while; prints
              throughput, latency, the leader's txns per fsync (group commit, from mntr)
@@ -317,6 +322,136 @@ fn seed_table(sizes: &[usize]) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// Three `mimic-queue` brokers on free ports, registered with `ens`.
+struct Brokers {
+    children: Vec<Child>,
+    urls: Vec<String>,
+}
+
+impl Drop for Brokers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Brokers {
+    fn start(ens: &Ensemble) -> Result<Brokers, Box<dyn Error>> {
+        let bin = server_binary()?.with_file_name("mimic-queue");
+        if !bin.exists() {
+            return Err(format!("{} not found: run `cargo build --release`", bin.display()).into());
+        }
+        let servers: Vec<String> = ens.http.iter().map(|a| a.to_string()).collect();
+        let mut b = Brokers {
+            children: Vec::new(),
+            urls: Vec::new(),
+        };
+        for i in 0..3 {
+            let port = free_port()?;
+            let log = std::fs::File::create(ens.dir.join(format!("mq-{i}.log")))?;
+            b.children.push(
+                Command::new(&bin)
+                    .args(["--port", &port.to_string(), "--servers", &servers.join(",")])
+                    .arg("--data-dir")
+                    .arg(ens.dir.join(format!("mq-{i}")))
+                    .args(["--log", "warn"])
+                    .env_remove("PORT")
+                    .env_remove("ZW_SERVERS")
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()?,
+            );
+            b.urls.push(format!("http://127.0.0.1:{port}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !b
+            .urls
+            .iter()
+            .all(|u| broker_status(u).is_some_and(|s| s["registered"] == true))
+        {
+            if Instant::now() > deadline {
+                return Err("the brokers did not register within 30 s".into());
+            }
+            // Polling other processes' status: pause briefly between polls.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(b)
+    }
+
+    /// The lowest `next_offset` over the brokers: every goal below it is in every log.
+    fn all_through(&self) -> u64 {
+        self.urls
+            .iter()
+            .map(|u| {
+                broker_status(u)
+                    .and_then(|s| s["next_offset"].as_u64())
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+fn broker_status(url: &str) -> Option<serde_json::Value> {
+    ureq::get(&format!("{url}/status"))
+        .timeout(Duration::from_secs(2))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()
+        .and_then(|b| serde_json::from_str(&b).ok())
+}
+
+fn goals_table(sizes: &[usize], target: &str) -> Result<(), Box<dyn Error>> {
+    println!("| servers | goals | original s | acknowledged s | in all 3 brokers' logs s | speed-up (logs) |");
+    println!("|---|---|---|---|---|---|");
+    let players = ["Ronaldo", "Messi", "Pele", "Maradona"];
+    for &n in sizes {
+        let ens = Ensemble::start(n)?;
+        let brokers = Brokers::start(&ens)?;
+        let receiver = ens.http[ens.pick(target, 0)].port().to_string();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
+        let original = SEED_TABLE.iter().find(|(s, _)| *s == n).map(|(_, t)| *t);
+        let mut sent = 0u64;
+        for (j, count) in [1u64, 10, 100].into_iter().enumerate() {
+            let t = Instant::now();
+            for k in 0..count {
+                let body = serde_json::json!({
+                    "metadata": {"ReceiverIp": receiver},
+                    "gameResults": {"Minute": (sent + k) % 90 + 1,
+                                    "Player": players[(k % 4) as usize],
+                                    "Club": "FCB", "Score": "1-0"},
+                });
+                let url = format!("{}/addScore", brokers.urls[(k % 3) as usize]);
+                agent.post(&url).send_string(&body.to_string())?;
+            }
+            let acked = t.elapsed().as_secs_f64();
+            sent += count;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while brokers.all_through() < sent {
+                if Instant::now() > deadline {
+                    return Err("goals did not reach every broker within 60 s".into());
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let logged = t.elapsed().as_secs_f64();
+            match original {
+                Some(o) => println!(
+                    "| {n} | {count} | {:.6} | {acked:.6} | {logged:.6} | {:.0}x |",
+                    o[j],
+                    o[j] / logged
+                ),
+                None => println!("| {n} | {count} | - | {acked:.6} | {logged:.6} | - |"),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
@@ -354,13 +489,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some("latency") if servers > 0 && writes > 0 => latency(servers, writes, &target),
         Some("latency") => Err("--servers and --writes must be at least 1".into()),
         Some("seed-table") => seed_table(&sizes),
+        Some("goals") if target != "random" => goals_table(&sizes, &target),
+        Some("goals") => Err("goals takes --target leader or follower".into()),
         Some("load") if servers > 0 && clients > 0 && seconds > 0 => {
             load(servers, clients, seconds)
         }
         Some("load") => Err("--servers, --clients and --seconds must be at least 1".into()),
         _ => {
             eprint!("{USAGE}");
-            Err("say which benchmark: latency, seed-table or load".into())
+            Err("say which benchmark: latency, seed-table, goals or load".into())
         }
     }
 }

@@ -47,6 +47,8 @@ const FETCH_BATCH: usize = 256;
 const TRIM_BATCH: usize = 1_000;
 /// Deletes per multi when trimming.
 const TRIM_MULTI: usize = 100;
+/// How often, at most, the fetcher fsyncs its log and acknowledges in ZooWeeper.
+const ACK_EVERY: Duration = Duration::from_millis(250);
 
 /// How a broker runs.
 #[derive(Clone, Debug)]
@@ -362,6 +364,7 @@ fn fetcher(sh: &Shared) {
     lock(sh).next = next;
     let mut seen = 0u64;
     let mut last_trim = Instant::now() - Duration::from_secs(60);
+    let (mut acked, mut last_ack) = (next, Instant::now());
     while !sh.stop.load(Ordering::SeqCst) {
         let mut batch = Vec::new();
         let start = next;
@@ -377,6 +380,20 @@ fn fetcher(sh: &Shared) {
                 continue;
             }
         }
+        // Make the log durable and acknowledge at most every ACK_EVERY: each
+        // acknowledgement is a ZooWeeper write, and one per goal would multiply the load.
+        if next > acked && last_ack.elapsed() >= ACK_EVERY {
+            match acknowledge(sh, next) {
+                Ok(()) => {
+                    acked = next;
+                    last_ack = Instant::now();
+                }
+                Err(e) => {
+                    error!("cannot make the event log durable: {e}; retrying");
+                    lock(sh).last_error = Some(format!("event log: {e}"));
+                }
+            }
+        }
         if last_trim.elapsed() >= Duration::from_secs(1) {
             last_trim = Instant::now();
             if let Err(e) = trim(sh) {
@@ -390,7 +407,11 @@ fn fetcher(sh: &Shared) {
                     return;
                 }
             }
-            Drained::CaughtUp(after) => wait_for_events(sh, after, &mut seen),
+            Drained::CaughtUp(after) => {
+                // With an acknowledgement due, wait no longer than until it is.
+                let due = (next > acked).then(|| ACK_EVERY.saturating_sub(last_ack.elapsed()));
+                wait_for_events(sh, after, &mut seen, due)
+            }
         }
     }
 }
@@ -483,11 +504,14 @@ fn note_error(sh: &Shared, what: &str, e: &ClientError) {
     st.last_error = Some(msg);
 }
 
-/// Makes `batch` durable, then publishes it and acknowledges `next` in ZooWeeper.
+/// Appends `batch` to the log (not yet fsynced) and publishes it to pollers. A crash
+/// before the next [`acknowledge`] loses at most what followed the last one, and the
+/// broker reads it again from ZooWeeper, which keeps every event until it is
+/// acknowledged: the same events at the same offsets.
 fn store(sh: &Shared, batch: &[StoredEvent], next: u64) -> std::io::Result<()> {
     {
         let mut st = lock(sh);
-        st.log.append(batch)?;
+        st.log.append_buffered(batch)?;
         st.next = next;
         st.last_error = None;
     }
@@ -495,6 +519,13 @@ fn store(sh: &Shared, batch: &[StoredEvent], next: u64) -> std::io::Result<()> {
     if !batch.is_empty() {
         debug!("stored {} events; next offset {next}", batch.len());
     }
+    Ok(())
+}
+
+/// Fsyncs the log, then records in ZooWeeper that this broker holds everything before
+/// `next` (so it may be trimmed). A failed ZooWeeper write is retried with the next one.
+fn acknowledge(sh: &Shared, next: u64) -> std::io::Result<()> {
+    lock(sh).log.sync()?;
     let path = ack_path(&sh.cfg.id);
     let data = next.to_string();
     let acked = match sh.ens.call(|c| c.set(&path, data.as_bytes(), None)) {
@@ -510,7 +541,7 @@ fn store(sh: &Shared, batch: &[StoredEvent], next: u64) -> std::io::Result<()> {
         other => other.map(|_| ()),
     };
     if let Err(e) = acked {
-        // The next batch acknowledges again; until then events stay in ZooWeeper longer.
+        // The next round acknowledges again; until then events stay in ZooWeeper longer.
         debug!("acknowledging offset {next}: {e}");
     }
     Ok(())
@@ -521,7 +552,7 @@ fn ack_path(id: &str) -> String {
 }
 
 /// Sleeps on a watch of the events' counter until a new event, a timeout or a stop.
-fn wait_for_events(sh: &Shared, after: Option<u64>, seen: &mut u64) {
+fn wait_for_events(sh: &Shared, after: Option<u64>, seen: &mut u64, at_most: Option<Duration>) {
     let mut after = after;
     for _ in 0..2 {
         if sh.stop.load(Ordering::SeqCst) {
@@ -530,6 +561,7 @@ fn wait_for_events(sh: &Shared, after: Option<u64>, seen: &mut u64) {
         // With no zxid to start from, wait briefly: a change between the read and the
         // watch would otherwise wait for the next one.
         let timeout = if after.is_some() { 5_000 } else { 1_000 };
+        let timeout = at_most.map_or(timeout, |d| (d.as_millis() as u64).clamp(1, timeout));
         match sh
             .ens
             .call(|c| c.watch(EVENTS_PATH, "data", after, timeout))

@@ -112,9 +112,27 @@ impl EventLog {
     /// Appends `batch` (offsets must rise past the last one) and makes it durable.
     ///
     /// # Errors
+    /// As [`EventLog::append_buffered`], and a failed fsync.
+    pub fn append(&mut self, batch: &[StoredEvent]) -> io::Result<()> {
+        self.append_buffered(batch)?;
+        self.sync()
+    }
+
+    /// Makes everything appended so far durable (`fdatasync`).
+    ///
+    /// # Errors
+    /// The fsync's error.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Appends `batch` (offsets must rise past the last one) without waiting for the
+    /// disk: [`EventLog::sync`] makes it durable.
+    ///
+    /// # Errors
     /// IO errors (the in-memory log is then unchanged; the file may hold a torn tail,
     /// which the next open cuts), and an offset that does not rise.
-    pub fn append(&mut self, batch: &[StoredEvent]) -> io::Result<()> {
+    pub fn append_buffered(&mut self, batch: &[StoredEvent]) -> io::Result<()> {
         let mut last = self.events.last().map(|e| e.offset);
         let mut buf = Vec::new();
         for e in batch {
@@ -134,7 +152,6 @@ impl EventLog {
             return Ok(());
         }
         self.file.write_all(&buf)?;
-        self.file.sync_data()?;
         self.len += buf.len() as u64;
         self.events.extend_from_slice(batch);
         Ok(())
