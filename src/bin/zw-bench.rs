@@ -204,11 +204,18 @@ fn load(servers: usize, clients: usize, seconds: u64) -> Result<(), Box<dyn Erro
     for c in 0..clients {
         let http = ens.http.clone();
         workers.push(std::thread::spawn(move || {
+            // One keep-alive connection per server for this client, as a real client
+            // keeps its session's connection.
+            let agent = keep_alive_agent();
             let (mut ms, mut failed) = (Vec::new(), 0u64);
             let mut k = 0usize;
             while Instant::now() < until {
                 let t = Instant::now();
-                match create(http[(c + k) % http.len()], &format!("/load-{c}-{k}")) {
+                match create(
+                    &agent,
+                    http[(c + k) % http.len()],
+                    &format!("/load-{c}-{k}"),
+                ) {
                     Ok(()) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
                     Err(_) => failed += 1,
                 }
@@ -242,15 +249,20 @@ fn load(servers: usize, clients: usize, seconds: u64) -> Result<(), Box<dyn Erro
     Ok(())
 }
 
-fn create(addr: SocketAddr, path: &str) -> Result<(), Box<dyn Error>> {
-    let url = format!("http://{addr}/znodes{path}");
-    ureq::post(&url)
+/// An HTTP client that keeps its connections open between requests.
+fn keep_alive_agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
-        .send_bytes(b"x")?;
+        .build()
+}
+
+fn create(agent: &ureq::Agent, addr: SocketAddr, path: &str) -> Result<(), Box<dyn Error>> {
+    let url = format!("http://{addr}/znodes{path}");
+    agent.post(&url).send_bytes(b"x")?;
     Ok(())
 }
 
-fn post_metadata(addr: SocketAddr, k: usize) -> Result<(), Box<dyn Error>> {
+fn post_metadata(agent: &ureq::Agent, addr: SocketAddr, k: usize) -> Result<(), Box<dyn Error>> {
     let url = format!("http://{addr}/metadata");
     let body = serde_json::json!({
         "Timestamp": k.to_string(),
@@ -258,8 +270,8 @@ fn post_metadata(addr: SocketAddr, k: usize) -> Result<(), Box<dyn Error>> {
                      "Timestamp": k.to_string(), "Clients": "9090,9091,9092"},
         "GameResults": {"Minute": k % 90 + 1, "Player": "Messi", "Club": "FCB", "Score": "1-0"}
     });
-    ureq::post(&url)
-        .timeout(Duration::from_secs(10))
+    agent
+        .post(&url)
         .set("Content-Type", "application/json")
         .send_string(&body.to_string())?;
     Ok(())
@@ -274,12 +286,13 @@ fn latency(servers: usize, writes: usize, target: &str) -> Result<(), Box<dyn Er
     let ens = Ensemble::start(servers)?;
     let mut ms = Vec::with_capacity(writes);
     let fixed = ens.pick(target, 0);
+    let agent = keep_alive_agent();
     let start = Instant::now();
     for k in 0..writes {
         let i = if target == "random" { k } else { fixed };
         let addr = ens.http[i % servers];
         let t = Instant::now();
-        create(addr, &format!("/bench-{k}"))?;
+        create(&agent, addr, &format!("/bench-{k}"))?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let total = start.elapsed().as_secs_f64();
@@ -303,10 +316,11 @@ fn seed_table(sizes: &[usize]) -> Result<(), Box<dyn Error>> {
     for &n in sizes {
         let ens = Ensemble::start(n)?;
         let original = SEED_TABLE.iter().find(|(s, _)| *s == n).map(|(_, t)| *t);
+        let agent = keep_alive_agent();
         for (j, count) in [1usize, 10, 100].into_iter().enumerate() {
             let t = Instant::now();
             for k in 0..count {
-                post_metadata(ens.http[k % n], k)?;
+                post_metadata(&agent, ens.http[k % n], k)?;
             }
             let ours = t.elapsed().as_secs_f64();
             match original {
