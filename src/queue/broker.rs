@@ -421,6 +421,8 @@ fn fetcher(sh: &Shared) {
 fn drain(sh: &Shared, next: &mut u64, seen: &mut u64, batch: &mut Vec<StoredEvent>) -> Drained {
     let id = &sh.cfg.id;
     let mut read = 0;
+    // The zxid of the event just read, when the previous request found one.
+    let mut just_read: Option<u64> = None;
     while read < FETCH_BATCH {
         if sh.stop.load(Ordering::SeqCst) {
             return Drained::Failed;
@@ -431,6 +433,7 @@ fn drain(sh: &Shared, next: &mut u64, seen: &mut u64, batch: &mut Vec<StoredEven
             Ok(z) => {
                 read += 1;
                 *seen = (*seen).max(z.stat.czxid);
+                just_read = Some(z.stat.czxid);
                 match serde_json::from_slice::<EventRecord>(&z.data) {
                     Ok(rec) if addressed_to(&rec.clients, id) => {
                         match Goal::from_json(&rec.results) {
@@ -449,7 +452,13 @@ fn drain(sh: &Shared, next: &mut u64, seen: &mut u64, batch: &mut Vec<StoredEven
                 *next += 1;
             }
             Err(e) if e.code() == Some("no_node") => {
-                // Not written yet, or trimmed: the counter says which.
+                // Right after an event that exists, a missing one is not written yet
+                // (trimming takes the oldest first): wait for the counter to move past
+                // the zxid of the one just read, which set it.
+                if let Some(zxid) = just_read {
+                    return Drained::CaughtUp(Some(zxid));
+                }
+                // Otherwise not written yet, or trimmed: the counter says which.
                 let min = *seen;
                 match sh.ens.call(|c| c.get_at(EVENTS_PATH, min)) {
                     Ok(dir) => {
