@@ -23,6 +23,7 @@ USAGE:
     zw-bench seed-table [--sizes 3,5,7,9]
     zw-bench goals [--sizes 3,5,7,9] [--target leader|follower]
     zw-bench load [--servers N] [--clients N] [--seconds N]
+    zw-bench machine [--dir DIR]
 
 latency      N sequential znode creates (each waits for its 201) against a fresh ensemble;
              prints p50, p90, p99, max and throughput. Default: 3 servers, 1000 writes,
@@ -39,6 +40,10 @@ load         N concurrent clients create znodes on the servers in turn for a whi
              throughput, latency, the leader's txns per fsync (group commit, from mntr)
              and whether the leader or epoch changed under the load (it should not).
              Default: 3 servers, 32 clients, 10 seconds.
+
+machine      This machine's facts as JSON: cores, memory, kernel, date, the latency of
+             a 4 KiB write + fdatasync in DIR (default the temp dir, where the servers'
+             data goes) and a loopback TCP round trip.
 
 Servers run from the `zooweeper` binary next to this one, with fsync on, on 127.0.0.1
 ports chosen free at start, data in a temporary directory removed afterwards.
@@ -466,6 +471,82 @@ fn goals_table(sizes: &[usize], target: &str) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// The machine's facts for a results file, as JSON: cores, memory, kernel, the date,
+/// the latency of a 4 KiB write + fdatasync in `dir`, and a loopback TCP round trip.
+fn machine(dir: &std::path::Path) -> Result<(), Box<dyn Error>> {
+    use std::io::{Read, Write};
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    // fsync: 200 appends of 4 KiB, each followed by fdatasync.
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("zw-bench-fsync-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path)?;
+    let block = [0x5au8; 4096];
+    let mut fsync_us = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        f.write_all(&block)?;
+        f.sync_data()?;
+        fsync_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    fsync_us.sort_by(|a, b| a.total_cmp(b));
+    // Loopback: 2,000 one-byte ping-pongs over one TCP connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while s.read(&mut b)? == 1 {
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let mut c = std::net::TcpStream::connect(addr)?;
+    c.set_nodelay(true)?;
+    let mut rtt_us = Vec::new();
+    let mut b = [1u8; 1];
+    for _ in 0..2000 {
+        let t = Instant::now();
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+        rtt_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(c);
+    let _ = echo.join();
+    rtt_us.sort_by(|a, b| a.total_cmp(b));
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let facts = serde_json::json!({
+        "date": date,
+        "cores": cores,
+        "memory_mib": mem_kib / 1024,
+        "kernel": kernel,
+        "fsync_dir": dir.display().to_string(),
+        "fsync_4k_p50_us": percentile(&fsync_us, 0.5),
+        "fsync_4k_p99_us": percentile(&fsync_us, 0.99),
+        "loopback_rtt_p50_us": percentile(&rtt_us, 0.5),
+        "loopback_rtt_p99_us": percentile(&rtt_us, 0.99),
+    });
+    println!("{}", serde_json::to_string_pretty(&facts)?);
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
@@ -473,6 +554,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (mut servers, mut writes, mut target) = (3usize, 1000usize, String::from("follower"));
     let (mut clients, mut seconds) = (32usize, 10u64);
     let mut sizes = vec![3, 5, 7, 9];
+    let mut dir = std::env::temp_dir();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => {
@@ -483,6 +565,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             Long("writes") => writes = parser.value()?.parse()?,
             Long("target") => target = parser.value()?.string()?,
             Long("clients") => clients = parser.value()?.parse()?,
+            Long("dir") => dir = parser.value()?.into(),
             Long("seconds") => seconds = parser.value()?.parse()?,
             Long("sizes") => {
                 sizes = parser
@@ -503,6 +586,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some("latency") if servers > 0 && writes > 0 => latency(servers, writes, &target),
         Some("latency") => Err("--servers and --writes must be at least 1".into()),
         Some("seed-table") => seed_table(&sizes),
+        Some("machine") => machine(&dir),
         Some("goals") if target != "random" => goals_table(&sizes, &target),
         Some("goals") => Err("goals takes --target leader or follower".into()),
         Some("load") if servers > 0 && clients > 0 && seconds > 0 => {
@@ -511,7 +595,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some("load") => Err("--servers, --clients and --seconds must be at least 1".into()),
         _ => {
             eprint!("{USAGE}");
-            Err("say which benchmark: latency, seed-table, goals or load".into())
+            Err("say which benchmark: latency, seed-table, goals, load or machine".into())
         }
     }
 }

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The benchmark run in one command: builds in release mode, measures this machine, then
+# runs every workload on fresh ensembles on loopback (fsync on; each command starts its
+# own servers and brokers and stops them), and writes bench/RESULTS.md (tables, with
+# bench/NOTES.md appended) and bench/results/*.csv plus machine.json. Never fails on time.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+usage() {
+    cat <<'USAGE'
+usage: bench/run.sh [--quick]
+
+  --quick   3 servers only, short runs (about a minute): a smoke test of the harness
+            (full: 3/5/7/9 servers, 10,000 sequential writes, 1/8/64/256 clients,
+            failover 20 runs each on 3 and 5 servers)
+Writes bench/RESULTS.md, bench/results/machine.json and one CSV per table.
+USAGE
+}
+
+quick=0
+for a in "$@"; do
+    case $a in
+        --quick) quick=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+    esac
+done
+
+if [[ $quick == 1 ]]; then
+    sizes=3 writes=1000 clients="8 64" seconds=3 fo_runs=3 fo_sizes=3
+else
+    sizes=3,5,7,9 writes=10000 clients="1 8 64 256" seconds=8 fo_runs=20 fo_sizes=3,5
+fi
+
+echo "== building (release)" >&2
+cargo build --release --bins -q
+bench=./target/release/zw-bench
+out=bench/results
+mkdir -p "$out"
+rm -f "$out"/*.csv
+md=$(mktemp)
+trap 'rm -f "$md"' EXIT
+
+# section NAME TITLE COMMAND...: runs COMMAND, keeps its markdown table in RESULTS.md
+# and as $out/NAME.csv.
+section() {
+    local name=$1 title=$2
+    shift 2
+    echo "== $title" >&2
+    local table
+    table=$("$@" | grep '^|')
+    {
+        printf '\n## %s\n\n`%s`\n\n%s\n' "$title" "$*" "$table"
+    } >>"$md"
+    grep -v '^|---' <<<"$table" | sed -e 's/^| //' -e 's/ |$//' -e 's/ | /,/g' >"$out/$name.csv"
+}
+
+echo "== machine" >&2
+$bench machine --dir "${TMPDIR:-/tmp}" >"$out/machine.json"
+
+section seed_table "The original's table, straight to ZooWeeper (POST /metadata)" \
+    $bench seed-table --sizes "$sizes"
+section goals_follower "The original's table through the whole goal path, via a follower" \
+    $bench goals --sizes "$sizes" --target follower
+section goals_leader "The original's table through the whole goal path, via the leader" \
+    $bench goals --sizes "$sizes" --target leader
+for target in follower leader; do
+    section "latency_$target" "Sequential write latency, 3 servers, via the $target" \
+        $bench latency --servers 3 --writes "$writes" --target "$target"
+done
+if [[ $quick == 0 ]]; then
+    section latency_9 "Sequential write latency, 9 servers, via a follower" \
+        $bench latency --servers 9 --writes "$writes" --target follower
+fi
+for c in $clients; do
+    section "load_$c" "Concurrent keep-alive clients: $c, 3 servers, ${seconds} s" \
+        $bench load --servers 3 --clients "$c" --seconds "$seconds"
+done
+echo "== failover" >&2
+fo=$(cargo bench -q --bench failover -- --runs "$fo_runs" --sizes "$fo_sizes" 2>&1 |
+    awk '/^servers +runs/ {on = 1} on && NF == 6' || true)
+{
+    printf '\n## Failover: SIGKILL of the leader until a write succeeds (ms)\n\n'
+    printf '`cargo bench --bench failover -- --runs %s --sizes %s`\n\n' "$fo_runs" "$fo_sizes"
+    echo "| servers | runs | median | p90 | min | max |"
+    echo "|---|---|---|---|---|---|"
+    awk 'NR > 1 {printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}' <<<"$fo"
+} >>"$md"
+awk 'NR == 1 {print "servers,runs,median_ms,p90_ms,min_ms,max_ms"; next} {print $1","$2","$3","$4","$5","$6}' \
+    <<<"$fo" >"$out/failover.csv"
+
+{
+    echo "# Benchmark results"
+    echo
+    echo "Written by \`bench/run.sh$([[ $quick == 1 ]] && echo ' --quick')\`. Machine (\`zw-bench machine\`):"
+    echo
+    echo '```json'
+    cat "$out/machine.json"
+    echo '```'
+    cat "$md"
+    echo
+    echo "Not measured here yet: Apache ZooKeeper side by side, read throughput, RSS after"
+    echo "100,000 znodes, plots (see bench/NOTES.md)."
+    echo
+    cat bench/NOTES.md | sed 's/^# /## /'
+} >bench/RESULTS.md
+echo "wrote bench/RESULTS.md and $out/" >&2
