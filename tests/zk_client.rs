@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{Cluster, Options};
-use zooweeper::zk::jute::{frame, ConnectRequest, ConnectResponse};
+use zooweeper::zk::jute::{frame, ConnectRequest, ConnectResponse, RequestHeader};
 
 /// A port nothing listens on at `ip` right now.
 fn free_port(ip: Ipv4Addr) -> u16 {
@@ -41,6 +41,34 @@ fn ensure_kazoo() {
         ok && has("import kazoo"),
         "kazoo is missing and `python3 -m pip install kazoo` failed"
     );
+}
+
+/// Sends a ConnectRequest and reads the ConnectResponse.
+fn connect(addr: SocketAddr, session_id: i64, passwd: Vec<u8>) -> (TcpStream, ConnectResponse) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = Vec::new();
+    ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout_ms: 3000,
+        session_id,
+        passwd,
+        read_only: Some(false),
+    }
+    .encode(&mut body);
+    s.write_all(&frame(&body)).unwrap();
+    let resp = read_frame(&mut s).expect("a ConnectResponse");
+    (s, ConnectResponse::decode(&resp).unwrap())
+}
+
+/// One frame's body, or `None` at EOF.
+fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(body)
 }
 
 /// Reads until the other side closes (or 10 s pass).
@@ -95,6 +123,27 @@ fn kazoo_against_a_three_server_ensemble() {
     assert_eq!(answer.len(), 4 + 37, "{answer:?}");
     let resp = ConnectResponse::decode(&answer[4..]).unwrap();
     assert_eq!((resp.timeout_ms, resp.session_id), (0, 0));
+
+    // A session opened on server 1 resumes on server 3 with its id and password; a
+    // closeSession there ends it, and resuming it again gets the expired answer.
+    let (_s1, opened) = connect(client, 0, vec![0; 16]);
+    assert_ne!(opened.session_id, 0);
+    assert_eq!(opened.timeout_ms, 3000);
+    let third = SocketAddr::from((ip, ports[2]));
+    let (mut s3, resumed) = connect(third, opened.session_id, opened.passwd.clone());
+    assert_eq!(
+        (resumed.session_id, resumed.timeout_ms),
+        (opened.session_id, 3000)
+    );
+    let mut close = Vec::new();
+    RequestHeader { xid: 1, op: -11 }.encode(&mut close);
+    s3.write_all(&frame(&close)).unwrap();
+    let reply = read_frame(&mut s3).expect("the closeSession answer");
+    assert_eq!(&reply[..4], &1i32.to_be_bytes(), "xid 1");
+    assert_eq!(&reply[12..16], &0i32.to_be_bytes(), "err 0");
+    assert!(read_to_close(&mut s3).is_empty());
+    let (_s, again) = connect(third, opened.session_id, opened.passwd);
+    assert_eq!((again.session_id, again.timeout_ms), (0, 0));
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/zk_kazoo.py");
     let out = Command::new("python3")
