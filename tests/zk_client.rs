@@ -106,6 +106,35 @@ fn kazoo_against_a_three_server_ensemble() {
     junk.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     assert!(read_to_close(&mut junk).is_empty());
 
+    // So does a frame over the limit (2 MiB declared).
+    let mut big = TcpStream::connect(client).unwrap();
+    big.write_all(&(2u32 << 20).to_be_bytes()).unwrap();
+    assert!(read_to_close(&mut big).is_empty());
+
+    // An op this server does not implement (getACL) answers Unimplemented (-6) and the
+    // session goes on: a ping after it is answered.
+    {
+        let (mut s, opened) = connect(client, 0, vec![0; 16]);
+        assert_ne!(opened.session_id, 0);
+        let mut req = Vec::new();
+        RequestHeader { xid: 7, op: 6 }.encode(&mut req);
+        req.extend_from_slice(&[0, 0, 0, 2, b'/', b'x']);
+        s.write_all(&frame(&req)).unwrap();
+        let mut ping = Vec::new();
+        RequestHeader { xid: -2, op: 11 }.encode(&mut ping);
+        s.write_all(&frame(&ping)).unwrap();
+        let a = read_frame(&mut s).expect("the getACL answer");
+        assert_eq!(
+            (&a[..4], &a[12..16]),
+            (&7i32.to_be_bytes()[..], &(-6i32).to_be_bytes()[..])
+        );
+        let p = read_frame(&mut s).expect("the ping answer");
+        assert_eq!(
+            (&p[..4], &p[12..16]),
+            (&(-2i32).to_be_bytes()[..], &0i32.to_be_bytes()[..])
+        );
+    }
+
     // An unknown session gets ZooKeeper's expired answer (timeout 0, session 0), then EOF.
     let mut raw = TcpStream::connect(client).unwrap();
     let mut body = Vec::new();
@@ -171,6 +200,7 @@ fn kazoo_against_a_three_server_ensemble() {
         "watch [('CREATED', '/zk-w')]",
         "multi True True True",
         "multi ok [True, '/zk-t/multi']",
+        "pipelined True 50",
         "http sees the ephemeral True",
         "http after close 404",
         "done",

@@ -396,13 +396,17 @@ impl Front {
                     total += n;
                     conn.rbuf.extend_from_slice(&self.scratch[..n]);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Frames left by a pause are parsed below even when nothing new came.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.close(t, &format!("read failed: {e}")),
             }
             if let Err(why) = self.parse(t) {
                 return self.close(t, &why);
             }
+        }
+        if let Err(why) = self.parse(t) {
+            self.close(t, &why);
         }
     }
 

@@ -72,6 +72,14 @@ t.check("/zk-t", 1)
 t.create("/zk-t/multi", b"")
 print("multi ok", t.commit())
 
+# Pipelined: 50 creates and then a read, all sent before any answer; the answers come in
+# order and the read sees every create before it.
+zk.create("/zk-p", b"")
+asyncs = [zk.create_async("/zk-p/n%02d" % i, b"") for i in range(50)]
+kids = zk.get_children_async("/zk-p")
+created = [a.get(timeout=20) for a in asyncs]
+print("pipelined", created == ["/zk-p/n%02d" % i for i in range(50)], len(kids.get(timeout=20)))
+
 node = http_znode(eph)
 print("http sees the ephemeral", isinstance(node, dict) and node["stat"]["ephemeralOwner"] == session)
 
