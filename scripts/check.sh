@@ -44,6 +44,14 @@ else
   echo "installed $(command -v chromium)"
 fi
 
+step "kazoo for the ZooKeeper client-port test (pip, installed when missing)"
+if python3 -c 'import kazoo' 2>/dev/null; then
+  echo "found kazoo $(python3 -c 'import kazoo; print(kazoo.__version__)')"
+else
+  python3 -m pip install --quiet kazoo
+  echo "installed kazoo"
+fi
+
 step "cargo test --features sim"
 cargo test --features sim
 

@@ -53,6 +53,9 @@ pub struct Config {
     pub http_threads: usize,
     /// What clients may not grow past.
     pub limits: Limits,
+    /// Where ZooKeeper's client protocol is served (port 0 picks a free one), on this
+    /// server's HTTP host; `None` serves HTTP only.
+    pub client_port: Option<u16>,
 }
 
 /// What clients may not grow past; each has a clear error past it. Checked by the server
@@ -139,6 +142,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             http_threads: DEFAULT_HTTP_THREADS,
             limits: Limits::default(),
+            client_port: None,
         }
     }
 
@@ -163,6 +167,9 @@ impl Config {
             self.limits.max_watches,
             self.limits.event_retention,
         );
+        if let Some(p) = self.client_port {
+            out.push_str(&format!("clientPort={p}\n"));
+        }
         for s in &self.servers {
             out.push_str(&format!(
                 "server.{}={}:{}:participant;http={}\n",
@@ -251,6 +258,9 @@ SERVER:
   --max-watches N     watches parked on this server (503 past it); default 10000
   --event-retention N events kept under /zooweeper/events (the oldest go past it);
                       default 100000
+  --client-port N     also serve ZooKeeper's client protocol (kazoo, zkCli.sh, the Java
+                      client) on this port of the HTTP host; 0 picks a free port; off
+                      unless given (docs/zk-protocol.md)
   --log LEVEL         error|warn|info|debug|trace or an env_logger filter [RUST_LOG];
                       default info
   -h, --help          print this help
@@ -281,6 +291,7 @@ struct Raw {
     max_path_depth: Option<usize>,
     max_watches: Option<usize>,
     event_retention: Option<u32>,
+    client_port: Option<u16>,
     log: Option<String>,
 }
 
@@ -327,6 +338,7 @@ pub fn parse(
                 raw.event_retention = Some(num(&mut p, "--event-retention")?)
             }
             Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
+            Long("client-port") => raw.client_port = Some(num(&mut p, "--client-port")?),
             Long("log") => raw.log = Some(text(&mut p, "--log")?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -474,6 +486,7 @@ impl Raw {
                     },
                 }
             },
+            client_port: self.client_port,
         };
         Ok(config)
     }

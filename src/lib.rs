@@ -16,6 +16,7 @@
 //! | [`channels`] | messages and the shared read view between loop and fronts | channels |
 //! | [`net`]   | the mio event loop that owns the core and peer sockets   | sockets |
 //! | [`http`]  | the tiny_http front: routes (pure), workers, JSON        | sockets |
+//! | [`zk`]    | ZooKeeper's client protocol: jute records (pure), one mio thread | sockets |
 //! | [`runtime`] | starts and wires the threads of one server             | threads |
 //! | [`client`]| a small blocking client of the HTTP API                  | sockets |
 //! | [`queue`] | Mimic Queue, the goals use case: broker, consumer, log    | files, sockets |
@@ -36,4 +37,5 @@ pub mod store;
 pub mod types;
 pub mod wire;
 pub mod zab;
+pub mod zk;
 pub mod ztree;

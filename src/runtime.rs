@@ -1,5 +1,5 @@
 //! Starts and wires the threads of one server: the event loop (core + peers), the log
-//! writer, the HTTP workers. See [`start`].
+//! writer, the HTTP workers, the ZooKeeper client port. See [`start`].
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use crate::http::{self, HttpConfig, HttpServer};
 use crate::net::{EventLoop, LoopError, LoopSetup, WAKER};
 use crate::store::{self, StoreCmd, StoreOptions};
 use crate::zab::{Core, CoreConfig, Recovered};
+use crate::zk::{self, ZkFront};
 
 /// Client writes that may wait in the loop's queue before HTTP answers 503.
 pub const LOOP_QUEUE: usize = 4096;
@@ -30,6 +31,7 @@ pub const HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Server {
     handle: Handle,
     http: Option<HttpServer>,
+    zk: Option<ZkFront>,
     event_loop: Option<JoinHandle<Result<(), LoopError>>>,
     writer: Option<JoinHandle<()>>,
     store_cmds: Sender<StoreCmd>,
@@ -120,6 +122,18 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         .map_err(|e| boxed(format!("cannot serve HTTP on {}: {e}", me.http)))?;
     let http_addr = http.local_addr();
     starting.http = Some(http);
+    // Bound before the event loop exists: the loop rings the client port's waker.
+    let zk_bound = match config.client_port {
+        Some(port) => {
+            let addr = SocketAddr::new(me.http.ip(), port);
+            Some(zk::bind(addr).map_err(|e| {
+                boxed(format!(
+                    "cannot serve the ZooKeeper client port on {addr}: {e}"
+                ))
+            })?)
+        }
+        None => None,
+    };
     let setup = LoopSetup {
         config,
         poll,
@@ -131,15 +145,30 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         waker: waker.clone(),
         published: published_tx,
         applied,
+        doorbells: zk_bound.iter().map(|b| b.waker()).collect(),
     };
     let event_loop = EventLoop::new(core, setup);
     let event_loop = std::thread::Builder::new()
         .name("zw-loop".to_string())
         .spawn(move || event_loop.run())?;
     info!("peer port {peer_addr}, HTTP on {http_addr}");
+    let zk = match zk_bound {
+        Some(bound) => match zk::start(bound, handle.clone()) {
+            Ok(front) => Some(front),
+            Err(e) => {
+                request_stop(&handle);
+                let _ = event_loop.join();
+                return Err(boxed(format!(
+                    "cannot start the ZooKeeper client port: {e}"
+                )));
+            }
+        },
+        None => None,
+    };
     Ok(Server {
         handle,
         http: starting.http.take(),
+        zk,
         event_loop: Some(event_loop),
         writer: starting.writer.take(),
         store_cmds,
@@ -212,6 +241,11 @@ impl Server {
         self.http_addr
     }
 
+    /// Where the ZooKeeper client port listens, if it is served.
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.zk.as_ref().map(ZkFront::local_addr)
+    }
+
     /// Waits until the event loop stops (after [`request_stop`] or a fatal error), then
     /// stops the HTTP workers and the log writer.
     ///
@@ -239,6 +273,9 @@ impl Server {
         if let Some(http) = self.http.take() {
             http.shutdown();
         }
+        if let Some(zk) = self.zk.take() {
+            zk.shutdown();
+        }
         request_stop(&self.handle);
         self.wait()
     }
@@ -246,6 +283,9 @@ impl Server {
     fn stop_rest(&mut self) {
         if let Some(http) = self.http.take() {
             http.shutdown();
+        }
+        if let Some(zk) = self.zk.take() {
+            zk.shutdown();
         }
         if let Some(writer) = self.writer.take() {
             let _ = self.store_cmds.send(StoreCmd::Shutdown);

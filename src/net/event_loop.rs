@@ -76,6 +76,9 @@ pub struct LoopSetup {
     pub published: Sender<()>,
     /// Set to the applied zxid of every published view.
     pub applied: Arc<Applied>,
+    /// Woken after every turn that published a view or answered a client write, once the
+    /// answers are sent (the client port picks its answers up with `try_recv`).
+    pub doorbells: Vec<Arc<Waker>>,
 }
 
 /// The event loop of one server. Build with [`EventLoop::new`], then [`EventLoop::run`].
@@ -91,6 +94,7 @@ pub struct EventLoop<M: Machine> {
     pub(super) waker: Arc<Waker>,
     published: Sender<()>,
     applied: Arc<Applied>,
+    doorbells: Vec<Arc<Waker>>,
     /// When this server last became LOOKING (for the election time).
     looking_since: Option<Instant>,
     /// Bytes in and out of closed connections, by peer.
@@ -154,6 +158,7 @@ impl<M: Machine> EventLoop<M> {
             waker: setup.waker,
             published: setup.published,
             applied: setup.applied,
+            doorbells: setup.doorbells,
             looking_since: None,
             retired_bytes: BTreeMap::new(),
             streaming: BTreeSet::new(),
@@ -200,8 +205,11 @@ impl<M: Machine> EventLoop<M> {
             self.pump_streams()?;
             self.flush_pending()?;
             // Once per turn: publish the view, then answer every write that turn applied.
-            self.answer();
-            self.publish();
+            let answered = self.answer();
+            let published = self.publish();
+            if answered || published {
+                self.ring_doorbells();
+            }
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -221,6 +229,7 @@ impl<M: Machine> EventLoop<M> {
             }
             if self.drain_channels()? == Flow::Stop {
                 self.answer();
+                self.ring_doorbells();
                 info!("event loop stopping");
                 return Ok(());
             }
@@ -290,13 +299,21 @@ impl<M: Machine> EventLoop<M> {
     /// Publishes the view, then sends the answers queued since the last call: a client
     /// that is told its write is done reads it (or anything newer) from this server at
     /// once. Called once per loop turn, so a busy turn publishes once for all its answers.
-    fn answer(&mut self) {
+    /// Returns whether it answered anything.
+    fn answer(&mut self) -> bool {
         if self.answers.is_empty() {
-            return;
+            return false;
         }
         self.publish();
         for (req, reply) in self.answers.drain(..) {
             let _ = req.reply.send(reply);
+        }
+        true
+    }
+
+    fn ring_doorbells(&self) {
+        for d in &self.doorbells {
+            let _ = d.wake();
         }
     }
 
@@ -468,10 +485,11 @@ impl<M: Machine> EventLoop<M> {
         Ok(Flow::Go)
     }
 
-    /// Publishes a new [`View`] if anything changed since the last one.
-    fn publish(&mut self) {
+    /// Publishes a new [`View`] if anything changed since the last one; returns whether
+    /// it did.
+    fn publish(&mut self) -> bool {
         if !self.dirty {
-            return;
+            return false;
         }
         self.dirty = false;
         let mut peer_bytes = self.retired_bytes.clone();
@@ -498,5 +516,6 @@ impl<M: Machine> EventLoop<M> {
         self.applied.set(applied);
         // Full means a ring is already pending: the watcher will read this view too.
         let _ = self.published.try_send(());
+        true
     }
 }

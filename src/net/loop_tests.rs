@@ -130,6 +130,7 @@ impl Node {
             view: view.clone(),
             waker: waker.clone(),
             published: published_tx,
+            doorbells: Vec::new(),
             applied: applied.clone(),
         };
         let event_loop = EventLoop::new(machine, setup);

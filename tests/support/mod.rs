@@ -59,6 +59,8 @@ pub struct Options {
     pub cluster: String,
     /// Further flags for every server.
     pub extra_args: Vec<String>,
+    /// Further flags for one server, by id (after `extra_args`).
+    pub server_args: std::collections::BTreeMap<u64, Vec<String>>,
 }
 
 impl Options {
@@ -74,6 +76,7 @@ impl Options {
             log: "info".to_string(),
             cluster: "scenarios".to_string(),
             extra_args: Vec::new(),
+            server_args: Default::default(),
         }
     }
 
@@ -87,6 +90,7 @@ impl Options {
             log: "info".to_string(),
             cluster: "scenarios".to_string(),
             extra_args: Vec::new(),
+            server_args: Default::default(),
         }
     }
 
@@ -239,6 +243,15 @@ impl Cluster {
     /// then the others join it.
     pub fn start(n: u64, opts: Options) -> Cluster {
         let mut c = Cluster::new(n, opts);
+        c.start_all();
+        c
+    }
+
+    /// Starts every server of a cluster made with [`Cluster::new`], as [`Cluster::start`]
+    /// does.
+    pub fn start_all(&mut self) {
+        let c = self;
+        let n = c.servers.len() as u64;
         let quorum = n / 2 + 1;
         for id in (n - quorum + 1..=n).rev() {
             c.start_server(id);
@@ -248,7 +261,16 @@ impl Cluster {
             c.start_server(id);
         }
         c.wait_all_serving();
-        c
+    }
+
+    /// The loopback address every server of this cluster listens on.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The options, to change before servers are (re)started.
+    pub fn options_mut(&mut self) -> &mut Options {
+        &mut self.opts
     }
 
     /// Waits until server `id` answers `/status` (in whatever role).
@@ -341,6 +363,9 @@ impl Cluster {
             }
         }
         args.extend(self.opts.extra_args.iter().cloned());
+        if let Some(more) = self.opts.server_args.get(&id) {
+            args.extend(more.iter().cloned());
+        }
         args
     }
 

@@ -1,0 +1,591 @@
+//! What ZooKeeper's requests mean here, pure: session timeout negotiation and passwords,
+//! requests to [`TxnOp`]s, outcomes to error codes and response records, reads answered
+//! from a tree, and which watches a change fires.
+
+use crate::types::Zxid;
+use crate::wire::txn::MAX_TTL_MS;
+use crate::wire::TxnOp;
+use crate::zab::ClientError;
+use crate::ztree::{validate_path, EventKind, OpOk, ZError, ZTree};
+
+use super::jute::{
+    code, create_flags, event, op, put_buffer, put_int, put_multi_response, put_stat, put_ustring,
+    CreateRequest, MultiResult, Request,
+};
+
+/// The session timeout a client gets: what it asked, within [2, 20] ticks, as ZooKeeper's
+/// default minSessionTimeout and maxSessionTimeout.
+pub fn negotiate_timeout(asked_ms: i32, tick_ms: u64) -> u32 {
+    let min = tick_ms.saturating_mul(2);
+    let max = tick_ms.saturating_mul(20);
+    let asked = u64::try_from(asked_ms).unwrap_or(0);
+    u32::try_from(asked.clamp(min, max)).unwrap_or(u32::MAX)
+}
+
+/// The password of `session`: 16 bytes derived from the session id and the ensemble's
+/// `secret`, the same on every server. Not a security boundary (nor is ZooKeeper's): it
+/// keeps one client from resuming another's session by accident.
+pub fn password(session: u64, secret: &str) -> [u8; 16] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in secret.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut out = [0u8; 16];
+    let mut x = session ^ h;
+    for chunk in out.chunks_mut(8) {
+        x = splitmix(x);
+        chunk.copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// ZooKeeper's code for a tree error.
+pub fn tree_code(e: &ZError) -> i32 {
+    match e {
+        ZError::NoNode => code::NO_NODE,
+        ZError::NodeExists => code::NODE_EXISTS,
+        ZError::BadVersion => code::BAD_VERSION,
+        ZError::NotEmpty => code::NOT_EMPTY,
+        ZError::NoChildrenForEphemerals => code::NO_CHILDREN_FOR_EPHEMERALS,
+        ZError::BadArguments(_) => code::BAD_ARGUMENTS,
+        ZError::SessionExpired => code::SESSION_EXPIRED,
+        ZError::Multi { cause, .. } => tree_code(cause),
+    }
+}
+
+/// ZooKeeper's code for a write that failed before or outside the tree.
+pub fn client_code(e: &ClientError) -> i32 {
+    match e {
+        ClientError::Tree(z) => tree_code(z),
+        // No quorum: ZooKeeper's clients see the connection drop and try elsewhere.
+        ClientError::NoLeader | ClientError::Uncertain => code::CONNECTION_LOSS,
+        ClientError::Busy => code::THROTTLED,
+    }
+}
+
+/// A write request that cannot become a txn: its code, and for a multi the index of the
+/// op at fault.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Refused {
+    pub index: Option<usize>,
+    pub code: i32,
+}
+
+fn version(v: i32) -> Option<i32> {
+    (v != -1).then_some(v)
+}
+
+fn one_txn(req: &Request, session: u64) -> Result<TxnOp, i32> {
+    Ok(match req {
+        Request::Create(c) => create_txn(c, session)?,
+        Request::Delete { path, version: v } => TxnOp::Delete {
+            path: path.clone(),
+            expected_version: version(*v),
+        },
+        Request::SetData {
+            path,
+            data,
+            version: v,
+        } => TxnOp::SetData {
+            path: path.clone(),
+            data: data.clone(),
+            expected_version: version(*v),
+        },
+        Request::Check { path, version: v } => TxnOp::Check {
+            path: path.clone(),
+            expected_version: version(*v),
+        },
+        _ => return Err(code::UNIMPLEMENTED),
+    })
+}
+
+fn create_txn(c: &CreateRequest, session: u64) -> Result<TxnOp, i32> {
+    let path = c.path.clone();
+    let data = c.data.clone();
+    let ttl_flags = c.flags == create_flags::TTL || c.flags == create_flags::TTL_SEQUENTIAL;
+    if (c.op == op::CREATE_TTL) != ttl_flags {
+        return Err(code::BAD_ARGUMENTS);
+    }
+    if c.op == op::CREATE_CONTAINER && c.flags != create_flags::CONTAINER {
+        return Err(code::BAD_ARGUMENTS);
+    }
+    Ok(match c.flags {
+        0..=3 => TxnOp::Create {
+            path,
+            data,
+            sequential: c.flags & create_flags::SEQUENTIAL != 0,
+            ephemeral_owner: if c.flags & create_flags::EPHEMERAL != 0 {
+                session
+            } else {
+                0
+            },
+        },
+        create_flags::CONTAINER => TxnOp::CreateContainer { path, data },
+        create_flags::TTL | create_flags::TTL_SEQUENTIAL => {
+            let ttl_ms = u64::try_from(c.ttl_ms).unwrap_or(0);
+            if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
+                return Err(code::BAD_ARGUMENTS);
+            }
+            TxnOp::CreateTtl {
+                path,
+                data,
+                sequential: c.flags == create_flags::TTL_SEQUENTIAL,
+                ttl_ms,
+            }
+        }
+        _ => return Err(code::BAD_ARGUMENTS),
+    })
+}
+
+/// The txn a write request (create, delete, setData, check, multi) of `session` asks for.
+pub fn write_txn(req: &Request, session: u64) -> Result<TxnOp, Refused> {
+    match req {
+        Request::Multi(ops) => {
+            let mut txns = Vec::with_capacity(ops.len());
+            for (i, o) in ops.iter().enumerate() {
+                txns.push(one_txn(o, session).map_err(|code| Refused {
+                    index: Some(i),
+                    code,
+                })?);
+            }
+            Ok(TxnOp::Multi { ops: txns })
+        }
+        other => one_txn(other, session).map_err(|code| Refused { index: None, code }),
+    }
+}
+
+/// Whether `req` changes the tree (goes through the core) rather than reads it.
+pub fn is_write(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Create(_)
+            | Request::Delete { .. }
+            | Request::SetData { .. }
+            | Request::Check { .. }
+            | Request::Multi(_)
+    )
+}
+
+/// The results of a multi that did not apply: op `index` failed with `code`.
+pub fn failed_multi(len: usize, index: Option<usize>, fail: i32) -> Vec<u8> {
+    let index = index.unwrap_or(0);
+    let results: Vec<MultiResult> = (0..len)
+        .map(|i| {
+            MultiResult::Error(match i.cmp(&index) {
+                std::cmp::Ordering::Less => code::OK,
+                std::cmp::Ordering::Equal => fail,
+                std::cmp::Ordering::Greater => code::RUNTIME_INCONSISTENCY,
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    put_multi_response(&mut out, &results);
+    out
+}
+
+/// The error code and response record of a write's outcome.
+pub fn write_response(req: &Request, result: Result<OpOk, ClientError>) -> (i32, Vec<u8>) {
+    let mut out = Vec::new();
+    match (req, result) {
+        (Request::Multi(ops), Err(ClientError::Tree(ZError::Multi { index, cause }))) => (
+            code::OK,
+            failed_multi(ops.len(), Some(index), tree_code(&cause)),
+        ),
+        (_, Err(e)) => (client_code(&e), out),
+        (Request::Multi(ops), Ok(OpOk::Multi(results))) => {
+            let results: Vec<MultiResult> = ops
+                .iter()
+                .zip(results)
+                .map(|(o, r)| multi_result(o, r))
+                .collect();
+            put_multi_response(&mut out, &results);
+            (code::OK, out)
+        }
+        (Request::Create(c), Ok(OpOk::Created { path, stat })) => {
+            put_ustring(&mut out, &path);
+            if c.op != op::CREATE {
+                put_stat(&mut out, &stat);
+            }
+            (code::OK, out)
+        }
+        (_, Ok(OpOk::Set { stat })) => {
+            put_stat(&mut out, &stat);
+            (code::OK, out)
+        }
+        (_, Ok(_)) => (code::OK, out),
+    }
+}
+
+fn multi_result(req: &Request, done: OpOk) -> MultiResult {
+    match (req, done) {
+        (Request::Create(c), OpOk::Created { path, stat }) => {
+            if c.op == op::CREATE {
+                MultiResult::Create(path)
+            } else {
+                MultiResult::Create2(c.op, path, stat)
+            }
+        }
+        (_, OpOk::Set { stat }) => MultiResult::SetData(stat),
+        (_, OpOk::Deleted) => MultiResult::Delete,
+        _ => MultiResult::Check,
+    }
+}
+
+/// Which watch a read leaves.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub enum WatchOn {
+    /// The znode itself (getData, exists): created, changed, deleted.
+    Data,
+    /// Its children (getChildren): a child added or removed, or it deleted.
+    Child,
+}
+
+/// The answer to a read: code, record, and the watch to leave (if asked and due).
+pub struct ReadAnswer {
+    pub err: i32,
+    pub body: Vec<u8>,
+    pub watch: Option<(WatchOn, String)>,
+}
+
+/// Answers exists, getData, getChildren and getChildren2 from `tree`.
+pub fn read(tree: &ZTree, req: &Request) -> ReadAnswer {
+    let (path, watch) = match req {
+        Request::Exists { path, watch }
+        | Request::GetData { path, watch }
+        | Request::GetChildren { path, watch }
+        | Request::GetChildren2 { path, watch } => (path, *watch),
+        _ => {
+            return ReadAnswer {
+                err: code::UNIMPLEMENTED,
+                body: Vec::new(),
+                watch: None,
+            }
+        }
+    };
+    let mut out = Vec::new();
+    if validate_path(path).is_err() {
+        return ReadAnswer {
+            err: code::BAD_ARGUMENTS,
+            body: out,
+            watch: None,
+        };
+    }
+    let node = tree.get(path);
+    let want = |on| watch.then(|| (on, path.clone()));
+    match (req, node) {
+        // An exists on a missing znode still leaves its watch: it fires on creation.
+        (Request::Exists { .. }, None) => ReadAnswer {
+            err: code::NO_NODE,
+            body: out,
+            watch: want(WatchOn::Data),
+        },
+        (_, None) => ReadAnswer {
+            err: code::NO_NODE,
+            body: out,
+            watch: None,
+        },
+        (Request::Exists { .. }, Some(n)) => {
+            put_stat(&mut out, &n.stat);
+            ReadAnswer {
+                err: code::OK,
+                body: out,
+                watch: want(WatchOn::Data),
+            }
+        }
+        (Request::GetData { .. }, Some(n)) => {
+            put_buffer(&mut out, &n.data);
+            put_stat(&mut out, &n.stat);
+            ReadAnswer {
+                err: code::OK,
+                body: out,
+                watch: want(WatchOn::Data),
+            }
+        }
+        (_, Some(n)) => {
+            put_int(&mut out, n.children.len() as i32);
+            for c in &n.children {
+                put_ustring(&mut out, c);
+            }
+            if matches!(req, Request::GetChildren2 { .. }) {
+                put_stat(&mut out, &n.stat);
+            }
+            ReadAnswer {
+                err: code::OK,
+                body: out,
+                watch: want(WatchOn::Child),
+            }
+        }
+    }
+}
+
+/// The notification type a change sends, and which watches it fires (data, child).
+pub fn fires(kind: EventKind) -> (i32, bool, bool) {
+    match kind {
+        EventKind::Created => (event::NODE_CREATED, true, false),
+        EventKind::Changed => (event::NODE_DATA_CHANGED, true, false),
+        EventKind::Deleted => (event::NODE_DELETED, true, true),
+        EventKind::Children => (event::NODE_CHILDREN_CHANGED, false, true),
+    }
+}
+
+/// A notification due: its event type and path.
+pub type Fired = (i32, String);
+
+/// A reconnecting client's watches against `tree`: those whose znode changed after
+/// `seen` fire at once (type, path); the rest are armed.
+pub fn set_watches(
+    tree: &ZTree,
+    seen: Zxid,
+    data: &[String],
+    exist: &[String],
+    child: &[String],
+) -> (Vec<Fired>, Vec<(WatchOn, String)>) {
+    let mut fire = Vec::new();
+    let mut arm = Vec::new();
+    for p in data {
+        match tree.stat(p) {
+            None => fire.push((event::NODE_DELETED, p.clone())),
+            Some(s) if s.mzxid > seen.0 => fire.push((event::NODE_DATA_CHANGED, p.clone())),
+            Some(_) => arm.push((WatchOn::Data, p.clone())),
+        }
+    }
+    for p in exist {
+        if tree.exists(p) {
+            fire.push((event::NODE_CREATED, p.clone()));
+        } else {
+            arm.push((WatchOn::Data, p.clone()));
+        }
+    }
+    for p in child {
+        match tree.stat(p) {
+            None => fire.push((event::NODE_DELETED, p.clone())),
+            Some(s) if s.pzxid > seen.0 => fire.push((event::NODE_CHILDREN_CHANGED, p.clone())),
+            Some(_) => arm.push((WatchOn::Child, p.clone())),
+        }
+    }
+    (fire, arm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Txn;
+
+    fn tree_with(ops: Vec<TxnOp>) -> ZTree {
+        let mut t = ZTree::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let txn = Txn {
+                zxid: Zxid(i as u64 + 1),
+                time_ms: 1000,
+                origin: Default::default(),
+                op,
+            };
+            t.apply(&txn).unwrap();
+        }
+        t
+    }
+
+    fn create(path: &str, data: &[u8]) -> TxnOp {
+        TxnOp::Create {
+            path: path.into(),
+            data: data.to_vec(),
+            sequential: false,
+            ephemeral_owner: 0,
+        }
+    }
+
+    #[test]
+    fn timeouts_are_clamped_to_2_and_20_ticks() {
+        assert_eq!(negotiate_timeout(30_000, 100), 2000);
+        assert_eq!(negotiate_timeout(1, 100), 200);
+        assert_eq!(negotiate_timeout(-5, 100), 200);
+        assert_eq!(negotiate_timeout(700, 100), 700);
+    }
+
+    #[test]
+    fn passwords_are_deterministic_and_differ_by_session_and_secret() {
+        assert_eq!(password(7, "a"), password(7, "a"));
+        assert_ne!(password(7, "a"), password(8, "a"));
+        assert_ne!(password(7, "a"), password(7, "b"));
+    }
+
+    fn cr(op_code: i32, flags: i32, ttl: i64) -> Request {
+        Request::Create(CreateRequest {
+            op: op_code,
+            path: "/n".into(),
+            data: vec![],
+            acls: 0,
+            flags,
+            ttl_ms: ttl,
+        })
+    }
+
+    #[test]
+    fn create_modes_map_to_txns() {
+        let s = 0x42;
+        assert!(matches!(
+            write_txn(&cr(op::CREATE, 3, 0), s),
+            Ok(TxnOp::Create {
+                sequential: true,
+                ephemeral_owner: 0x42,
+                ..
+            })
+        ));
+        assert!(matches!(
+            write_txn(&cr(op::CREATE2, 2, 0), s),
+            Ok(TxnOp::Create {
+                sequential: true,
+                ephemeral_owner: 0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            write_txn(&cr(op::CREATE_CONTAINER, 4, 0), s),
+            Ok(TxnOp::CreateContainer { .. })
+        ));
+        assert!(matches!(
+            write_txn(&cr(op::CREATE_TTL, 6, 500), s),
+            Ok(TxnOp::CreateTtl {
+                sequential: true,
+                ttl_ms: 500,
+                ..
+            })
+        ));
+        for bad in [
+            cr(op::CREATE, 5, 0),
+            cr(op::CREATE_TTL, 5, 0),
+            cr(op::CREATE_TTL, 1, 10),
+            cr(op::CREATE_CONTAINER, 0, 0),
+            cr(op::CREATE, 9, 0),
+        ] {
+            assert_eq!(
+                write_txn(&bad, s).unwrap_err().code,
+                code::BAD_ARGUMENTS,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_multi_reports_ok_then_the_code_then_runtime_inconsistency() {
+        let req = Request::Multi(vec![
+            cr(op::CREATE, 0, 0),
+            Request::Check {
+                path: "/n".into(),
+                version: 5,
+            },
+            Request::Delete {
+                path: "/n".into(),
+                version: -1,
+            },
+        ]);
+        let (err, body) = write_response(
+            &req,
+            Err(ClientError::Tree(ZError::Multi {
+                index: 1,
+                cause: Box::new(ZError::BadVersion),
+            })),
+        );
+        assert_eq!(err, code::OK);
+        assert_eq!(body, failed_multi(3, Some(1), code::BAD_VERSION));
+        let mut r = super::super::jute::Reader::new(&body);
+        let mut errs = Vec::new();
+        loop {
+            let h = super::super::jute::MultiHeader::read(&mut r).unwrap();
+            if h.done {
+                break;
+            }
+            errs.push(r.int("err").unwrap());
+        }
+        assert_eq!(errs, [0, -103, -2]);
+    }
+
+    #[test]
+    fn reads_answer_from_the_tree_and_leave_watches() {
+        let t = tree_with(vec![create("/a", b"hi"), create("/a/b", b"")]);
+        let a = read(
+            &t,
+            &Request::GetData {
+                path: "/a".into(),
+                watch: true,
+            },
+        );
+        assert_eq!(a.err, 0);
+        assert_eq!(&a.body[..6], &[0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(a.body.len(), 6 + 68);
+        assert_eq!(a.watch, Some((WatchOn::Data, "/a".into())));
+        let missing = read(
+            &t,
+            &Request::Exists {
+                path: "/z".into(),
+                watch: true,
+            },
+        );
+        assert_eq!(missing.err, code::NO_NODE);
+        assert_eq!(missing.watch, Some((WatchOn::Data, "/z".into())));
+        let missing = read(
+            &t,
+            &Request::GetData {
+                path: "/z".into(),
+                watch: true,
+            },
+        );
+        assert_eq!((missing.err, missing.watch), (code::NO_NODE, None));
+        let kids = read(
+            &t,
+            &Request::GetChildren {
+                path: "/a".into(),
+                watch: false,
+            },
+        );
+        assert_eq!(kids.body, [0, 0, 0, 1, 0, 0, 0, 1, b'b']);
+        let bad = read(
+            &t,
+            &Request::GetData {
+                path: "a/".into(),
+                watch: false,
+            },
+        );
+        assert_eq!(bad.err, code::BAD_ARGUMENTS);
+    }
+
+    #[test]
+    fn set_watches_fire_what_changed_since_the_clients_zxid() {
+        let t = tree_with(vec![
+            create("/a", b""),
+            create("/b", b""),
+            create("/b/c", b""),
+        ]);
+        let (fire, arm) = set_watches(
+            &t,
+            Zxid(1),
+            &["/a".into(), "/gone".into()],
+            &["/b".into(), "/never".into()],
+            &["/b".into(), "/a".into()],
+        );
+        assert_eq!(
+            fire,
+            vec![
+                (event::NODE_DELETED, "/gone".to_string()),
+                (event::NODE_CREATED, "/b".to_string()),
+                (event::NODE_CHILDREN_CHANGED, "/b".to_string()),
+            ]
+        );
+        assert_eq!(
+            arm,
+            vec![
+                (WatchOn::Data, "/a".to_string()),
+                (WatchOn::Data, "/never".to_string()),
+                (WatchOn::Child, "/a".to_string()),
+            ]
+        );
+    }
+}
