@@ -6,9 +6,13 @@
 //!   watch notifications, multi framing), pure.
 //! - [`ops`]: what requests mean here (txns, error codes, reads, watches), pure.
 //! - [`server`]: the mio event loop thread that serves every client connection.
+//! - [`watches`]: the watch table (standard, persistent, persistent recursive), pure.
+//! - [`words`]: the four-letter words the client port answers.
 
 pub mod jute;
 pub mod ops;
 pub mod server;
+pub mod watches;
+pub mod words;
 
 pub use server::{bind, start, ZkBound, ZkFront};

@@ -35,7 +35,16 @@ pub mod op {
     pub const CREATE2: i32 = 15;
     pub const CREATE_CONTAINER: i32 = 19;
     pub const CREATE_TTL: i32 = 21;
+    pub const RECONFIG: i32 = 16;
+    pub const CHECK_WATCHES: i32 = 17;
+    pub const REMOVE_WATCHES: i32 = 18;
+    pub const MULTI_READ: i32 = 22;
     pub const SET_WATCHES: i32 = 101;
+    pub const GET_EPHEMERALS: i32 = 103;
+    pub const GET_ALL_CHILDREN_NUMBER: i32 = 104;
+    pub const SET_WATCHES2: i32 = 105;
+    pub const ADD_WATCH: i32 = 106;
+    pub const WHO_AM_I: i32 = 107;
     pub const CLOSE_SESSION: i32 = -11;
     pub const ERROR: i32 = -1;
 }
@@ -55,6 +64,8 @@ pub mod code {
     pub const NODE_EXISTS: i32 = -110;
     pub const NOT_EMPTY: i32 = -111;
     pub const SESSION_EXPIRED: i32 = -112;
+    pub const NO_WATCHER: i32 = -121;
+    pub const RECONFIG_DISABLED: i32 = -123;
     pub const QUOTA_EXCEEDED: i32 = -125;
     pub const THROTTLED: i32 = -127;
 }
@@ -67,6 +78,19 @@ pub mod event {
     pub const NODE_CHILDREN_CHANGED: i32 = 4;
     /// The keeper state of every notification: connected.
     pub const STATE_SYNC_CONNECTED: i32 = 3;
+}
+
+/// `WatcherType` of removeWatches and checkWatches.
+pub mod watcher_type {
+    pub const CHILDREN: i32 = 1;
+    pub const DATA: i32 = 2;
+    pub const ANY: i32 = 3;
+}
+
+/// `AddWatchMode` of addWatch.
+pub mod add_watch_mode {
+    pub const PERSISTENT: i32 = 0;
+    pub const PERSISTENT_RECURSIVE: i32 = 1;
 }
 
 /// The xid of a watch notification.
@@ -169,6 +193,16 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
+    /// A `vector<ustring>`; null reads as empty.
+    pub fn strings(&mut self, what: &str) -> Result<Vec<String>, DecodeError> {
+        let n = self.count(what, 4)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.ustring(what)?);
+        }
+        Ok(out)
+    }
+
     /// Fails unless every byte was read.
     pub fn finish(&self, what: &str) -> Result<(), DecodeError> {
         if self.remaining() != 0 {
@@ -200,6 +234,14 @@ pub fn put_buffer(out: &mut Vec<u8>, v: &[u8]) {
 
 pub fn put_ustring(out: &mut Vec<u8>, v: &str) {
     put_buffer(out, v.as_bytes());
+}
+
+/// A `vector<ustring>`.
+pub fn put_strings(out: &mut Vec<u8>, v: &[String]) {
+    put_int(out, v.len() as i32);
+    for s in v {
+        put_ustring(out, s);
+    }
 }
 
 /// A znode's stat as ZooKeeper's 11-field `Stat` (68 bytes; `aversion` is always 0: this
@@ -504,6 +546,43 @@ pub enum Request {
         exist: Vec<String>,
         child: Vec<String>,
     },
+    /// setWatches2: as setWatches, plus persistent and persistent recursive watches.
+    SetWatches2 {
+        relative_zxid: i64,
+        data: Vec<String>,
+        exist: Vec<String>,
+        child: Vec<String>,
+        persistent: Vec<String>,
+        recursive: Vec<String>,
+    },
+    /// addWatch: a persistent (mode 0) or persistent recursive (mode 1) watch.
+    AddWatch {
+        path: String,
+        mode: i32,
+    },
+    /// checkWatches: whether this connection has a watch of `kind` ([`watcher_type`]).
+    CheckWatches {
+        path: String,
+        kind: i32,
+    },
+    /// removeWatches: drops this connection's watches of `kind` on `path`.
+    RemoveWatches {
+        path: String,
+        kind: i32,
+    },
+    /// getEphemerals: the session's ephemeral znodes whose path starts with `prefix`.
+    GetEphemerals {
+        prefix: String,
+    },
+    /// getAllChildrenNumber: how many znodes are below `path`.
+    GetAllChildrenNumber {
+        path: String,
+    },
+    /// multiRead: getData, getChildren (and exists) ops, each answered on its own.
+    MultiRead(Vec<Request>),
+    WhoAmI,
+    /// reconfig (the record is read and dropped: dynamic reconfiguration is disabled).
+    Reconfig,
     /// An op code this server does not implement (answered Unimplemented).
     Unsupported(i32),
 }
@@ -618,6 +697,74 @@ impl Request {
                     child,
                 }
             }
+            op::SET_WATCHES2 => {
+                let relative_zxid = r.long("setWatches2 zxid")?;
+                let mut lists: [Vec<String>; 5] = Default::default();
+                for list in &mut lists {
+                    *list = r.strings("setWatches2 list")?;
+                }
+                let [data, exist, child, persistent, recursive] = lists;
+                Request::SetWatches2 {
+                    relative_zxid,
+                    data,
+                    exist,
+                    child,
+                    persistent,
+                    recursive,
+                }
+            }
+            op::ADD_WATCH => Request::AddWatch {
+                path: r.ustring("addWatch path")?,
+                mode: r.int("addWatch mode")?,
+            },
+            op::CHECK_WATCHES => Request::CheckWatches {
+                path: r.ustring("checkWatches path")?,
+                kind: r.int("checkWatches type")?,
+            },
+            op::REMOVE_WATCHES => Request::RemoveWatches {
+                path: r.ustring("removeWatches path")?,
+                kind: r.int("removeWatches type")?,
+            },
+            op::GET_EPHEMERALS => Request::GetEphemerals {
+                prefix: r.ustring("getEphemerals prefix")?,
+            },
+            op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber {
+                path: r.ustring("getAllChildrenNumber path")?,
+            },
+            op::MULTI_READ => {
+                let mut ops = Vec::new();
+                loop {
+                    let h = MultiHeader::read(r)?;
+                    if h.done {
+                        break;
+                    }
+                    match h.op {
+                        // Writes parse (and are refused whole, as ZooKeeper does).
+                        op::GET_DATA
+                        | op::GET_CHILDREN
+                        | op::EXISTS
+                        | op::CREATE
+                        | op::CREATE2
+                        | op::CREATE_CONTAINER
+                        | op::CREATE_TTL
+                        | op::DELETE
+                        | op::SET_DATA
+                        | op::CHECK => ops.push(Request::read(h.op, r)?),
+                        other => {
+                            return Err(DecodeError(format!("op {other} inside a multiRead")));
+                        }
+                    }
+                }
+                Request::MultiRead(ops)
+            }
+            op::WHO_AM_I => Request::WhoAmI,
+            op::RECONFIG => {
+                for what in ["joining", "leaving", "newMembers"] {
+                    r.ustring(what)?;
+                }
+                r.long("reconfig curConfigId")?;
+                Request::Reconfig
+            }
             other => Request::Unsupported(other),
         })
     }
@@ -638,6 +785,15 @@ impl Request {
             Request::Multi(_) => op::MULTI,
             Request::CloseSession => op::CLOSE_SESSION,
             Request::SetWatches { .. } => op::SET_WATCHES,
+            Request::SetWatches2 { .. } => op::SET_WATCHES2,
+            Request::AddWatch { .. } => op::ADD_WATCH,
+            Request::CheckWatches { .. } => op::CHECK_WATCHES,
+            Request::RemoveWatches { .. } => op::REMOVE_WATCHES,
+            Request::GetEphemerals { .. } => op::GET_EPHEMERALS,
+            Request::GetAllChildrenNumber { .. } => op::GET_ALL_CHILDREN_NUMBER,
+            Request::MultiRead(_) => op::MULTI_READ,
+            Request::WhoAmI => op::WHO_AM_I,
+            Request::Reconfig => op::RECONFIG,
             Request::Unsupported(op) => *op,
         }
     }
@@ -681,8 +837,36 @@ impl Request {
                 put_int(out, *version);
             }
             Request::Sync { path } => put_ustring(out, path),
-            Request::Ping | Request::CloseSession | Request::Unsupported(_) => {}
-            Request::Multi(ops) => {
+            Request::Ping | Request::CloseSession | Request::WhoAmI | Request::Unsupported(_) => {}
+            Request::Reconfig => {
+                for _ in 0..3 {
+                    put_ustring(out, "");
+                }
+                put_long(out, -1);
+            }
+            Request::AddWatch { path, mode: n }
+            | Request::CheckWatches { path, kind: n }
+            | Request::RemoveWatches { path, kind: n } => {
+                put_ustring(out, path);
+                put_int(out, *n);
+            }
+            Request::GetEphemerals { prefix: path } | Request::GetAllChildrenNumber { path } => {
+                put_ustring(out, path)
+            }
+            Request::SetWatches2 {
+                relative_zxid,
+                data,
+                exist,
+                child,
+                persistent,
+                recursive,
+            } => {
+                put_long(out, *relative_zxid);
+                for list in [data, exist, child, persistent, recursive] {
+                    put_strings(out, list);
+                }
+            }
+            Request::Multi(ops) | Request::MultiRead(ops) => {
                 for o in ops {
                     MultiHeader {
                         op: o.op_code(),
@@ -722,6 +906,12 @@ pub enum MultiResult {
     Delete,
     SetData(Stat),
     Check,
+    /// A multiRead's getData: the data and the stat.
+    GetData(Vec<u8>, Stat),
+    /// A multiRead's getChildren: the children's names.
+    GetChildren(Vec<String>),
+    /// A multiRead's exists (beyond ZooKeeper, which takes only getData and getChildren).
+    Exists(Stat),
     /// The op did not apply: 0 for ops before the failing one, its code for that one,
     /// RuntimeInconsistency (-2) after it.
     Error(i32),
@@ -736,6 +926,9 @@ pub fn put_multi_response(out: &mut Vec<u8>, results: &[MultiResult]) {
             MultiResult::Delete => (op::DELETE, 0),
             MultiResult::SetData(_) => (op::SET_DATA, 0),
             MultiResult::Check => (op::CHECK, 0),
+            MultiResult::GetData(..) => (op::GET_DATA, 0),
+            MultiResult::GetChildren(_) => (op::GET_CHILDREN, 0),
+            MultiResult::Exists(_) => (op::EXISTS, 0),
             MultiResult::Error(e) => (op::ERROR, *e),
         };
         MultiHeader {
@@ -750,12 +943,26 @@ pub fn put_multi_response(out: &mut Vec<u8>, results: &[MultiResult]) {
                 put_ustring(out, path);
                 put_stat(out, stat);
             }
-            MultiResult::SetData(stat) => put_stat(out, stat),
+            MultiResult::SetData(stat) | MultiResult::Exists(stat) => put_stat(out, stat),
+            MultiResult::GetData(data, stat) => {
+                put_buffer(out, data);
+                put_stat(out, stat);
+            }
+            MultiResult::GetChildren(names) => put_strings(out, names),
             MultiResult::Error(e) => put_int(out, *e),
             MultiResult::Delete | MultiResult::Check => {}
         }
     }
     MultiHeader::END.encode(out);
+}
+
+/// Appends a whoAmI response: a `vector<ClientInfo>`, each an auth scheme and a user.
+pub fn put_client_infos(out: &mut Vec<u8>, infos: &[(String, String)]) {
+    put_int(out, infos.len() as i32);
+    for (scheme, user) in infos {
+        put_ustring(out, scheme);
+        put_ustring(out, user);
+    }
 }
 
 /// Wraps `body` in a frame: its length, big-endian, then the bytes.
@@ -968,13 +1175,136 @@ mod tests {
     #[test]
     fn unknown_ops_are_unsupported_not_errors() {
         assert_eq!(
-            Request::decode(106, &[1, 2, 3]).unwrap(),
-            Request::Unsupported(106)
+            Request::decode(op::GET_ACL, &[1, 2, 3]).unwrap(),
+            Request::Unsupported(op::GET_ACL)
         );
         // Truncated bodies are errors.
         assert!(Request::decode(op::GET_DATA, &hex("00000005 2f61")).is_err());
         // A huge vector count is refused before allocating.
         assert!(Request::decode(op::SET_WATCHES, &hex("0000000000000000 7fffffff")).is_err());
+    }
+
+    #[test]
+    fn watch_management_records() {
+        // addWatch("/a", PERSISTENT_RECURSIVE): path, mode.
+        let body = hex("00000002 2f61 00000001");
+        let req = Request::decode(op::ADD_WATCH, &body).unwrap();
+        assert_eq!(
+            req,
+            Request::AddWatch {
+                path: "/a".into(),
+                mode: add_watch_mode::PERSISTENT_RECURSIVE
+            }
+        );
+        let mut out = Vec::new();
+        req.encode(&mut out);
+        assert_eq!(out, body);
+        // checkWatches and removeWatches: path, WatcherType.
+        let body = hex("00000002 2f61 00000003");
+        assert_eq!(
+            Request::decode(op::CHECK_WATCHES, &body).unwrap(),
+            Request::CheckWatches {
+                path: "/a".into(),
+                kind: watcher_type::ANY
+            }
+        );
+        assert_eq!(
+            Request::decode(op::REMOVE_WATCHES, &body).unwrap(),
+            Request::RemoveWatches {
+                path: "/a".into(),
+                kind: watcher_type::ANY
+            }
+        );
+        assert!(Request::decode(op::REMOVE_WATCHES, &body[..6]).is_err());
+        // setWatches2: zxid, then five path lists (data, exist, child, persistent,
+        // persistent recursive).
+        let body = hex("0000000000000009 00000000 00000001 00000002 2f62 00000000
+             00000001 00000002 2f70 00000001 00000002 2f72");
+        assert_eq!(
+            Request::decode(op::SET_WATCHES2, &body).unwrap(),
+            Request::SetWatches2 {
+                relative_zxid: 9,
+                data: vec![],
+                exist: vec!["/b".into()],
+                child: vec![],
+                persistent: vec!["/p".into()],
+                recursive: vec!["/r".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn ephemerals_children_number_who_am_i_and_reconfig_records() {
+        assert_eq!(
+            Request::decode(op::GET_EPHEMERALS, &hex("00000002 2f65")).unwrap(),
+            Request::GetEphemerals {
+                prefix: "/e".into()
+            }
+        );
+        assert_eq!(
+            Request::decode(op::GET_ALL_CHILDREN_NUMBER, &hex("00000001 2f")).unwrap(),
+            Request::GetAllChildrenNumber { path: "/".into() }
+        );
+        assert_eq!(Request::decode(op::WHO_AM_I, &[]).unwrap(), Request::WhoAmI);
+        // reconfig: joining, leaving, newMembers (null here), curConfigId -1.
+        let body = hex("ffffffff ffffffff ffffffff ffffffffffffffff");
+        assert_eq!(
+            Request::decode(op::RECONFIG, &body).unwrap(),
+            Request::Reconfig
+        );
+        let mut out = Vec::new();
+        put_strings(&mut out, &["/e/1".to_string(), "/e/2".to_string()]);
+        assert_eq!(out, hex("00000002 00000004 2f652f31 00000004 2f652f32"));
+        let mut out = Vec::new();
+        put_client_infos(&mut out, &[("ip".to_string(), "127.0.0.1".to_string())]);
+        assert_eq!(
+            out,
+            hex("00000001 00000002 6970 00000009 3132372e302e302e31")
+        );
+    }
+
+    #[test]
+    fn multi_read_request_and_response() {
+        // getData /a watch, getChildren /a, end.
+        let body = hex("00000004 00 ffffffff 00000002 2f61 01
+             00000008 00 ffffffff 00000002 2f61 00
+             ffffffff 01 ffffffff");
+        let req = Request::decode(op::MULTI_READ, &body).unwrap();
+        assert_eq!(
+            req,
+            Request::MultiRead(vec![
+                Request::GetData {
+                    path: "/a".into(),
+                    watch: true
+                },
+                Request::GetChildren {
+                    path: "/a".into(),
+                    watch: false
+                },
+            ])
+        );
+        let mut out = Vec::new();
+        req.encode(&mut out);
+        assert_eq!(out, body);
+        // A sync inside is not a read: the record does not parse.
+        let bad = hex("00000009 00 ffffffff 00000002 2f61 ffffffff 01 ffffffff");
+        assert!(Request::decode(op::MULTI_READ, &bad).is_err());
+        // Results: getData (data "x", a stat), getChildren ["b"], an error NoNode.
+        let mut out = Vec::new();
+        put_multi_response(
+            &mut out,
+            &[
+                MultiResult::GetData(b"x".to_vec(), Stat::default()),
+                MultiResult::GetChildren(vec!["b".into()]),
+                MultiResult::Error(code::NO_NODE),
+            ],
+        );
+        let mut expected = hex("00000004 00 00000000 00000001 78");
+        expected.extend([0u8; STAT_LEN]);
+        expected.extend(hex("00000008 00 00000000 00000001 00000001 62
+             ffffffff 00 ffffff9b ffffff9b
+             ffffffff 01 ffffffff"));
+        assert_eq!(out, expected);
     }
 
     fn arb_path() -> impl Strategy<Value = String> {
@@ -1041,6 +1371,38 @@ mod tests {
                     exist,
                     child
                 }),
+            (
+                any::<i64>(),
+                proptest::collection::vec(arb_path(), 0..3),
+                proptest::collection::vec(arb_path(), 0..3),
+                proptest::collection::vec(arb_path(), 0..3)
+            )
+                .prop_map(|(relative_zxid, data, persistent, recursive)| {
+                    Request::SetWatches2 {
+                        relative_zxid,
+                        data: data.clone(),
+                        exist: vec![],
+                        child: data,
+                        persistent,
+                        recursive,
+                    }
+                }),
+            (arb_path(), 0i32..4).prop_map(|(path, mode)| Request::AddWatch { path, mode }),
+            (arb_path(), 1i32..4).prop_map(|(path, kind)| Request::CheckWatches { path, kind }),
+            (arb_path(), 1i32..4).prop_map(|(path, kind)| Request::RemoveWatches { path, kind }),
+            arb_path().prop_map(|prefix| Request::GetEphemerals { prefix }),
+            arb_path().prop_map(|path| Request::GetAllChildrenNumber { path }),
+            Just(Request::WhoAmI),
+            Just(Request::Reconfig),
+            proptest::collection::vec(
+                (arb_path(), any::<bool>(), 0..3).prop_map(|(path, watch, k)| match k {
+                    0 => Request::GetData { path, watch },
+                    1 => Request::GetChildren { path, watch },
+                    _ => Request::Exists { path, watch },
+                }),
+                0..4
+            )
+            .prop_map(Request::MultiRead),
         ]
     }
 
@@ -1065,7 +1427,7 @@ mod tests {
         }
 
         #[test]
-        fn garbage_never_panics(op_code in -12i32..25, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn garbage_never_panics(op_code in -12i32..110, body in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Request::decode(op_code, &body);
             let _ = ConnectRequest::decode(&body);
         }

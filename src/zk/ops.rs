@@ -9,8 +9,8 @@ use crate::zab::ClientError;
 use crate::ztree::{validate_path, EventKind, OpOk, ZError, ZTree};
 
 use super::jute::{
-    code, create_flags, event, op, put_buffer, put_int, put_multi_response, put_stat, put_ustring,
-    CreateRequest, MultiResult, Request,
+    code, create_flags, event, op, put_buffer, put_client_infos, put_int, put_multi_response,
+    put_stat, put_strings, put_ustring, CreateRequest, MultiResult, Request,
 };
 
 /// The session timeout a client gets: what it asked, within [2, 20] ticks, as ZooKeeper's
@@ -326,6 +326,98 @@ pub fn read(tree: &ZTree, req: &Request) -> ReadAnswer {
     }
 }
 
+/// getEphemerals: `session`'s ephemeral znodes whose path starts with `prefix` (plain
+/// string prefix, as ZooKeeper; an empty or `/` prefix means all), sorted.
+pub fn get_ephemerals(tree: &ZTree, session: u64, prefix: &str) -> Vec<u8> {
+    let all = prefix.trim().is_empty() || prefix.trim() == "/";
+    let paths: Vec<String> = tree
+        .ephemerals_of(session)
+        .into_iter()
+        .filter(|p| all || p.starts_with(prefix))
+        .collect();
+    let mut out = Vec::new();
+    put_strings(&mut out, &paths);
+    out
+}
+
+/// getAllChildrenNumber: how many znodes are below `path` (all descendants, not only
+/// children); NoNode when it is missing.
+pub fn all_children_number(tree: &ZTree, path: &str) -> (i32, Vec<u8>) {
+    if validate_path(path).is_err() {
+        return (code::BAD_ARGUMENTS, Vec::new());
+    }
+    let Some(node) = tree.get(path) else {
+        return (code::NO_NODE, Vec::new());
+    };
+    let count = if path == "/" {
+        tree.len() - 1
+    } else {
+        let mut count = 0usize;
+        let mut todo: Vec<(String, Vec<String>)> = vec![(path.to_string(), node.children)];
+        while let Some((parent, children)) = todo.pop() {
+            for c in children {
+                count += 1;
+                let child = format!("{parent}/{c}");
+                // Leaves need no copy of their znode.
+                if tree.stat(&child).is_some_and(|s| s.num_children > 0) {
+                    if let Some(n) = tree.get(&child) {
+                        todo.push((child, n.children));
+                    }
+                }
+            }
+        }
+        count
+    };
+    let mut out = Vec::new();
+    put_int(&mut out, i32::try_from(count).unwrap_or(i32::MAX));
+    (code::OK, out)
+}
+
+/// multiRead: each op answered on its own (an error result for a failing one, the others
+/// unaffected), with the watches asked for. A write among them refuses the whole request
+/// with MarshallingError, as ZooKeeper.
+pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>, Vec<(WatchOn, String)>) {
+    let mut results = Vec::with_capacity(ops.len());
+    let mut watches = Vec::new();
+    for o in ops {
+        let (path, watch) = match o {
+            Request::GetData { path, watch }
+            | Request::GetChildren { path, watch }
+            | Request::Exists { path, watch } => (path, *watch),
+            _ => return (code::MARSHALLING_ERROR, Vec::new(), Vec::new()),
+        };
+        if validate_path(path).is_err() {
+            results.push(MultiResult::Error(code::BAD_ARGUMENTS));
+            continue;
+        }
+        let node = tree.get(path);
+        let on = match o {
+            Request::GetChildren { .. } => WatchOn::Child,
+            _ => WatchOn::Data,
+        };
+        if watch && (node.is_some() || matches!(o, Request::Exists { .. })) {
+            watches.push((on, path.clone()));
+        }
+        results.push(match (o, node) {
+            (_, None) => MultiResult::Error(code::NO_NODE),
+            (Request::GetData { .. }, Some(n)) => MultiResult::GetData(n.data, n.stat),
+            (Request::GetChildren { .. }, Some(n)) => MultiResult::GetChildren(n.children),
+            (_, Some(n)) => MultiResult::Exists(n.stat),
+        });
+    }
+    let mut out = Vec::new();
+    put_multi_response(&mut out, &results);
+    (code::OK, out, watches)
+}
+
+/// whoAmI: the connection's identities. Without authentication ZooKeeper gives every
+/// connection one, the `ip` scheme with the client's address.
+pub fn who_am_i(client_ip: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_client_infos(&mut out, &[("ip".to_string(), client_ip.to_string())]);
+    out
+}
+
 /// The notification type a change sends, and which watches it fires (data, child).
 pub fn fires(kind: EventKind) -> (i32, bool, bool) {
     match kind {
@@ -555,6 +647,109 @@ mod tests {
             },
         );
         assert_eq!(bad.err, code::BAD_ARGUMENTS);
+    }
+
+    #[test]
+    fn ephemerals_by_prefix_and_all_children_number() {
+        let mut t = tree_with(vec![create("/a", b""), create("/a/b", b"")]);
+        let session = match t.apply(&Txn {
+            zxid: Zxid(3),
+            time_ms: 1000,
+            origin: Default::default(),
+            op: TxnOp::CreateSession { timeout_ms: 4000 },
+        }) {
+            Ok(OpOk::SessionCreated { session, .. }) => session,
+            other => panic!("{other:?}"),
+        };
+        for (i, p) in ["/a/b/e1", "/a/e2", "/x"].iter().enumerate() {
+            t.apply(&Txn {
+                zxid: Zxid(4 + i as u64),
+                time_ms: 1000,
+                origin: Default::default(),
+                op: TxnOp::Create {
+                    path: p.to_string(),
+                    data: vec![],
+                    sequential: false,
+                    ephemeral_owner: session,
+                },
+            })
+            .unwrap();
+        }
+        let names = |body: Vec<u8>| {
+            let mut r = super::super::jute::Reader::new(&body);
+            r.strings("t").unwrap()
+        };
+        assert_eq!(
+            names(get_ephemerals(&t, session, "/a")),
+            ["/a/b/e1", "/a/e2"]
+        );
+        // A plain string prefix, as ZooKeeper's.
+        assert_eq!(names(get_ephemerals(&t, session, "/a/b/e")), ["/a/b/e1"]);
+        assert_eq!(names(get_ephemerals(&t, session, "/")).len(), 3);
+        assert_eq!(names(get_ephemerals(&t, session, "")).len(), 3);
+        assert!(names(get_ephemerals(&t, session + 1, "/")).is_empty());
+
+        assert_eq!(all_children_number(&t, "/a"), (0, vec![0, 0, 0, 3]));
+        assert_eq!(all_children_number(&t, "/"), (0, vec![0, 0, 0, 5]));
+        assert_eq!(all_children_number(&t, "/x"), (0, vec![0, 0, 0, 0]));
+        assert_eq!(all_children_number(&t, "/nope").0, code::NO_NODE);
+        assert_eq!(all_children_number(&t, "nope").0, code::BAD_ARGUMENTS);
+    }
+
+    #[test]
+    fn multi_read_answers_each_op_on_its_own() {
+        let t = tree_with(vec![create("/a", b"hi"), create("/a/b", b"")]);
+        let ops = [
+            Request::GetData {
+                path: "/a".into(),
+                watch: true,
+            },
+            Request::GetChildren {
+                path: "/missing".into(),
+                watch: true,
+            },
+            Request::GetChildren {
+                path: "/a".into(),
+                watch: true,
+            },
+            Request::Exists {
+                path: "/z".into(),
+                watch: true,
+            },
+        ];
+        let (err, body, watches) = multi_read(&t, &ops);
+        assert_eq!(err, code::OK);
+        let mut expected = Vec::new();
+        put_multi_response(
+            &mut expected,
+            &[
+                MultiResult::GetData(b"hi".to_vec(), t.stat("/a").unwrap()),
+                MultiResult::Error(code::NO_NODE),
+                MultiResult::GetChildren(vec!["b".into()]),
+                MultiResult::Error(code::NO_NODE),
+            ],
+        );
+        assert_eq!(body, expected);
+        assert_eq!(
+            watches,
+            vec![
+                (WatchOn::Data, "/a".to_string()),
+                (WatchOn::Child, "/a".to_string()),
+                (WatchOn::Data, "/z".to_string()),
+            ]
+        );
+        let with_write = [Request::Delete {
+            path: "/a".into(),
+            version: -1,
+        }];
+        assert_eq!(multi_read(&t, &with_write).0, code::MARSHALLING_ERROR);
+        assert_eq!(
+            who_am_i("127.0.0.1"),
+            [
+                0, 0, 0, 1, 0, 0, 0, 2, b'i', b'p', 0, 0, 0, 9, b'1', b'2', b'7', b'.', b'0', b'.',
+                b'0', b'.', b'1'
+            ]
+        );
     }
 
     #[test]

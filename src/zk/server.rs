@@ -26,7 +26,9 @@ use super::jute::{
     self, code, event, frame, reply_frame, ConnectRequest, ConnectResponse, ReplyHeader, Request,
     RequestHeader, WatcherEvent,
 };
-use super::ops::{self, WatchOn};
+use super::ops;
+use super::watches::Watches;
+use super::words;
 use crate::channels::{Handle, View, WriteReply};
 use crate::types::Zxid;
 use crate::wire::TxnOp;
@@ -195,11 +197,14 @@ struct Conn {
     closing: bool,
     /// Reading paused: too many requests queued.
     paused: bool,
-    watches: HashSet<(WatchOn, String)>,
+    /// Frames read and answers (and notifications) queued, for `cons`.
+    received: u64,
+    sent: u64,
 }
 
 impl Conn {
     fn send(&mut self, bytes: &[u8]) {
+        self.sent += 1;
         self.wbuf.extend_from_slice(bytes);
     }
 
@@ -242,9 +247,8 @@ struct Front {
     busy: HashSet<Token>,
     /// Connections to read again (a paused one that has room, or a read budget spent).
     read_again: HashSet<Token>,
-    /// Armed watches: path -> connections.
-    data_watches: HashMap<String, HashSet<Token>>,
-    child_watches: HashMap<String, HashSet<Token>>,
+    /// Armed watches of every connection.
+    watches: Watches<Token>,
     /// Every change up to this zxid has fired its watches.
     cursor: Zxid,
     scratch: Vec<u8>,
@@ -262,8 +266,7 @@ impl Front {
             next_token: WAKER.0 + 1,
             busy: HashSet::new(),
             read_again: HashSet::new(),
-            data_watches: HashMap::new(),
-            child_watches: HashMap::new(),
+            watches: Watches::new(),
             cursor,
             scratch: vec![0; READ_CHUNK],
         }
@@ -352,7 +355,8 @@ impl Front {
                             queue: VecDeque::new(),
                             closing: false,
                             paused: false,
-                            watches: HashSet::new(),
+                            received: 0,
+                            sent: 0,
                         },
                     );
                 }
@@ -412,6 +416,13 @@ impl Front {
 
     /// Takes every complete frame out of the read buffer (while the queue has room).
     fn parse(&mut self, t: Token) -> Result<(), CloseWhy> {
+        let Some(conn) = self.conns.get(&t) else {
+            return Ok(());
+        };
+        if !conn.greeted && conn.rbuf.len() >= 4 && words::is_word(&conn.rbuf[..4]) {
+            self.answer_word(t);
+            return Ok(());
+        }
         let Some(conn) = self.conns.get_mut(&t) else {
             return Ok(());
         };
@@ -451,6 +462,42 @@ impl Front {
         result
     }
 
+    /// A four-letter word instead of a ConnectRequest: answers it and closes.
+    fn answer_word(&mut self, t: Token) {
+        let view = self.handle.view();
+        let mut conns: Vec<words::ClientConn> = self
+            .conns
+            .values()
+            .map(|c| words::ClientConn {
+                addr: c.addr,
+                session: c.session.map(|s| (s.id, s.timeout_ms)),
+                queued: c.queue.len(),
+                received: c.received,
+                sent: c.sent,
+            })
+            .collect();
+        conns.sort_by_key(|c| c.addr);
+        let port = words::Port {
+            view: &view,
+            conns: &conns,
+            watches: self.watches.counts(),
+        };
+        let Some(conn) = self.conns.get_mut(&t) else {
+            return;
+        };
+        let word = [conn.rbuf[0], conn.rbuf[1], conn.rbuf[2], conn.rbuf[3]];
+        let text = words::answer(&word, &port).unwrap_or_default();
+        debug!(
+            "client port: four-letter word {:?} from {}",
+            String::from_utf8_lossy(&word),
+            conn.addr
+        );
+        conn.greeted = true;
+        conn.rbuf.clear();
+        conn.send(text.as_bytes());
+        conn.closing = true;
+    }
+
     /// Queues one frame: the ConnectRequest first, then requests.
     fn take_frame(handle: &Handle, conn: &mut Conn, body: &[u8]) -> Result<(), CloseWhy> {
         if !conn.greeted {
@@ -459,6 +506,7 @@ impl Front {
                 ConnectRequest::decode(body).map_err(|e| format!("bad ConnectRequest: {e}"))?;
             return Self::connect(handle, conn, &req);
         }
+        conn.received += 1;
         let mut r = jute::Reader::new(body);
         let header = RequestHeader::read(&mut r).map_err(|e| format!("bad request: {e}"))?;
         let req = Request::decode(header.op, &body[8..])
@@ -578,15 +626,10 @@ impl Front {
                 "client port: change history starts after zxid {:#x}; firing every watch",
                 self.cursor.0
             );
-            let data: Vec<String> = self.data_watches.keys().cloned().collect();
-            for p in data {
-                self.fire(&p, event::NODE_DATA_CHANGED, true, false);
+            for (kind, path, to) in self.watches.fire_all() {
+                self.notify(kind, &path, &to);
             }
-            let child: Vec<String> = self.child_watches.keys().cloned().collect();
-            for p in child {
-                self.fire(&p, event::NODE_CHILDREN_CHANGED, false, true);
-            }
-        } else if !self.data_watches.is_empty() || !self.child_watches.is_empty() {
+        } else if !self.watches.is_empty() {
             let changes = &view.changes;
             let mut start = changes.len();
             while start > 0 && changes[start - 1].zxid > self.cursor {
@@ -596,8 +639,8 @@ impl Front {
                 if ev.zxid > applied {
                     break;
                 }
-                let (kind, data, child) = ops::fires(ev.kind);
-                self.fire(&ev.path, kind, data, child);
+                let (kind, to) = self.watches.fire(ev.kind, &ev.path);
+                self.notify(kind, &ev.path, &to);
             }
         }
         self.cursor = applied;
@@ -626,41 +669,16 @@ impl Front {
         }
     }
 
-    /// Sends a notification to every connection watching `path` in the tables named, and
-    /// disarms those watches (one notification per connection, as ZooKeeper).
-    fn fire(&mut self, path: &str, kind: i32, data: bool, child: bool) {
-        let mut targets: HashSet<Token> = HashSet::new();
-        if data {
-            if let Some(ts) = self.data_watches.remove(path) {
-                targets.extend(ts);
-            }
+    /// Sends a notification of `kind` on `path` to each of `to`.
+    fn notify(&mut self, kind: i32, path: &str, to: &[Token]) {
+        if to.is_empty() {
+            return;
         }
-        if child {
-            if let Some(ts) = self.child_watches.remove(path) {
-                targets.extend(ts);
+        let bytes = notification(kind, path);
+        for t in to {
+            if let Some(conn) = self.conns.get_mut(t) {
+                conn.send(&bytes);
             }
-        }
-        for t in targets {
-            if let Some(conn) = self.conns.get_mut(&t) {
-                if data {
-                    conn.watches.remove(&(WatchOn::Data, path.to_string()));
-                }
-                if child {
-                    conn.watches.remove(&(WatchOn::Child, path.to_string()));
-                }
-                conn.send(&notification(kind, path));
-            }
-        }
-    }
-
-    fn arm(&mut self, t: Token, on: WatchOn, path: String) {
-        let table = match on {
-            WatchOn::Data => &mut self.data_watches,
-            WatchOn::Child => &mut self.child_watches,
-        };
-        table.entry(path.clone()).or_default().insert(t);
-        if let Some(conn) = self.conns.get_mut(&t) {
-            conn.watches.insert((on, path));
         }
     }
 
@@ -838,21 +856,50 @@ impl Front {
             zxid: applied,
             err,
         };
+        let Some(conn) = self.conns.get(&t) else {
+            return;
+        };
+        let session = conn.session.map_or(0, |s| s.id);
+        let client_ip = conn.addr.ip().to_string();
+        let answer = |err: i32, body: Vec<u8>| reply_frame(header(err), &body);
         let (bytes, arm) = match req {
-            Request::Ping => (reply_frame(header(code::OK), &[]), Vec::new()),
+            Request::Ping => (answer(code::OK, Vec::new()), Vec::new()),
             Request::SetWatches {
                 relative_zxid,
                 data,
                 exist,
                 child,
+            }
+            | Request::SetWatches2 {
+                relative_zxid,
+                data,
+                exist,
+                child,
+                ..
             } => {
                 let seen = Zxid(u64::try_from(*relative_zxid).unwrap_or(0));
                 let (fire, arm) = ops::set_watches(&view.tree, seen, data, exist, child);
+                if let Request::SetWatches2 {
+                    persistent,
+                    recursive,
+                    ..
+                } = req
+                {
+                    // Persistent watches are re-armed without firing, as ZooKeeper.
+                    for p in persistent {
+                        self.watches
+                            .add_watch(t, p, jute::add_watch_mode::PERSISTENT);
+                    }
+                    for p in recursive {
+                        self.watches
+                            .add_watch(t, p, jute::add_watch_mode::PERSISTENT_RECURSIVE);
+                    }
+                }
                 let mut bytes = Vec::new();
                 for (kind, path) in fire {
                     bytes.extend(notification(kind, &path));
                 }
-                bytes.extend(reply_frame(header(code::OK), &[]));
+                bytes.extend(answer(code::OK, Vec::new()));
                 (bytes, arm)
             }
             Request::Exists { .. }
@@ -860,18 +907,61 @@ impl Front {
             | Request::GetChildren { .. }
             | Request::GetChildren2 { .. } => {
                 let a = ops::read(&view.tree, req);
-                (
-                    reply_frame(header(a.err), &a.body),
-                    a.watch.into_iter().collect(),
-                )
+                (answer(a.err, a.body), a.watch.into_iter().collect())
             }
+            Request::AddWatch { path, mode } => {
+                let err = if crate::ztree::validate_path(path).is_err() {
+                    code::BAD_ARGUMENTS
+                } else if self.watches.add_watch(t, path, *mode) {
+                    code::OK
+                } else {
+                    code::MARSHALLING_ERROR
+                };
+                // ZooKeeper answers an ErrorResponse: the int 0.
+                let body = if err == code::OK {
+                    vec![0; 4]
+                } else {
+                    Vec::new()
+                };
+                (answer(err, body), Vec::new())
+            }
+            Request::CheckWatches { path, kind } => {
+                let err = match self.watches.contains(t, path, *kind) {
+                    Some(true) => code::OK,
+                    Some(false) => code::NO_WATCHER,
+                    None => code::MARSHALLING_ERROR,
+                };
+                (answer(err, Vec::new()), Vec::new())
+            }
+            Request::RemoveWatches { path, kind } => {
+                let err = match self.watches.remove(t, path, *kind) {
+                    Some(true) => code::OK,
+                    Some(false) => code::NO_WATCHER,
+                    None => code::MARSHALLING_ERROR,
+                };
+                (answer(err, Vec::new()), Vec::new())
+            }
+            Request::GetEphemerals { prefix } => (
+                answer(code::OK, ops::get_ephemerals(&view.tree, session, prefix)),
+                Vec::new(),
+            ),
+            Request::GetAllChildrenNumber { path } => {
+                let (err, body) = ops::all_children_number(&view.tree, path);
+                (answer(err, body), Vec::new())
+            }
+            Request::MultiRead(rops) => {
+                let (err, body, arm) = ops::multi_read(&view.tree, rops);
+                (answer(err, body), arm)
+            }
+            Request::WhoAmI => (answer(code::OK, ops::who_am_i(&client_ip)), Vec::new()),
+            Request::Reconfig => (answer(code::RECONFIG_DISABLED, Vec::new()), Vec::new()),
             other => {
                 debug!("client port: op {} is not implemented", other.op_code());
-                (reply_frame(header(code::UNIMPLEMENTED), &[]), Vec::new())
+                (answer(code::UNIMPLEMENTED, Vec::new()), Vec::new())
             }
         };
         for (on, path) in arm {
-            self.arm(t, on, path);
+            self.watches.arm(t, on, &path);
         }
         if let Some(conn) = self.conns.get_mut(&t) {
             conn.send(&bytes);
@@ -902,18 +992,7 @@ impl Front {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.busy.remove(&t);
         self.read_again.remove(&t);
-        for (on, path) in conn.watches {
-            let table = match on {
-                WatchOn::Data => &mut self.data_watches,
-                WatchOn::Child => &mut self.child_watches,
-            };
-            if let Some(ts) = table.get_mut(&path) {
-                ts.remove(&t);
-                if ts.is_empty() {
-                    table.remove(&path);
-                }
-            }
-        }
+        self.watches.drop_conn(t);
         let session = conn.session.map_or(String::new(), |s| {
             format!(" (session {:#x}, timeout {} ms)", s.id, s.timeout_ms)
         });
