@@ -12,7 +12,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{Cluster, Options};
-use zooweeper::zk::jute::{frame, ConnectRequest, ConnectResponse, RequestHeader};
+use zooweeper::zk::jute::{
+    frame, read_stat, ConnectRequest, ConnectResponse, CreateRequest, MultiHeader, Reader,
+    ReplyHeader, Request, RequestHeader, WatcherEvent,
+};
 
 /// A port nothing listens on at `ip` right now.
 fn free_port(ip: Ipv4Addr) -> u16 {
@@ -202,6 +205,7 @@ fn kazoo_against_a_three_server_ensemble() {
         "multi ok [True, '/zk-t/multi']",
         "pipelined True 50",
         "http sees the ephemeral True",
+        "reconfig disabled True",
         "http after close 404",
         "done",
     ];
@@ -210,4 +214,286 @@ fn kazoo_against_a_three_server_ensemble() {
     // The tree the kazoo client wrote is the ensemble's: another server has it.
     let node = c.znode(3, "/zk-t?sync=true").expect("/zk-t on server 3");
     assert_eq!(node["data"], "two");
+}
+
+/// A raw client connection: requests with their xids, notifications kept apart.
+struct Raw {
+    s: TcpStream,
+    xid: i32,
+    /// Notifications seen so far: (type, path).
+    events: Vec<(i32, String)>,
+}
+
+impl Raw {
+    fn open(addr: SocketAddr) -> (Raw, ConnectResponse) {
+        let (s, resp) = connect(addr, 0, vec![0; 16]);
+        assert_ne!(resp.session_id, 0, "a session");
+        (
+            Raw {
+                s,
+                xid: 0,
+                events: Vec::new(),
+            },
+            resp,
+        )
+    }
+
+    /// Sends `req` and reads up to its answer: (err, body). Notifications before it are
+    /// kept in `events`.
+    fn call(&mut self, req: &Request) -> (i32, Vec<u8>) {
+        self.xid += 1;
+        let mut body = Vec::new();
+        RequestHeader {
+            xid: self.xid,
+            op: req.op_code(),
+        }
+        .encode(&mut body);
+        req.encode(&mut body);
+        self.s.write_all(&frame(&body)).unwrap();
+        loop {
+            let f = read_frame(&mut self.s).expect("an answer");
+            let mut r = Reader::new(&f);
+            let h = ReplyHeader::read(&mut r).unwrap();
+            if h.xid == -1 {
+                let ev = WatcherEvent::read(&mut r).unwrap();
+                self.events.push((ev.kind, ev.path));
+                continue;
+            }
+            assert_eq!(h.xid, self.xid, "answers come in order");
+            return (h.err, f[16..].to_vec());
+        }
+    }
+
+    /// `call` that must succeed.
+    fn ok(&mut self, req: &Request) -> Vec<u8> {
+        let (err, body) = self.call(req);
+        assert_eq!(err, 0, "{req:?}");
+        body
+    }
+
+    fn take_events(&mut self) -> Vec<(i32, String)> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+fn create(path: &str, flags: i32) -> Request {
+    Request::Create(CreateRequest {
+        op: 1,
+        path: path.into(),
+        data: vec![],
+        acls: 1,
+        flags,
+        ttl_ms: 0,
+    })
+}
+
+fn set(path: &str, data: &[u8]) -> Request {
+    Request::SetData {
+        path: path.into(),
+        data: data.to_vec(),
+        version: -1,
+    }
+}
+
+/// Sends a four-letter word the way `echo WORD | nc HOST PORT` does and returns the
+/// answer (the server closes after it).
+fn four_letters(addr: SocketAddr, word: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("{word}\n").as_bytes()).unwrap();
+    String::from_utf8(read_to_close(&mut s)).unwrap()
+}
+
+#[test]
+fn persistent_watches_new_ops_and_four_letter_words() {
+    use zooweeper::zk::jute::{add_watch_mode, event, watcher_type};
+    let mut c = Cluster::new(1, Options::for_tests());
+    let ip = c.ip();
+    let port = free_port(ip);
+    c.options_mut()
+        .server_args
+        .insert(1, vec!["--client-port".to_string(), port.to_string()]);
+    c.start_all();
+    let addr = SocketAddr::from((ip, port));
+    let (mut a, _) = Raw::open(addr);
+
+    // A persistent recursive watch on /rw sees /rw, its child and its grandchild being
+    // created, the grandchild changed and deleted, each by its own path, and no
+    // NodeChildrenChanged.
+    let added = a.ok(&Request::AddWatch {
+        path: "/rw".into(),
+        mode: add_watch_mode::PERSISTENT_RECURSIVE,
+    });
+    assert_eq!(added, [0, 0, 0, 0], "an ErrorResponse of 0");
+    a.ok(&create("/rw", 0));
+    a.ok(&create("/rw/c", 0));
+    a.ok(&create("/rw/c/g", 0));
+    a.ok(&set("/rw/c/g", b"x"));
+    a.ok(&Request::Delete {
+        path: "/rw/c/g".into(),
+        version: -1,
+    });
+    a.ok(&Request::Ping);
+    assert_eq!(
+        a.take_events(),
+        vec![
+            (event::NODE_CREATED, "/rw".to_string()),
+            (event::NODE_CREATED, "/rw/c".to_string()),
+            (event::NODE_CREATED, "/rw/c/g".to_string()),
+            (event::NODE_DATA_CHANGED, "/rw/c/g".to_string()),
+            (event::NODE_DELETED, "/rw/c/g".to_string()),
+        ]
+    );
+
+    // A persistent watch fires every time, children changes included, and stays.
+    a.ok(&Request::AddWatch {
+        path: "/pw".into(),
+        mode: add_watch_mode::PERSISTENT,
+    });
+    a.ok(&create("/pw", 0));
+    a.ok(&set("/pw", b"1"));
+    a.ok(&set("/pw", b"2"));
+    a.ok(&create("/pw/k", 0));
+    a.ok(&Request::Ping);
+    assert_eq!(
+        a.take_events(),
+        vec![
+            (event::NODE_CREATED, "/pw".to_string()),
+            (event::NODE_DATA_CHANGED, "/pw".to_string()),
+            (event::NODE_DATA_CHANGED, "/pw".to_string()),
+            (event::NODE_CHILDREN_CHANGED, "/pw".to_string()),
+        ]
+    );
+
+    // checkWatches and removeWatches; NoWatcher (-121) when there is none.
+    let check = |path: &str, kind| Request::CheckWatches {
+        path: path.into(),
+        kind,
+    };
+    let remove = |path: &str, kind| Request::RemoveWatches {
+        path: path.into(),
+        kind,
+    };
+    assert_eq!(a.call(&check("/pw", watcher_type::DATA)).0, 0);
+    assert_eq!(a.call(&check("/rw", watcher_type::CHILDREN)).0, -121);
+    assert_eq!(a.call(&check("/none", watcher_type::ANY)).0, -121);
+    assert_eq!(a.call(&remove("/pw", watcher_type::ANY)).0, 0);
+    assert_eq!(a.call(&remove("/pw", watcher_type::ANY)).0, -121);
+    assert_eq!(a.call(&remove("/rw", watcher_type::DATA)).0, 0);
+    a.ok(&set("/pw", b"3"));
+    a.ok(&create("/rw/c/again", 0));
+    a.ok(&Request::Ping);
+    assert_eq!(a.take_events(), vec![], "removed watches are silent");
+
+    // getEphemerals filters the session's ephemerals by a path prefix.
+    a.ok(&create("/eph", 0));
+    a.ok(&create("/eph/a", 1));
+    a.ok(&create("/eph/b", 1));
+    a.ok(&create("/other-e", 1));
+    let body = a.ok(&Request::GetEphemerals {
+        prefix: "/eph".into(),
+    });
+    let names = Reader::new(&body).strings("ephemerals").unwrap();
+    assert_eq!(names, ["/eph/a", "/eph/b"]);
+    let body = a.ok(&Request::GetEphemerals { prefix: "/".into() });
+    assert_eq!(Reader::new(&body).strings("ephemerals").unwrap().len(), 3);
+
+    // getAllChildrenNumber counts every descendant.
+    let body = a.ok(&Request::GetAllChildrenNumber { path: "/rw".into() });
+    assert_eq!(body, 2i32.to_be_bytes(), "/rw/c and /rw/c/again");
+    assert_eq!(
+        a.call(&Request::GetAllChildrenNumber {
+            path: "/none".into()
+        })
+        .0,
+        -101
+    );
+
+    // multiRead: each op answered on its own, a failing one as an error result.
+    let body = a.ok(&Request::MultiRead(vec![
+        Request::GetData {
+            path: "/pw".into(),
+            watch: false,
+        },
+        Request::GetChildren {
+            path: "/none".into(),
+            watch: false,
+        },
+        Request::GetChildren {
+            path: "/pw".into(),
+            watch: false,
+        },
+    ]));
+    let mut r = Reader::new(&body);
+    let h = MultiHeader::read(&mut r).unwrap();
+    assert_eq!((h.op, h.err), (4, 0));
+    assert_eq!(r.buffer("data").unwrap(), b"3");
+    read_stat(&mut r).unwrap();
+    let h = MultiHeader::read(&mut r).unwrap();
+    assert_eq!((h.op, h.err), (-1, -101));
+    assert_eq!(r.int("err").unwrap(), -101);
+    let h = MultiHeader::read(&mut r).unwrap();
+    assert_eq!((h.op, h.err), (8, 0));
+    assert_eq!(r.strings("children").unwrap(), ["k"]);
+    assert!(MultiHeader::read(&mut r).unwrap().done);
+
+    // whoAmI: no authentication, so the ip scheme with the client's address.
+    let body = a.ok(&Request::WhoAmI);
+    let mut r = Reader::new(&body);
+    assert_eq!(r.int("count").unwrap(), 1);
+    assert_eq!(r.ustring("scheme").unwrap(), "ip");
+    let own_ip = a.s.local_addr().unwrap().ip().to_string();
+    assert_eq!(r.ustring("user").unwrap(), own_ip);
+
+    // reconfig: ReconfigDisabled (-123); the session goes on.
+    assert_eq!(a.call(&Request::Reconfig).0, -123);
+
+    // setWatches2 re-arms a persistent recursive watch on another connection without
+    // firing it; a later change under it fires.
+    let (mut b, _) = Raw::open(addr);
+    b.ok(&Request::SetWatches2 {
+        relative_zxid: 0,
+        data: vec![],
+        exist: vec![],
+        child: vec![],
+        persistent: vec![],
+        recursive: vec!["/sw".into()],
+    });
+    assert!(b.take_events().is_empty());
+    a.ok(&create("/sw", 0));
+    a.ok(&create("/sw/x", 0));
+    // b's next answer comes after the notifications of what a's answers reflect.
+    b.ok(&Request::Sync { path: "/".into() });
+    b.ok(&Request::Ping);
+    assert_eq!(
+        b.take_events(),
+        vec![
+            (event::NODE_CREATED, "/sw".to_string()),
+            (event::NODE_CREATED, "/sw/x".to_string()),
+        ]
+    );
+
+    // The four-letter words on the client port.
+    assert_eq!(four_letters(addr, "ruok"), "imok");
+    assert_eq!(four_letters(addr, "isro"), "rw");
+    let wchs = four_letters(addr, "wchs");
+    assert!(
+        wchs.starts_with("1 connections watching") && wchs.contains("Total watches:"),
+        "{wchs}"
+    );
+    let cons = four_letters(addr, "cons");
+    assert_eq!(cons.matches("sid=0x").count(), 2, "{cons}");
+    for (word, needle) in [
+        ("srvr", "Mode: leader"),
+        ("stat", "Clients:\n /"),
+        ("mntr", "zk_server_state\tleader"),
+        ("conf", &format!("clientPort={port}")),
+        ("envi", "Environment:\n"),
+        ("dirs", "logdir_size: "),
+    ] {
+        let text = four_letters(addr, word);
+        assert!(text.contains(needle), "{word}: {text}");
+    }
+    // The sessions were not disturbed.
+    a.ok(&Request::Ping);
+    b.ok(&Request::Ping);
 }

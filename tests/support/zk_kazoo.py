@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, RuntimeInconsistency
+from kazoo.exceptions import BadVersionError, ReconfigDisabledError, RuntimeInconsistency
 
 hosts, other_http = sys.argv[1], sys.argv[2]
 
@@ -82,6 +82,13 @@ print("pipelined", created == ["/zk-p/n%02d" % i for i in range(50)], len(kids.g
 
 node = http_znode(eph)
 print("http sees the ephemeral", isinstance(node, dict) and node["stat"]["ephemeralOwner"] == session)
+
+# Dynamic reconfiguration is disabled, as on a ZooKeeper without reconfigEnabled.
+try:
+    zk.reconfig(joining=None, leaving=None, new_members="server.9=127.0.0.1:1:2")
+    print("reconfig disabled False")
+except ReconfigDisabledError:
+    print("reconfig disabled True")
 
 zk.stop()
 zk.close()
