@@ -1,12 +1,13 @@
 //! What ZooKeeper's requests mean here, pure: session timeout negotiation and passwords,
 //! requests to [`TxnOp`]s, outcomes to error codes and response records, reads answered
-//! from a tree, and which watches a change fires.
+//! from a tree (reads, multiRead, getEphemerals, getAllChildrenNumber, whoAmI), and what
+//! a reconnecting client's setWatches fires.
 
 use crate::types::Zxid;
 use crate::wire::txn::MAX_TTL_MS;
 use crate::wire::TxnOp;
 use crate::zab::ClientError;
-use crate::ztree::{validate_path, EventKind, OpOk, ZError, ZTree};
+use crate::ztree::{validate_path, OpOk, ZError, ZTree};
 
 use super::jute::{
     code, create_flags, event, op, put_buffer, put_client_infos, put_int, put_multi_response,
@@ -416,16 +417,6 @@ pub fn who_am_i(client_ip: &str) -> Vec<u8> {
     let mut out = Vec::new();
     put_client_infos(&mut out, &[("ip".to_string(), client_ip.to_string())]);
     out
-}
-
-/// The notification type a change sends, and which watches it fires (data, child).
-pub fn fires(kind: EventKind) -> (i32, bool, bool) {
-    match kind {
-        EventKind::Created => (event::NODE_CREATED, true, false),
-        EventKind::Changed => (event::NODE_DATA_CHANGED, true, false),
-        EventKind::Deleted => (event::NODE_DELETED, true, true),
-        EventKind::Children => (event::NODE_CHILDREN_CHANGED, false, true),
-    }
 }
 
 /// A notification due: its event type and path.
