@@ -76,7 +76,16 @@ stop_all() {
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     pids=()
 }
-trap 'stop_all; rm -rf "$work"' EXIT
+finish() {
+    local rc=$?
+    stop_all
+    if ((rc)); then
+        echo "bench/zookeeper.sh failed; the servers' logs are kept in $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+trap finish EXIT
 trap 'exit 130' INT TERM
 
 lat_csv=$work/latency.csv load_csv=$work/load.csv rss_csv=$work/rss.csv

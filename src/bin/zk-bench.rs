@@ -264,11 +264,11 @@ const LATENCY_HEADER: [&str; 12] = [
 ];
 
 fn zk_latency(c: &Common, writes: usize, warmup: usize) -> Result<(), Box<dyn Error>> {
-    let mut s = Session::connect(c.hosts[0]).map_err(|e| e.to_string())?;
+    let mut s = Session::connect(c.hosts[0]).map_err(|e| format!("{}: {e}", c.hosts[0]))?;
     let prefix = run_prefix("lat");
     for k in 0..warmup {
         s.create(&format!("{prefix}-w{k}"))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("warm-up create {k}: {e}"))?;
     }
     let (cpu0, srv0) = (own_cpu_s(), servers_cpu_s(&c.pids));
     let mut ms = Vec::with_capacity(writes);
@@ -278,7 +278,7 @@ fn zk_latency(c: &Common, writes: usize, warmup: usize) -> Result<(), Box<dyn Er
         let t = Instant::now();
         match s
             .create(&format!("{prefix}-{k}"))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("create {k}: {e}"))?
         {
             0 => ms.push(t.elapsed().as_secs_f64() * 1000.0),
             _ => failed += 1,
@@ -346,7 +346,8 @@ fn zk_load(c: &Common, clients: usize, seconds: u64) -> Result<(), Box<dyn Error
                 match s.create(&format!("{prefix}-{i}-{k}")) {
                     Ok(0) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
                     Ok(_) => failed += 1,
-                    Err(_) => {
+                    Err(e) => {
+                        eprintln!("zk-bench: client {i} on {addr} stops: {e}");
                         failed += 1;
                         break;
                     }
