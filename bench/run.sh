@@ -12,7 +12,8 @@ usage: bench/run.sh [--quick]
 
   --quick   3 servers only, short runs (about a minute): a smoke test of the harness
             (full: 3/5/7/9 servers, 10,000 sequential writes, 1/8/64/256 clients,
-            failover 20 runs each on 3 and 5 servers)
+            failover 20 runs each on 3 and 5 servers, and Apache ZooKeeper beside
+            ZooWeeper on 3 and 9 servers; --quick skips that unless ZK_QUICK=1)
 Writes bench/RESULTS.md, bench/results/machine.json and one CSV per table.
 USAGE
 }
@@ -76,6 +77,14 @@ for c in $clients; do
     section "load_$c" "Concurrent keep-alive clients: $c, 3 servers, ${seconds} s" \
         $bench load --servers 3 --clients "$c" --seconds "$seconds"
 done
+# Apache ZooKeeper beside ZooWeeper (bench/zookeeper.sh: installs the Debian package when
+# missing, so the quick run skips it unless ZK_QUICK=1).
+if [[ $quick == 0 || ${ZK_QUICK:-0} == 1 ]]; then
+    echo "== Apache ZooKeeper beside ZooWeeper (bench/zookeeper.sh)" >&2
+    if [[ $quick == 1 ]]; then zk_args=(--quick); else zk_args=(--sizes 3,9); fi
+    bench/zookeeper.sh "${zk_args[@]}" >/dev/null
+    { echo; cat bench/results/zookeeper.md; } >>"$md"
+fi
 echo "== failover" >&2
 fo=$(cargo bench -q --bench failover -- --runs "$fo_runs" --sizes "$fo_sizes" 2>&1 |
     awk '/^servers +runs/ {on = 1} on && NF == 6' || true)
@@ -99,8 +108,8 @@ awk 'NR == 1 {print "servers,runs,median_ms,p90_ms,min_ms,max_ms"; next} {print 
     echo '```'
     cat "$md"
     echo
-    echo "Not measured here yet: Apache ZooKeeper side by side, read throughput, RSS after"
-    echo "100,000 znodes, plots (see bench/NOTES.md)."
+    echo "Not measured here yet: read throughput, RSS after 100,000 znodes, plots (see"
+    echo "bench/NOTES.md)."
     echo
     cat bench/NOTES.md | sed 's/^# /## /'
 } >bench/RESULTS.md

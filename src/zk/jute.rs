@@ -982,6 +982,18 @@ pub fn reply_frame(header: ReplyHeader, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A request frame as a client sends it: the header, then the request's record.
+pub fn request_frame(xid: i32, req: &Request) -> Vec<u8> {
+    let mut body = Vec::with_capacity(8 + 64);
+    RequestHeader {
+        xid,
+        op: req.op_code(),
+    }
+    .encode(&mut body);
+    req.encode(&mut body);
+    frame(&body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1147,6 +1159,37 @@ mod tests {
             )
         );
         assert_eq!(read_stat(&mut Reader::new(&out)).unwrap(), s);
+    }
+
+    #[test]
+    fn request_frame_as_a_client_sends_it() {
+        // xid 7, create (op 1) of "/a" with data "x", one world:anyone ACL, flags 0.
+        let f = request_frame(
+            7,
+            &Request::Create(CreateRequest {
+                op: op::CREATE,
+                path: "/a".into(),
+                data: b"x".to_vec(),
+                acls: 1,
+                flags: 0,
+                ttl_ms: 0,
+            }),
+        );
+        assert_eq!(
+            f,
+            hex(
+                "00000032 00000007 00000001 00000002 2f61 00000001 78 00000001 0000001f
+                 00000005 776f726c64 00000006 616e796f6e65 00000000"
+            )
+        );
+        let mut r = Reader::new(&f[4..]);
+        let h = RequestHeader::read(&mut r).unwrap();
+        assert_eq!((h.xid, h.op), (7, op::CREATE));
+        // A ping is the header alone.
+        assert_eq!(
+            request_frame(XID_PING, &Request::Ping),
+            hex("00000008 fffffffe 0000000b")
+        );
     }
 
     #[test]
