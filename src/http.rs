@@ -11,11 +11,13 @@
 //! | `metadata` | rendering `/metadata` and `/status` from a view (pure) |
 //! | `server`   | the listener, the workers, shutdown                    |
 //! | `watch`    | long-poll watches, parked on one notifier thread       |
+//! | `kick`     | a guard against tiny_http's pool losing a connection   |
 //! | `prometheus` | `/metrics` in Prometheus' text format (pure)         |
 //!
 //! [`View`]: crate::channels::View
 
 pub mod api;
+pub mod kick;
 pub mod metadata;
 pub mod ops;
 pub mod prometheus;

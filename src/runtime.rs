@@ -196,14 +196,22 @@ impl Drop for Starting {
     }
 }
 
+/// Committed txns a server keeps in memory for DIFFs, at most.
+const IN_MEMORY_TXNS: usize = 10_000;
+
 fn core_config(config: &Config) -> CoreConfig {
     let mut cfg = CoreConfig::new(config.id, config.voters());
     cfg.tick_ms = config.tick_ms;
     cfg.init_limit = config.init_limit;
     cfg.sync_limit = config.sync_limit;
     cfg.snap_count = config.snap_count;
-    // A follower that missed more than one snapshot interval gets a SNAP, not a DIFF.
-    cfg.max_diff_txns = usize::try_from(config.snap_count).unwrap_or(usize::MAX);
+    // The newest txns stay in memory for DIFFs; older ones since the last snapshot are
+    // read from the log on disk (the choice of DIFF or SNAP follows the disk log, not
+    // this cache), so a bigger cache would only cost memory: 100,000 txns of 100 bytes
+    // held about 25 MB per server.
+    cfg.max_diff_txns = usize::try_from(config.snap_count)
+        .unwrap_or(usize::MAX)
+        .min(IN_MEMORY_TXNS);
     cfg
 }
 

@@ -24,6 +24,7 @@ USAGE:
     zw-bench goals [--sizes 3,5,7,9] [--target leader|follower]
     zw-bench load [--servers N] [--clients N] [--seconds N]
     zw-bench machine [--dir DIR]
+    zw-bench rss [--servers N] [--znodes N]
 
 latency      N sequential znode creates (each waits for its 201) against a fresh ensemble;
              prints p50, p90, p99, max and throughput. Default: 3 servers, 1000 writes,
@@ -41,12 +42,16 @@ load         N concurrent clients create znodes on the servers in turn for a whi
              and whether the leader or epoch changed under the load (it should not).
              Default: 3 servers, 32 clients, 10 seconds.
 
+rss          Resident memory of each server before and after N creates of 100-byte
+             znodes (default 3 servers, 100,000 znodes) by 8 keep-alive clients.
+
 machine      This machine's facts as JSON: cores, memory, kernel, date, the latency of
              a 4 KiB write + fdatasync in DIR (default the temp dir, where the servers'
              data goes) and a loopback TCP round trip.
 
 Servers run from the `zooweeper` binary next to this one, with fsync on, on 127.0.0.1
-ports chosen free at start, data in a temporary directory removed afterwards.
+ports chosen free at start, data in a temporary directory removed afterwards
+(ZW_BENCH_KEEP=1 keeps it; ZW_BENCH_LOG=info sets the servers' log level).
 ";
 
 /// The original's published seconds for 1, 10 and 100 requests, by ensemble size.
@@ -70,7 +75,11 @@ impl Drop for Ensemble {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("ZW_BENCH_KEEP").is_some() {
+            eprintln!("kept the servers' data and logs in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -114,7 +123,7 @@ impl Ensemble {
             cmd.arg("--data-dir")
                 .arg(dir.join(format!("data-{id}")))
                 .arg("--log")
-                .arg("warn")
+                .arg(std::env::var("ZW_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
                 .stdout(Stdio::null())
                 .stderr(log);
             children.push(cmd.spawn()?);
@@ -547,6 +556,61 @@ fn machine(dir: &std::path::Path) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// Resident memory of each server after `znodes` creates of 100-byte znodes by 8
+/// keep-alive clients (spread over the servers).
+fn rss(servers: usize, znodes: usize) -> Result<(), Box<dyn Error>> {
+    let ens = Ensemble::start(servers)?;
+    let before: Vec<u64> = ens.children.iter().map(|c| vm_rss_kib(c.id())).collect();
+    let t = Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|c| {
+            let http = ens.http.clone();
+            std::thread::spawn(move || -> Result<(), String> {
+                let agent = keep_alive_agent();
+                for k in (c..znodes).step_by(8) {
+                    let url = format!("http://{}/znodes/rss-{k}", http[k % http.len()]);
+                    agent
+                        .post(&url)
+                        .send_bytes(&[b'x'; 100])
+                        .map_err(|e| format!("create {k}: {e}"))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "a client thread panicked")??;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let after: Vec<u64> = ens.children.iter().map(|c| vm_rss_kib(c.id())).collect();
+    println!("| servers | znodes of 100 B | created in s | RSS before MiB (each) | RSS after MiB (each) | max after MiB |");
+    println!("|---|---|---|---|---|---|");
+    let show = |v: &[u64]| {
+        v.iter()
+            .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "| {servers} | {znodes} | {secs:.1} | {} | {} | {:.1} |",
+        show(&before),
+        show(&after),
+        after.iter().max().copied().unwrap_or(0) as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// A process's resident memory in KiB, from /proc (0 where there is none).
+fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
@@ -555,6 +619,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (mut clients, mut seconds) = (32usize, 10u64);
     let mut sizes = vec![3, 5, 7, 9];
     let mut dir = std::env::temp_dir();
+    let mut znodes = 100_000usize;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => {
@@ -566,6 +631,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             Long("target") => target = parser.value()?.string()?,
             Long("clients") => clients = parser.value()?.parse()?,
             Long("dir") => dir = parser.value()?.into(),
+            Long("znodes") => znodes = parser.value()?.parse()?,
             Long("seconds") => seconds = parser.value()?.parse()?,
             Long("sizes") => {
                 sizes = parser
@@ -587,6 +653,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some("latency") => Err("--servers and --writes must be at least 1".into()),
         Some("seed-table") => seed_table(&sizes),
         Some("machine") => machine(&dir),
+        Some("rss") if servers > 0 && znodes > 0 => rss(servers, znodes),
+        Some("rss") => Err("--servers and --znodes must be at least 1".into()),
         Some("goals") if target != "random" => goals_table(&sizes, &target),
         Some("goals") => Err("goals takes --target leader or follower".into()),
         Some("load") if servers > 0 && clients > 0 && seconds > 0 => {
@@ -595,7 +663,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some("load") => Err("--servers, --clients and --seconds must be at least 1".into()),
         _ => {
             eprint!("{USAGE}");
-            Err("say which benchmark: latency, seed-table, goals, load or machine".into())
+            Err("say which benchmark: latency, seed-table, goals, load, rss or machine".into())
         }
     }
 }

@@ -47,6 +47,7 @@ pub struct HttpServer {
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     notifier: Arc<Notifier>,
+    kicker: Option<super::kick::Kicker>,
 }
 
 impl HttpServer {
@@ -63,6 +64,7 @@ impl HttpServer {
     /// an idle keep-alive connection from before the shutdown and sends on it afterwards
     /// gets no answer (it sees its own read timeout). New connections are refused.
     pub fn shutdown(self) {
+        drop(self.kicker);
         self.stop.store(true, Ordering::SeqCst);
         for _ in &self.workers {
             self.server.unblock();
@@ -145,6 +147,7 @@ fn start_with_io_timeout(
                     stop,
                     workers,
                     notifier,
+                    kicker: None,
                 }
                 .shutdown();
                 return Err(e);
@@ -161,6 +164,7 @@ fn start_with_io_timeout(
         stop,
         workers,
         notifier,
+        kicker: Some(super::kick::Kicker::start(addr)?),
     })
 }
 

@@ -109,6 +109,7 @@ pub struct Broker {
     server: Arc<tiny_http::Server>,
     threads: Vec<JoinHandle<()>>,
     stop_tx: Option<Sender<()>>,
+    kicker: Option<crate::http::kick::Kicker>,
 }
 
 impl Broker {
@@ -180,17 +181,21 @@ impl Broker {
             shared.cfg.url,
             shared.ens.servers().join(",")
         );
+        let kicker = crate::http::kick::Kicker::start(shared.cfg.listen)
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
         Ok(Broker {
             shared,
             server,
             threads,
             stop_tx: Some(stop_tx),
+            kicker: Some(kicker),
         })
     }
 
     /// Stops: closes the session (so the registration goes at once), the port and the
     /// threads.
     pub fn stop(mut self) {
+        drop(self.kicker.take());
         self.shared.stop.store(true, Ordering::SeqCst);
         drop(self.stop_tx.take());
         // tiny_http wakes one blocked `recv` per `unblock`: one for each worker.

@@ -763,6 +763,10 @@ pub fn serve_page(
         .to_ip()
         .ok_or("the page's server has no IP address")?;
     let server = Arc::new(server);
+    // The page is served for the process's whole life, and so is its kicker.
+    let kicker = crate::http::kick::Kicker::start(addr)
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    std::mem::forget(kicker);
     for i in 0..PAGE_THREADS {
         let (server, state, name) = (server.clone(), state.clone(), name.to_string());
         std::thread::Builder::new()
