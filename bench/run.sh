@@ -28,9 +28,9 @@ for a in "$@"; do
 done
 
 if [[ $quick == 1 ]]; then
-    sizes=3 writes=1000 clients="8 64" seconds=3 fo_runs=3 fo_sizes=3
+    sizes=3 writes=1000 clients="8 64" seconds=3 fo_runs=3 fo_sizes=3 znodes=10000
 else
-    sizes=3,5,7,9 writes=10000 clients="1 8 64 256" seconds=8 fo_runs=20 fo_sizes=3,5
+    sizes=3,5,7,9 writes=10000 clients="1 8 64 256" seconds=8 fo_runs=20 fo_sizes=3,5 znodes=100000
 fi
 
 echo "== building (release)" >&2
@@ -85,6 +85,8 @@ if [[ $quick == 0 || ${ZK_QUICK:-0} == 1 ]]; then
     bench/zookeeper.sh "${zk_args[@]}" >/dev/null
     { echo; cat bench/results/zookeeper.md; } >>"$md"
 fi
+section rss "Resident memory after $znodes znodes of 100 bytes, 3 servers" \
+    $bench rss --servers 3 --znodes "$znodes"
 echo "== failover" >&2
 fo=$(cargo bench -q --bench failover -- --runs "$fo_runs" --sizes "$fo_sizes" 2>&1 |
     awk '/^servers +runs/ {on = 1} on && NF == 6' || true)
@@ -108,8 +110,7 @@ awk 'NR == 1 {print "servers,runs,median_ms,p90_ms,min_ms,max_ms"; next} {print 
     echo '```'
     cat "$md"
     echo
-    echo "Not measured here yet: read throughput, RSS after 100,000 znodes, plots (see"
-    echo "bench/NOTES.md)."
+    echo "Not measured here yet: read throughput, SIGSTOP failover, plots (see bench/NOTES.md)."
     echo
     cat bench/NOTES.md | sed 's/^# /## /'
 } >bench/RESULTS.md
