@@ -41,6 +41,37 @@ impl fmt::Display for Zxid {
     }
 }
 
+/// `ns` nanoseconds since the Unix epoch as an ISO-8601 UTC time with `digits` (0 to 9)
+/// digits of the second's fraction: `2026-11-29T15:02:51.009Z` for 3. Pure.
+pub fn utc_string(ns: u64, digits: u32) -> String {
+    let secs = ns / 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let sod = secs % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let digits = digits.min(9);
+    let frac = if digits == 0 {
+        String::new()
+    } else {
+        let f = ns % 1_000_000_000 / 10u64.pow(9 - digits);
+        format!(".{f:0width$}", width = digits as usize)
+    };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +82,18 @@ mod tests {
         assert_eq!(Zxid::new(3, 7).epoch(), 3);
         assert_eq!(Zxid::new(3, 7).counter(), 7);
         assert_eq!(Zxid::new(1, 3).to_string(), "0x100000003");
+    }
+
+    #[test]
+    fn utc_strings_are_iso_8601() {
+        assert_eq!(utc_string(0, 9), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            utc_string(1_795_964_571_009_000_001, 3),
+            "2026-11-29T15:02:51.009Z"
+        );
+        assert_eq!(
+            utc_string(951_782_400_000_000_000, 0),
+            "2000-02-29T00:00:00Z"
+        );
     }
 }
