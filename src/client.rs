@@ -319,14 +319,7 @@ impl Client {
     /// # Errors
     /// `Http` with code `no_node` or `bad_path`; or `Unreachable`/`Transport`/`Decode`.
     pub fn get(&self, path: &str) -> Result<Znode, ClientError> {
-        let z: ZnodeJson = self.json(self.agent.get(&self.znode_url(path)).call())?;
-        let data = z.data_bytes().map_err(ClientError::Decode)?;
-        Ok(Znode {
-            path: z.path,
-            data,
-            stat: z.stat,
-            children: z.children,
-        })
+        self.read_znode(&self.znode_url(path))
     }
 
     /// Replaces the data of the znode at `path`, if its version is `version` (any version
@@ -449,15 +442,7 @@ impl Client {
     /// # Errors
     /// As [`Client::get`], and `behind`.
     pub fn get_at(&self, path: &str, min_zxid: u64) -> Result<Znode, ClientError> {
-        let url = format!("{}?min_zxid={min_zxid}", self.znode_url(path));
-        let z: ZnodeJson = self.json(self.agent.get(&url).call())?;
-        let data = z.data_bytes().map_err(ClientError::Decode)?;
-        Ok(Znode {
-            path: z.path,
-            data,
-            stat: z.stat,
-            children: z.children,
-        })
+        self.read_znode(&format!("{}?min_zxid={min_zxid}", self.znode_url(path)))
     }
 
     /// Reads the znode at `path` linearizably (`?sync=true`): the server first learns
@@ -466,8 +451,11 @@ impl Client {
     /// # Errors
     /// As [`Client::get`], and `no_leader`, `timeout`.
     pub fn get_synced(&self, path: &str) -> Result<Znode, ClientError> {
-        let url = format!("{}?sync=true", self.znode_url(path));
-        let z: ZnodeJson = self.json(self.agent.get(&url).call())?;
+        self.read_znode(&format!("{}?sync=true", self.znode_url(path)))
+    }
+
+    fn read_znode(&self, url: &str) -> Result<Znode, ClientError> {
+        let z: ZnodeJson = self.json(self.agent.get(url).call())?;
         let data = z.data_bytes().map_err(ClientError::Decode)?;
         Ok(Znode {
             path: z.path,
