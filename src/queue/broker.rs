@@ -169,12 +169,12 @@ impl Broker {
         let mut threads = Vec::new();
         for i in 0..shared.cfg.http_threads.max(1) {
             let (sh, srv) = (shared.clone(), server.clone());
-            threads.push(spawn(&format!("mq-http-{i}"), move || serve(&sh, &srv)));
+            threads.push(spawn(&format!("mq-http-{i}"), move || serve(&sh, &srv))?);
         }
         let sh = shared.clone();
-        threads.push(spawn("mq-registrar", move || registrar(&sh)));
+        threads.push(spawn("mq-registrar", move || registrar(&sh))?);
         let sh = shared.clone();
-        threads.push(spawn("mq-fetcher", move || fetcher(&sh)));
+        threads.push(spawn("mq-fetcher", move || fetcher(&sh))?);
         info!(
             "broker {} serving {} (ZooWeeper: {})",
             shared.cfg.id,
@@ -227,11 +227,11 @@ impl Broker {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(f)
-        .expect("a thread can be started")
+        .map_err(|e| format!("cannot start thread {name}: {e}"))
 }
 
 fn lock(sh: &Shared) -> MutexGuard<'_, State> {
