@@ -1,8 +1,10 @@
-//! Failover time: from the SIGKILL of the leader until a write succeeds again.
+//! Failover time: from the SIGKILL (or, with `--signal stop`, the SIGSTOP) of the leader
+//! until a write succeeds again.
 //!
 //! Run: `cargo bench --bench failover` (release servers on loopback, 20 runs on 3 and then
 //! 5 servers, the servers' default tick and limits). Options after `--`:
-//! `--runs N`, `--sizes 3,5,7`, `--tick-ms MS`, `--sync-limit TICKS`, `--init-limit TICKS`,
+//! `--runs N`, `--sizes 3,5,7`, `--signal kill|stop`, `--tick-ms MS`, `--sync-limit TICKS`,
+//! `--init-limit TICKS`,
 //! e.g. `cargo bench --bench failover -- --runs 50 --sizes 3`.
 //!
 //! Each run: wait until every server serves the same state, SIGKILL the leader, then send
@@ -24,6 +26,8 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 
 struct Args {
     runs: usize,
+    /// `kill` (SIGKILL, restarted after the run) or `stop` (SIGSTOP, SIGCONT after).
+    signal: String,
     sizes: Vec<u64>,
     opts: Options,
 }
@@ -31,6 +35,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         runs: 20,
+        signal: "kill".to_string(),
         sizes: vec![3, 5],
         opts: Options {
             log: "info".to_string(),
@@ -45,6 +50,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         match a.as_str() {
             "--bench" => benching = true,
             "--runs" => args.runs = number(&value("--runs")?, "--runs")?,
+            "--signal" => args.signal = value("--signal")?,
             "--sizes" => {
                 args.sizes = value("--sizes")?
                     .split(',')
@@ -65,6 +71,12 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
         }
     }
+    if args.signal != "kill" && args.signal != "stop" {
+        return Err(format!(
+            "--signal must be kill or stop, not {:?}",
+            args.signal
+        ));
+    }
     if args.runs == 0 || args.sizes.iter().any(|&n| !(2..=50).contains(&n)) {
         return Err("--runs must be at least 1 and every size in 2..=50".to_string());
     }
@@ -77,12 +89,17 @@ fn number<T: std::str::FromStr>(s: &str, name: &str) -> Result<T, String> {
         .map_err(|_| format!("{name}: {s:?} is not a number"))
 }
 
-/// Kills the current leader and returns the time until a write to a survivor succeeded.
-fn one_failover(c: &mut Cluster, leader: u64, run: usize) -> Result<Duration, String> {
+/// SIGKILLs (or SIGSTOPs, with `stop`) the current leader and returns the time until a
+/// write to a survivor succeeded.
+fn one_failover(c: &mut Cluster, leader: u64, run: usize, stop: bool) -> Result<Duration, String> {
     let survivors: Vec<u64> = c.ids().into_iter().filter(|&id| id != leader).collect();
     let path = format!("/failover-{run}");
     let t0 = Instant::now();
-    c.kill(leader);
+    if stop {
+        c.stop(leader);
+    } else {
+        c.kill(leader);
+    }
     let mut attempt = 0usize;
     loop {
         let id = survivors[attempt % survivors.len()];
@@ -117,7 +134,8 @@ fn measure(n: u64, args: &Args) -> Result<Vec<Duration>, String> {
     for run in 0..args.runs {
         let leader = c.wait_all_serving();
         c.wait_converged();
-        let took = one_failover(&mut c, leader, run).map_err(|e| {
+        let stop = args.signal == "stop";
+        let took = one_failover(&mut c, leader, run, stop).map_err(|e| {
             format!(
                 "{n} servers, run {run}: {e}\nsurvivors' logs:\n{}",
                 logs(&c)
@@ -125,13 +143,18 @@ fn measure(n: u64, args: &Args) -> Result<Vec<Duration>, String> {
         })?;
         let new_leader = c.wait_for_leader();
         eprintln!(
-            "{n} servers, run {:>2}: leader {leader} killed, server {new_leader} leads; \
+            "{n} servers, run {:>2}: leader {leader} {}, server {new_leader} leads; \
              write accepted after {:.1} ms",
             run + 1,
+            if stop { "stopped" } else { "killed" },
             ms(took)
         );
         times.push(took);
-        c.start_server(leader);
+        if stop {
+            c.cont(leader);
+        } else {
+            c.start_server(leader);
+        }
     }
     c.wait_converged();
     Ok(times)
@@ -173,7 +196,12 @@ fn main() -> Result<(), String> {
         times.sort();
         rows.push((n, times));
     }
-    println!("\nfailover: SIGKILL of the leader until a write succeeds again (ms)");
+    let how = if args.signal == "stop" {
+        "SIGSTOP"
+    } else {
+        "SIGKILL"
+    };
+    println!("\nfailover: {how} of the leader until a write succeeds again (ms)");
     println!(
         "{:>7} {:>5} {:>9} {:>9} {:>9} {:>9}",
         "servers", "runs", "median", "p90", "min", "max"

@@ -12,9 +12,11 @@ usage: bench/run.sh [--quick]
 
   --quick   3 servers only, short runs (about a minute): a smoke test of the harness
             (full: 3/5/7/9 servers, 10,000 sequential writes, 1/8/64/256 clients,
-            failover 20 runs each on 3 and 5 servers, and Apache ZooKeeper beside
+            SIGKILL failover 20 runs each on 3 and 5 servers, SIGSTOP failover 10 runs
+            on 3, 100,000 znodes for memory, and Apache ZooKeeper beside
             ZooWeeper on 3 and 9 servers; --quick skips that unless ZK_QUICK=1)
-Writes bench/RESULTS.md, bench/results/machine.json and one CSV per table.
+Writes bench/RESULTS.md, bench/results/machine.json and one CSV per table (--quick:
+the same under bench/results/quick/, leaving the full run's record alone).
 USAGE
 }
 
@@ -28,15 +30,21 @@ for a in "$@"; do
 done
 
 if [[ $quick == 1 ]]; then
-    sizes=3 writes=1000 clients="8 64" seconds=3 fo_runs=3 fo_sizes=3 znodes=10000
+    sizes=3 writes=1000 clients="8 64" seconds=3 fo_runs=3 fo_sizes=3 stop_runs=2 znodes=10000
 else
-    sizes=3,5,7,9 writes=10000 clients="1 8 64 256" seconds=8 fo_runs=20 fo_sizes=3,5 znodes=100000
+    sizes=3,5,7,9 writes=10000 clients="1 8 64 256" seconds=8 fo_runs=20 fo_sizes=3,5 stop_runs=10 znodes=100000
 fi
 
 echo "== building (release)" >&2
 cargo build --release --bins -q
 bench=./target/release/zw-bench
-out=bench/results
+# A full run is the record (bench/RESULTS.md, bench/results/); a quick one only checks the
+# harness and writes beside it, in bench/results/quick/.
+if [[ $quick == 1 ]]; then
+    out=bench/results/quick results=bench/results/quick/RESULTS.md
+else
+    out=bench/results results=bench/RESULTS.md
+fi
 mkdir -p "$out"
 rm -f "$out"/*.csv
 md=$(mktemp)
@@ -87,18 +95,26 @@ if [[ $quick == 0 || ${ZK_QUICK:-0} == 1 ]]; then
 fi
 section rss "Resident memory after $znodes znodes of 100 bytes, 3 servers" \
     $bench rss --servers 3 --znodes "$znodes"
-echo "== failover" >&2
-fo=$(cargo bench -q --bench failover -- --runs "$fo_runs" --sizes "$fo_sizes" 2>&1 |
-    awk '/^servers +runs/ {on = 1} on && NF == 6' || true)
-{
-    printf '\n## Failover: SIGKILL of the leader until a write succeeds (ms)\n\n'
-    printf '`cargo bench --bench failover -- --runs %s --sizes %s`\n\n' "$fo_runs" "$fo_sizes"
-    echo "| servers | runs | median | p90 | min | max |"
-    echo "|---|---|---|---|---|---|"
-    awk 'NR > 1 {printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}' <<<"$fo"
-} >>"$md"
-awk 'NR == 1 {print "servers,runs,median_ms,p90_ms,min_ms,max_ms"; next} {print $1","$2","$3","$4","$5","$6}' \
-    <<<"$fo" >"$out/failover.csv"
+# failover SIGNAL RUNS SIZES: the failover bench's table into RESULTS.md and a CSV.
+failover() {
+    local signal=$1 runs=$2 sizes=$3 upper fo
+    upper=$(tr '[:lower:]' '[:upper:]' <<<"$signal")
+    echo "== failover (SIG$upper)" >&2
+    fo=$(cargo bench -q --bench failover -- --runs "$runs" --sizes "$sizes" --signal "$signal" 2>&1 |
+        awk '/^servers +runs/ {on = 1} on && NF == 6' || true)
+    {
+        printf '\n## Failover: SIG%s of the leader until a write succeeds (ms)\n\n' "$upper"
+        printf '`cargo bench --bench failover -- --runs %s --sizes %s --signal %s`\n\n' \
+            "$runs" "$sizes" "$signal"
+        echo "| servers | runs | median | p90 | min | max |"
+        echo "|---|---|---|---|---|---|"
+        awk 'NR > 1 {printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}' <<<"$fo"
+    } >>"$md"
+    awk 'NR == 1 {print "servers,runs,median_ms,p90_ms,min_ms,max_ms"; next} {print $1","$2","$3","$4","$5","$6}' \
+        <<<"$fo" >"$out/failover_$signal.csv"
+}
+failover kill "$fo_runs" "$fo_sizes"
+failover stop "$stop_runs" 3
 
 {
     echo "# Benchmark results"
@@ -110,8 +126,8 @@ awk 'NR == 1 {print "servers,runs,median_ms,p90_ms,min_ms,max_ms"; next} {print 
     echo '```'
     cat "$md"
     echo
-    echo "Not measured here yet: read throughput, SIGSTOP failover, plots (see bench/NOTES.md)."
+    echo "Not measured here yet: read throughput and plots (see bench/NOTES.md)."
     echo
     cat bench/NOTES.md | sed 's/^# /## /'
-} >bench/RESULTS.md
-echo "wrote bench/RESULTS.md and $out/" >&2
+} >"$results"
+echo "wrote $results and $out/" >&2
