@@ -90,8 +90,20 @@ done
 if [[ $quick == 0 || ${ZK_QUICK:-0} == 1 ]]; then
     echo "== Apache ZooKeeper beside ZooWeeper (bench/zookeeper.sh)" >&2
     if [[ $quick == 1 ]]; then zk_args=(--quick); else zk_args=(--sizes 3,9); fi
-    bench/zookeeper.sh "${zk_args[@]}" >/dev/null
-    { echo; cat bench/results/zookeeper.md; } >>"$md"
+    zk_log=$(mktemp)
+    if bench/zookeeper.sh "${zk_args[@]}" >"$zk_log" 2>&1; then
+        { echo; cat bench/results/zookeeper.md; } >>"$md"
+    else
+        # A failed comparison is a finding, not a reason to lose the rest of the run.
+        echo "bench/zookeeper.sh failed; its last lines are in RESULTS.md" >&2
+        {
+            printf '\n## Apache ZooKeeper beside ZooWeeper: this run failed\n\n'
+            printf '`bench/zookeeper.sh %s` ended with:\n\n```text\n' "${zk_args[*]}"
+            tail -n 5 "$zk_log"
+            printf '```\n'
+        } >>"$md"
+    fi
+    rm -f "$zk_log"
 fi
 section rss "Resident memory after $znodes znodes of 100 bytes, 3 servers" \
     $bench rss --servers 3 --znodes "$znodes"
