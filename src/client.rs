@@ -379,22 +379,7 @@ impl Client {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
             .to_string();
-        let body = serde_json::json!({
-            "Timestamp": timestamp,
-            "Metadata": {
-                "SenderIp": sender,
-                "ReceiverIp": receiver,
-                "Timestamp": timestamp,
-                "Clients": clients,
-            },
-        });
-        let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
-        self.json(
-            self.agent
-                .post(&format!("{}/metadata", self.base))
-                .set("Content-Type", "application/json")
-                .send_bytes(&bytes),
-        )
+        self.metadata_write(sender, receiver, &timestamp, clients, None)
     }
 
     /// Creates a znode with the options of `opts` (ephemeral in a session, sequential,
@@ -578,7 +563,19 @@ impl Client {
         clients: &str,
         results: &serde_json::Value,
     ) -> Result<ProcessWrittenJson, ClientError> {
-        let body = serde_json::json!({
+        self.metadata_write(sender, receiver, timestamp, clients, Some(results))
+    }
+
+    /// `POST /metadata` in the original's shape, with `GameResults` when given.
+    fn metadata_write<T: DeserializeOwned>(
+        &self,
+        sender: &str,
+        receiver: &str,
+        timestamp: &str,
+        clients: &str,
+        results: Option<&serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let mut body = serde_json::json!({
             "Timestamp": timestamp,
             "Metadata": {
                 "SenderIp": sender,
@@ -586,8 +583,10 @@ impl Client {
                 "Timestamp": timestamp,
                 "Clients": clients,
             },
-            "GameResults": results,
         });
+        if let Some(r) = results {
+            body["GameResults"] = r.clone();
+        }
         let bytes = serde_json::to_vec(&body).expect("a JSON value always serializes");
         self.json(
             self.agent
