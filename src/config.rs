@@ -11,6 +11,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::secrets::{self, Secret};
 use crate::zab::PeerId;
 
 /// Peer (Zab) port = HTTP port + this offset when ports are derived from the original's
@@ -56,6 +57,21 @@ pub struct Config {
     /// Where ZooKeeper's client protocol is served (port 0 picks a free one), on this
     /// server's HTTP host; `None` serves HTTP only.
     pub client_port: Option<u16>,
+    /// Peer authentication and client tokens (`docs/security.md`).
+    pub security: Security,
+}
+
+/// Who may talk to this server: `docs/security.md`. The default authenticates no one.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// The ensemble secret (`--peer-secret-file`): peers prove they know it at the
+    /// handshake. `None`: any server that says HELLO with a member's id is a peer.
+    pub peer_secret: Option<Secret>,
+    /// Bearer tokens (`--client-token-file`) that HTTP writes need; `None`: no token is
+    /// asked for.
+    pub client_tokens: Option<Vec<Secret>>,
+    /// `--tokens-for-reads`: reads need a token too.
+    pub tokens_for_reads: bool,
 }
 
 /// What clients may not grow past; each has a clear error past it. Checked by the server
@@ -143,6 +159,7 @@ impl Config {
             http_threads: DEFAULT_HTTP_THREADS,
             limits: Limits::default(),
             client_port: None,
+            security: Security::default(),
         }
     }
 
@@ -185,6 +202,7 @@ impl Config {
 
 /// What the command line asked for.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Built once per process.
 pub enum Command {
     /// Run a server with this configuration; `log` is the `--log` level, if given.
     Run {
@@ -261,6 +279,14 @@ SERVER:
   --client-port N     also serve ZooKeeper's client protocol (kazoo, zkCli.sh, the Java
                       client) on this port of the HTTP host; 0 picks a free port; off
                       unless given (docs/zk-protocol.md)
+  --peer-secret-file PATH
+                      authenticate peers with the ensemble secret in PATH (at least 16
+                      bytes; the file must be readable by its owner only). Every member
+                      needs the same secret (docs/security.md)
+  --client-token-file PATH
+                      HTTP writes need `Authorization: Bearer TOKEN` with a token from
+                      PATH (one per line, at least 16 bytes; owner-only file)
+  --tokens-for-reads  reads need a token too (with --client-token-file)
   --log LEVEL         error|warn|info|debug|trace or an env_logger filter [RUST_LOG];
                       default info
   -h, --help          print this help
@@ -292,6 +318,9 @@ struct Raw {
     max_watches: Option<usize>,
     event_retention: Option<u32>,
     client_port: Option<u16>,
+    peer_secret_file: Option<PathBuf>,
+    client_token_file: Option<PathBuf>,
+    tokens_for_reads: bool,
     log: Option<String>,
 }
 
@@ -339,6 +368,13 @@ pub fn parse(
             }
             Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
             Long("client-port") => raw.client_port = Some(num(&mut p, "--client-port")?),
+            Long("peer-secret-file") => {
+                raw.peer_secret_file = Some(text(&mut p, "--peer-secret-file")?.into())
+            }
+            Long("client-token-file") => {
+                raw.client_token_file = Some(text(&mut p, "--client-token-file")?.into())
+            }
+            Long("tokens-for-reads") => raw.tokens_for_reads = true,
             Long("log") => raw.log = Some(text(&mut p, "--log")?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -441,6 +477,7 @@ impl Raw {
         };
         let me = servers.iter().find(|s| s.id == id).cloned();
         let me = me.ok_or_else(|| ConfigError(format!("id {id} is not a member")))?;
+        let security = self.security()?;
         let cluster = self.cluster.unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         if cluster.is_empty() || cluster.len() > 255 {
             return err("--cluster: the name must be 1..=255 bytes");
@@ -487,8 +524,31 @@ impl Raw {
                 }
             },
             client_port: self.client_port,
+            security,
         };
         Ok(config)
+    }
+
+    /// Reads the secret and token files named by the security flags.
+    fn security(&self) -> Result<Security, ConfigError> {
+        let peer_secret = match &self.peer_secret_file {
+            Some(path) => Some(secrets::peer_secret(path).map_err(ConfigError)?),
+            None => None,
+        };
+        let client_tokens = match &self.client_token_file {
+            Some(path) => {
+                Some(secrets::token_file(path, "--client-token-file").map_err(ConfigError)?)
+            }
+            None if self.tokens_for_reads => {
+                return err("--tokens-for-reads needs --client-token-file")
+            }
+            None => None,
+        };
+        Ok(Security {
+            peer_secret,
+            client_tokens,
+            tokens_for_reads: self.tokens_for_reads,
+        })
     }
 
     /// The original's ensemble: every port START..=END on one host.
