@@ -45,6 +45,9 @@ impl<M: Machine> EventLoop<M> {
         if let Some(conn) = self.conns.get_mut(&token) {
             warn!("refusing peer connection from {}: {reason}", conn.addr);
             if matches!(conn.phase, Phase::Authenticating(_)) {
+                // Best effort: our own proof may still be queued, and with it the other
+                // side can log why it refuses us too.
+                let _ = conn.flush();
                 // Logged here: the close that follows must not log it again.
                 conn.phase = Phase::Handshake;
             }

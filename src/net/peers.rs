@@ -419,7 +419,8 @@ impl<M: Machine> EventLoop<M> {
         match conn.phase {
             Phase::Authenticating(id) => {
                 warn!(
-                    "peer authentication with server {id} ({}) did not complete: {reason}",
+                    "refusing peer connection from {}: server {id} did not authenticate \
+                     ({reason}; does it have the same --peer-secret-file?)",
                     conn.addr
                 );
                 Ok(())
