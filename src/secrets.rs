@@ -12,6 +12,24 @@ use std::path::Path;
 
 use crate::wire::auth::MIN_SECRET_BYTES;
 
+/// The warning to log once at start when a listener is bound to an address other than
+/// loopback: ZooWeeper's traffic is not encrypted. `listeners` are (what, address).
+pub fn exposure_warning(listeners: &[(&str, std::net::SocketAddr)]) -> Option<String> {
+    let exposed: Vec<String> = listeners
+        .iter()
+        .filter(|(_, a)| !a.ip().is_loopback())
+        .map(|(what, a)| format!("{what} on {a}"))
+        .collect();
+    if exposed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "listening beyond loopback ({}): this traffic is not encrypted; use a trusted \
+         network, a VPN or a TLS-terminating proxy (docs/security.md)",
+        exposed.join(", ")
+    ))
+}
+
 /// Shortest client token accepted, in bytes.
 pub const MIN_TOKEN_BYTES: usize = 16;
 /// Largest secret or token file read, in bytes.
@@ -197,6 +215,20 @@ mod tests {
     fn debug_never_shows_the_secret() {
         let s = Secret(b"hunter2hunter2hunter2".to_vec());
         assert_eq!(format!("{s:?}"), "Secret(21 bytes)");
+    }
+
+    #[test]
+    fn only_listeners_beyond_loopback_are_warned_about() {
+        let lo: std::net::SocketAddr = "127.3.4.5:8080".parse().unwrap();
+        let lo6: std::net::SocketAddr = "[::1]:8080".parse().unwrap();
+        assert_eq!(exposure_warning(&[("HTTP", lo), ("peer port", lo6)]), None);
+        let any: std::net::SocketAddr = "0.0.0.0:18080".parse().unwrap();
+        let w = exposure_warning(&[("HTTP", lo), ("peer port", any)]).unwrap();
+        assert!(
+            w.contains("peer port on 0.0.0.0:18080") && !w.contains("HTTP"),
+            "{w}"
+        );
+        assert!(w.contains("not encrypted"), "{w}");
     }
 
     #[test]

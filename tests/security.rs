@@ -4,12 +4,22 @@
 
 mod support;
 
+// `the_goals_demo_works_with_tokens` sets ZW_TOKEN_FILE for this whole test process (its
+// brokers and consumers inherit it); every other test here that runs a client passes its
+// token explicitly or removes that variable.
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::goals::{goal, Stack};
 use support::{pace, Cluster, Options, Reply, WAIT};
+use zooweeper::client::{Client, ClientError};
+use zooweeper::secrets::Secret;
+
+const TOKEN_1: &str = "token-one-0123456789abcdef";
+const TOKEN_2: &str = "token-two-abcdefghijklmnop";
 
 /// Writes `text` to `dir/name` with permissions `mode`.
 fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
@@ -203,4 +213,209 @@ fn secret_and_token_files_readable_by_others_are_refused_at_start() {
         }
     }
     assert!(!data.exists(), "a refused start created the data dir");
+}
+
+/// A file listing [`TOKEN_1`] and [`TOKEN_2`], owner-only.
+fn token_file(dir: &Path) -> PathBuf {
+    secret_file(
+        dir,
+        "tokens",
+        &format!("# clients\n{TOKEN_1}\n\n{TOKEN_2}\n"),
+        0o600,
+    )
+}
+
+/// A request with an optional bearer token: (status, `WWW-Authenticate`, JSON body).
+fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Option<String>, serde_json::Value) {
+    let agent = support::agent(Duration::from_secs(10));
+    let mut req = agent.request(method, url);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = match req.send_string(body) {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let challenge = resp.header("WWW-Authenticate").map(str::to_string);
+    let text = resp.into_string().unwrap_or_default();
+    (
+        status,
+        challenge,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn tokens_cluster(dir: &Path, for_reads: bool) -> Cluster {
+    let mut opts = Options::for_tests();
+    opts.extra_args = flag("--client-token-file", &token_file(dir));
+    if for_reads {
+        opts.extra_args.push("--tokens-for-reads".into());
+    }
+    let c = Cluster::start(1, opts);
+    c.wait_all_serving();
+    c
+}
+
+#[test]
+fn with_client_tokens_writes_need_one_and_reads_and_health_stay_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tokens_cluster(dir.path(), false);
+    let url = c.url(1);
+    let w = format!("{url}/znodes/guarded");
+    for (token, why) in [
+        (None, "no token"),
+        (Some("token-zzz-0123456789abcdef"), "an unknown token"),
+        (Some("token-one-0123456789abcde"), "a prefix of a token"),
+    ] {
+        let (status, challenge, body) = call("POST", &w, token, "x");
+        assert_eq!(status, 401, "{why}");
+        assert_eq!(body["code"], "unauthorized", "{why}: {body}");
+        assert!(body["error"].as_str().is_some(), "{why}: {body}");
+        assert!(
+            challenge
+                .as_deref()
+                .is_some_and(|c| c.starts_with("Bearer")),
+            "{why}: WWW-Authenticate {challenge:?}"
+        );
+    }
+    // Nothing was written by the refused requests.
+    assert_eq!(call("GET", &w, None, "").0, 404);
+    // Either configured token writes.
+    assert_eq!(call("POST", &w, Some(TOKEN_2), "x").0, 201);
+    assert_eq!(call("PUT", &w, Some(TOKEN_1), "y").0, 200);
+    assert_eq!(call("DELETE", &w, None, "").0, 401);
+    assert_eq!(call("POST", &format!("{url}/sessions"), None, "{}").0, 401);
+    // Reads, /status and /metrics need none.
+    let (status, _, body) = call("GET", &w, None, "");
+    assert_eq!((status, body["data"].as_str()), (200, Some("y")));
+    assert_eq!(call("GET", &format!("{url}/status"), None, "").0, 200);
+    assert_eq!(call("GET", &format!("{url}/metrics"), None, "").0, 200);
+    assert!(c.log(1).contains("need a client token (2 configured)"));
+    // The library client sends a token when given one.
+    let anonymous = Client::new(&url).with_token(None);
+    match anonymous.create("/lib", b"1") {
+        Err(ClientError::Http {
+            status: 401, code, ..
+        }) => assert_eq!(code, "unauthorized"),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let with = Client::new(&url).with_token(Some(Secret::for_tests(TOKEN_1.as_bytes())));
+    with.create("/lib", b"1").expect("a write with a token");
+    assert_eq!(anonymous.get("/lib").unwrap().data, b"1");
+}
+
+#[test]
+fn tokens_for_reads_guards_reads_but_not_status_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tokens_cluster(dir.path(), true);
+    let url = c.url(1);
+    assert_eq!(
+        call("POST", &format!("{url}/znodes/r"), Some(TOKEN_1), "v").0,
+        201
+    );
+    for path in ["/znodes/r", "/metadata", "/watch/r?timeout_ms=10"] {
+        assert_eq!(
+            call("GET", &format!("{url}{path}"), None, "").0,
+            401,
+            "{path}"
+        );
+    }
+    let (status, _, body) = call("GET", &format!("{url}/znodes/r"), Some(TOKEN_2), "");
+    assert_eq!((status, body["data"].as_str()), (200, Some("v")));
+    for path in ["/", "/status", "/metrics"] {
+        assert_eq!(
+            call("GET", &format!("{url}{path}"), None, "").0,
+            200,
+            "{path}"
+        );
+    }
+}
+
+fn zwcli(c: &Cluster, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let server = c.url(1).trim_start_matches("http://").to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zwcli"));
+    cmd.args(["--servers", &server])
+        .args(args)
+        .env_remove("ZW_TOKEN_FILE")
+        .env_remove("ZW_TOKEN")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn zwcli_sends_a_token_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tokens_cluster(dir.path(), true);
+    let tokens = token_file(dir.path());
+    let o = zwcli(&c, &[], &["create", "/cli", "a"]);
+    assert_eq!(o.status.code(), Some(1), "without a token");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("401") && err.contains("unauthorized"), "{err}");
+    let o = zwcli(
+        &c,
+        &[],
+        &[
+            "--token-file",
+            tokens.to_str().unwrap(),
+            "create",
+            "/cli",
+            "a",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = zwcli(
+        &c,
+        &[("ZW_TOKEN_FILE", tokens.to_str().unwrap())],
+        &["get", "/cli"],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "a");
+    let o = zwcli(&c, &[("ZW_TOKEN", TOKEN_2)], &["set", "/cli", "b"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A token file others can read is refused before anything is sent.
+    let open = secret_file(dir.path(), "open-tokens", &format!("{TOKEN_1}\n"), 0o644);
+    let o = zwcli(
+        &c,
+        &[],
+        &["--token-file", open.to_str().unwrap(), "get", "/cli"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("too open"));
+}
+
+#[test]
+fn the_goals_demo_works_with_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_file(dir.path());
+    // Brokers and consumers take their token from the environment they inherit.
+    std::env::set_var("ZW_TOKEN_FILE", &tokens);
+    let mut opts = Options::for_tests();
+    opts.extra_args = flag("--client-token-file", &tokens);
+    opts.extra_args.push("--tokens-for-reads".into());
+    let s = Stack::start_with(1, 1, 1, opts);
+    for i in 1..=3 {
+        let (status, body) = s.add_score(0, Some(1), None, &goal(i));
+        assert_eq!(status, 200, "{body}");
+    }
+    let lines = s.wait_consumer_lines(0, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    // The consumer stored its offset (a write) and reads it back (a read, token needed).
+    let name = s.consumer_name(0);
+    let offset_path = format!("{}/znodes/consumers/{name}", s.cluster.url(1));
+    let deadline = Instant::now() + WAIT;
+    while call("GET", &offset_path, Some(TOKEN_1), "").2["data"] != "3" {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never stored offset 3"
+        );
+        pace();
+    }
 }
