@@ -60,7 +60,7 @@ fn boxed(msg: String) -> Box<dyn Error> {
 pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     let config = Arc::new(config);
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
+    store::create_private_dir(dir)
         .map_err(|e| boxed(format!("cannot create data dir {}: {e}", dir.display())))?;
     let opts = StoreOptions {
         cluster: config.cluster.clone(),

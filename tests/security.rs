@@ -419,3 +419,67 @@ fn the_goals_demo_works_with_tokens() {
         pace();
     }
 }
+
+/// Every file under `dir` with permissions other than `0600`, and every dir other than
+/// `0700`.
+fn not_owner_only(dir: &Path) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    if mode != 0o700 {
+        bad.push(format!("{} {mode:04o}", dir.display()));
+    }
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            bad.extend(not_owner_only(&p));
+        } else {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            if mode != 0o600 {
+                bad.push(format!("{} {mode:04o}", p.display()));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn a_new_data_dir_and_every_file_in_it_are_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh").join("zw-1");
+    let mut opts = Options::for_tests();
+    opts.snap_count = Some(5);
+    opts.server_args.insert(1, flag("--data-dir", &data));
+    let mut c = Cluster::start(1, opts);
+    for i in 0..12 {
+        c.create_ok(1, &format!("/n{i}"), "x");
+    }
+    // Snapshots are written after every 5 commits.
+    let deadline = Instant::now() + WAIT;
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    while !names(&data).iter().any(|n| n.starts_with("snap.")) {
+        assert!(Instant::now() < deadline, "no snapshot: {:?}", names(&data));
+        pace();
+    }
+    c.restart(1);
+    c.wait_all_serving();
+    c.create_ok(1, "/after-restart", "x");
+    let all = names(&data);
+    for kind in ["log.", "snap.", "epochs", "incarnation", "LOCK"] {
+        assert!(
+            all.iter().any(|n| n.starts_with(kind)),
+            "no {kind} in {all:?}"
+        );
+    }
+    assert_eq!(not_owner_only(&data), Vec::<String>::new());
+    let parent = std::fs::metadata(data.parent().unwrap()).unwrap();
+    assert_eq!(
+        parent.permissions().mode() & 0o777,
+        0o700,
+        "a created parent"
+    );
+}
