@@ -60,8 +60,11 @@ fn boxed(msg: String) -> Box<dyn Error> {
 pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     let config = Arc::new(config);
     let dir = &config.data_dir;
-    store::create_private_dir(dir)
-        .map_err(|e| boxed(format!("cannot create data dir {}: {e}", dir.display())))?;
+    // Created here for a clear error; store::open checks (and warns about) its mode.
+    if !dir.exists() {
+        store::create_private_dir(dir)
+            .map_err(|e| boxed(format!("cannot create data dir {}: {e}", dir.display())))?;
+    }
     let opts = StoreOptions {
         cluster: config.cluster.clone(),
         segment_bytes: SEGMENT_BYTES,
