@@ -853,6 +853,53 @@ mod tests {
     }
 
     #[test]
+    fn security_flags_read_owner_only_files_and_never_show_the_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str, mode: u32| {
+            let p = d.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p.display().to_string()
+        };
+        let secret = write("s", "peer-secret-0123456789\n", 0o600);
+        let tokens = write("t", "tok-aaaaaaaaaaaaaaaa\ntok-bbbbbbbbbbbbbbbb\n", 0o600);
+        let c = run(
+            &[
+                "--port",
+                "8080",
+                "--peer-secret-file",
+                &secret,
+                "--client-token-file",
+                &tokens,
+                "--tokens-for-reads",
+            ],
+            &[],
+        )
+        .unwrap();
+        let sec = &c.security;
+        assert_eq!(
+            sec.peer_secret.as_ref().unwrap().expose(),
+            b"peer-secret-0123456789"
+        );
+        assert_eq!(sec.client_tokens.as_ref().unwrap().len(), 2);
+        assert!(sec.tokens_for_reads);
+        let shown = format!("{c:?} {}", c.render());
+        assert!(
+            !shown.contains("peer-secret-0123") && !shown.contains("tok-aaaa"),
+            "{shown}"
+        );
+        // Without files nothing is asked for; --tokens-for-reads alone is an error.
+        let c = run(&["--port", "8080"], &[]).unwrap();
+        assert!(c.security.peer_secret.is_none() && c.security.client_tokens.is_none());
+        let e = msg(run(&["--port", "8080", "--tokens-for-reads"], &[]));
+        assert!(e.contains("--client-token-file"), "{e}");
+        let open = write("o", "peer-secret-0123456789\n", 0o644);
+        let e = msg(run(&["--port", "8080", "--peer-secret-file", &open], &[]));
+        assert!(e.contains("too open"), "{e}");
+    }
+
+    #[test]
     fn data_dir_env_is_used_when_no_flag() {
         let c = run(&["--port", "8080"], &[("DATA_DIR", "/var/zw")]).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/zw"));

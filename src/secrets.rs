@@ -41,7 +41,7 @@ pub struct Secret(Vec<u8>);
 
 impl Secret {
     /// A secret from bytes, for tests and embedding (a server reads its own from a file).
-    pub fn for_tests(bytes: &[u8]) -> Secret {
+    pub fn from_bytes(bytes: &[u8]) -> Secret {
         Secret(bytes.to_vec())
     }
 

@@ -305,7 +305,7 @@ fn with_client_tokens_writes_need_one_and_reads_and_health_stay_open() {
         }) => assert_eq!(code, "unauthorized"),
         other => panic!("expected 401, got {other:?}"),
     }
-    let with = Client::new(&url).with_token(Some(Secret::for_tests(TOKEN_1.as_bytes())));
+    let with = Client::new(&url).with_token(Some(Secret::from_bytes(TOKEN_1.as_bytes())));
     with.create("/lib", b"1").expect("a write with a token");
     assert_eq!(anonymous.get("/lib").unwrap().data, b"1");
 }

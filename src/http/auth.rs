@@ -137,8 +137,8 @@ mod tests {
     fn auth(for_reads: bool) -> ClientAuth {
         ClientAuth::new(
             &[
-                Secret::for_tests(b"token-one-0123456789"),
-                Secret::for_tests(b"token-two-abcdefghij"),
+                Secret::from_bytes(b"token-one-0123456789"),
+                Secret::from_bytes(b"token-two-abcdefghij"),
             ],
             for_reads,
         )

@@ -109,7 +109,7 @@ impl Node {
         let listener = mio::net::TcpListener::from_std(std_listener);
         let mut config = Config::with_servers(id, servers.to_vec(), "/nonexistent".into());
         config.cluster = cluster.to_string();
-        config.security.peer_secret = secret.map(crate::secrets::Secret::for_tests);
+        config.security.peer_secret = secret.map(crate::secrets::Secret::from_bytes);
         let config = Arc::new(config);
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).unwrap());
