@@ -10,30 +10,36 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 usage() {
     cat <<'USAGE'
-usage: bench/zookeeper.sh [--quick] [--sizes 3,9]
+usage: bench/zookeeper.sh [--quick] [--sizes 3,9] [--out DIR]
 
   --quick       short runs on 3 servers (1,000 writes, 8 and 64 clients for 3 s)
+  --out DIR     where zookeeper.md and the CSVs go (default bench/results;
+                --quick: bench/results/quick)
   --sizes LIST  ensemble sizes for the latency runs (default 3,9; --quick: 3); the
-                load runs (1, 8, 64 clients) use 3 servers
+                load runs (1, 8, 64, 256 clients) use 3 servers
 Full: 10,000 sequential creates after 2,000 unmeasured ones, per size, via a follower;
-load with 1, 8 and 64 sessions for 8 s each on 3 servers; RSS of every server after.
+load with 1, 8, 64 and 256 sessions for 8 s each on 3 servers; RSS of every server after.
 USAGE
 }
 
 quick=0
 sizes=
+out=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) quick=1; shift ;;
         --sizes) sizes=${2:?--sizes needs a value}; shift 2 ;;
+        --out) out=${2:?--out needs a directory}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
 done
 if [[ $quick == 1 ]]; then
+    out=${out:-bench/results/quick}
     sizes=${sizes:-3} writes=1000 warmup=200 clients="8 64" seconds=3
 else
-    sizes=${sizes:-3,9} writes=10000 warmup=2000 clients="1 8 64" seconds=8
+    out=${out:-bench/results}
+    sizes=${sizes:-3,9} writes=10000 warmup=2000 clients="1 8 64 256" seconds=8
 fi
 if ! [[ $sizes =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
     usage >&2
@@ -88,7 +94,7 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-lat_csv=$work/latency.csv load_csv=$work/load.csv rss_csv=$work/rss.csv
+lat_csv=$work/latency.csv load_csv=$work/load.csv rss_csv=$work/rss.csv cdf_csv=$work/cdf.csv
 echo "system,servers,id,pid,rss_kib" >"$rss_csv"
 
 # Set by the start functions: every server's client address, one follower's, and pids.
@@ -165,7 +171,8 @@ measure() {
     pidlist=$(IFS=,; echo "${ens_pids[*]}")
     echo "== $sys, $n servers: $writes sequential creates via follower $follower" >&2
     "$zkb" zk-latency --label "$sys" --servers "$n" --connect "$follower" \
-        --writes "$writes" --warmup "$warmup" --pids "$pidlist" --append-csv "$lat_csv" >&2
+        --writes "$writes" --warmup "$warmup" --pids "$pidlist" --append-csv "$lat_csv" \
+        --cdf-csv "$cdf_csv" >&2
     if [[ $n == 3 ]]; then
         for c in $clients; do
             echo "== $sys, $n servers: $c sessions for $seconds s" >&2
@@ -192,7 +199,6 @@ if [[ $quick == 0 && ! " ${size_list[*]} " =~ " 3 " ]]; then
     echo "note: the load runs need a 3-server size; none was given" >&2
 fi
 
-out=bench/results
 mkdir -p "$out"
 zk_version=$(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo unknown)
 java_version=$(java -version 2>&1 | head -1)
@@ -218,5 +224,6 @@ java_version=$(java -version 2>&1 | head -1)
 cp "$lat_csv" "$out/zookeeper_latency.csv"
 [[ -f $load_csv ]] && cp "$load_csv" "$out/zookeeper_load.csv"
 cp "$rss_csv" "$out/zookeeper_rss.csv"
+cp "$cdf_csv" "$out/zookeeper_cdf.csv"
 cat "$out/zookeeper.md"
-echo "wrote $out/zookeeper.md and $out/zookeeper_{latency,load,rss}.csv" >&2
+echo "wrote $out/zookeeper.md and $out/zookeeper_{latency,load,rss,cdf}.csv" >&2
