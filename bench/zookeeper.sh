@@ -46,20 +46,9 @@ if ! [[ $sizes =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
     exit 2
 fi
 
-zk_jar=/usr/share/java/zookeeper.jar
-if [[ ! -f $zk_jar ]]; then
-    echo "== installing Debian's zookeeper package" >&2
-    if [[ $(id -u) == 0 ]]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y zookeeper >&2
-    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y zookeeper >&2
-    else
-        echo "bench/zookeeper.sh: $zk_jar is missing and apt-get needs root (or sudo -n)" >&2
-        exit 1
-    fi
-fi
-zk_cp=$zk_jar
-[[ -d /etc/zookeeper/conf ]] && zk_cp=/etc/zookeeper/conf:$zk_cp
+# shellcheck source=../scripts/zookeeper-lib.sh
+. scripts/zookeeper-lib.sh
+zk_install
 
 echo "== building (release)" >&2
 cargo build --release --bin zooweeper --bin zk-bench -q
@@ -101,30 +90,8 @@ echo "system,servers,id,pid,rss_kib" >"$rss_csv"
 hosts=() follower= ens_pids=()
 
 start_zookeeper() {
-    local n=$1 dir=$work/zk-$n id port deadline mode
-    hosts=() follower= ens_pids=()
-    mkdir -p "$dir"
-    while read -r id port; do
-        java -Dzookeeper.log.dir="$dir/zk-$id" -Dzookeeper.root.logger=WARN,CONSOLE \
-            -cp "$zk_cp" org.apache.zookeeper.server.quorum.QuorumPeerMain \
-            "$dir/zk-$id/zoo.cfg" >"$dir/zk-$id/server.log" 2>&1 </dev/null &
-        pids+=($!) ens_pids+=($!)
-        hosts+=("127.0.0.1:$port")
-    done < <("$zkb" zk-config --servers "$n" --dir "$dir")
-    deadline=$((SECONDS + 180))
-    for h in "${hosts[@]}"; do
-        until mode=$("$zkb" four "$h" srvr 2>/dev/null | awk '/^Mode:/ {print $2}') &&
-            [[ $mode == leader || $mode == follower ]]; do
-            if ((SECONDS >= deadline)); then
-                echo "ZooKeeper server $h is not up; see $dir/zk-*/server.log" >&2
-                tail -5 "$dir"/zk-*/server.log >&2 || true
-                exit 1
-            fi
-            sleep 0.2
-        done
-        [[ $mode == follower && -z $follower ]] && follower=$h
-    done
-    return 0
+    zk_start "$work/zk-$1" "$1" "$zkb"
+    hosts=("${zk_hosts[@]}") follower=$zk_follower ens_pids=("${zk_pids[@]}")
 }
 
 start_zooweeper() {
