@@ -227,11 +227,15 @@ pub fn write_response(req: &Request, result: Result<OpOk, ClientError>) -> (i32,
 
 fn multi_result(req: &Request, done: OpOk) -> MultiResult {
     match (req, done) {
+        // As ZooKeeper 3.8 answers: a create or create2 inside a multi gets a create
+        // result (the path), a createContainer or createTTL a create2 result (path and
+        // stat). Its clients know no other op code in a multi's results (the Java
+        // client refuses the whole response).
         (Request::Create(c), OpOk::Created { path, stat }) => {
-            if c.op == op::CREATE {
+            if c.op == op::CREATE || c.op == op::CREATE2 {
                 MultiResult::Create(path)
             } else {
-                MultiResult::Create2(c.op, path, stat)
+                MultiResult::Create2(op::CREATE2, path, stat)
             }
         }
         (_, OpOk::Set { stat }) => MultiResult::SetData(stat),
@@ -685,6 +689,45 @@ mod tests {
         assert_eq!(all_children_number(&t, "/x"), (0, vec![0, 0, 0, 0]));
         assert_eq!(all_children_number(&t, "/nope").0, code::NO_NODE);
         assert_eq!(all_children_number(&t, "nope").0, code::BAD_ARGUMENTS);
+    }
+
+    #[test]
+    fn multi_results_use_the_op_codes_zookeeper_answers() {
+        let stat = crate::ztree::Stat {
+            czxid: 5,
+            ..Default::default()
+        };
+        let created = |p: &str| OpOk::Created {
+            path: p.into(),
+            stat: stat.clone(),
+        };
+        let ops = [
+            cr(op::CREATE, 0, 0),
+            cr(op::CREATE2, 0, 0),
+            cr(op::CREATE_CONTAINER, 4, 0),
+            cr(op::CREATE_TTL, 5, 1000),
+        ];
+        let (err, body) = write_response(
+            &Request::Multi(ops.to_vec()),
+            Ok(OpOk::Multi(vec![
+                created("/a"),
+                created("/b"),
+                created("/c"),
+                created("/d"),
+            ])),
+        );
+        assert_eq!(err, code::OK);
+        let mut expected = Vec::new();
+        put_multi_response(
+            &mut expected,
+            &[
+                MultiResult::Create("/a".into()),
+                MultiResult::Create("/b".into()),
+                MultiResult::Create2(op::CREATE2, "/c".into(), stat.clone()),
+                MultiResult::Create2(op::CREATE2, "/d".into(), stat),
+            ],
+        );
+        assert_eq!(body, expected);
     }
 
     #[test]
