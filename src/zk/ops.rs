@@ -379,30 +379,23 @@ pub fn all_children_number(tree: &ZTree, path: &str) -> (i32, Vec<u8>) {
 }
 
 /// multiRead: each op answered on its own (an error result for a failing one, the others
-/// unaffected), with the watches asked for. A write among them refuses the whole request
-/// with MarshallingError, as ZooKeeper.
-pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>, Vec<(WatchOn, String)>) {
+/// unaffected). A write among them refuses the whole request with MarshallingError, as
+/// ZooKeeper. The ops' watch flags are ignored and no watch is left: ZooKeeper 3.8
+/// rebuilds a multiRead's ops from their paths alone.
+pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>) {
     let mut results = Vec::with_capacity(ops.len());
-    let mut watches = Vec::new();
     for o in ops {
-        let (path, watch) = match o {
-            Request::GetData { path, watch }
-            | Request::GetChildren { path, watch }
-            | Request::Exists { path, watch } => (path, *watch),
-            _ => return (code::MARSHALLING_ERROR, Vec::new(), Vec::new()),
+        let path = match o {
+            Request::GetData { path, .. }
+            | Request::GetChildren { path, .. }
+            | Request::Exists { path, .. } => path,
+            _ => return (code::MARSHALLING_ERROR, Vec::new()),
         };
         if validate_path(path).is_err() {
             results.push(MultiResult::Error(code::BAD_ARGUMENTS));
             continue;
         }
         let node = tree.get(path);
-        let on = match o {
-            Request::GetChildren { .. } => WatchOn::Child,
-            _ => WatchOn::Data,
-        };
-        if watch && (node.is_some() || matches!(o, Request::Exists { .. })) {
-            watches.push((on, path.clone()));
-        }
         results.push(match (o, node) {
             (_, None) => MultiResult::Error(code::NO_NODE),
             (Request::GetData { .. }, Some(n)) => MultiResult::GetData(n.data, n.stat),
@@ -412,7 +405,7 @@ pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>, Vec<(WatchOn,
     }
     let mut out = Vec::new();
     put_multi_response(&mut out, &results);
-    (code::OK, out, watches)
+    (code::OK, out)
 }
 
 /// whoAmI: the connection's identities. Without authentication ZooKeeper gives every
@@ -751,7 +744,7 @@ mod tests {
                 watch: true,
             },
         ];
-        let (err, body, watches) = multi_read(&t, &ops);
+        let (err, body) = multi_read(&t, &ops);
         assert_eq!(err, code::OK);
         let mut expected = Vec::new();
         put_multi_response(
@@ -764,14 +757,6 @@ mod tests {
             ],
         );
         assert_eq!(body, expected);
-        assert_eq!(
-            watches,
-            vec![
-                (WatchOn::Data, "/a".to_string()),
-                (WatchOn::Child, "/a".to_string()),
-                (WatchOn::Data, "/z".to_string()),
-            ]
-        );
         let with_write = [Request::Delete {
             path: "/a".into(),
             version: -1,

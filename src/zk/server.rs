@@ -950,8 +950,8 @@ impl Front {
                 (answer(err, body), Vec::new())
             }
             Request::MultiRead(rops) => {
-                let (err, body, arm) = ops::multi_read(&view.tree, rops);
-                (answer(err, body), arm)
+                let (err, body) = ops::multi_read(&view.tree, rops);
+                (answer(err, body), Vec::new())
             }
             Request::WhoAmI => (answer(code::OK, ops::who_am_i(&client_ip)), Vec::new()),
             Request::Reconfig => (answer(code::RECONFIG_DISABLED, Vec::new()), Vec::new()),
