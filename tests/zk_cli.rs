@@ -22,8 +22,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -138,14 +140,21 @@ fn run_cli(addr: SocketAddr, dir: &Path) -> String {
     let out_path = dir.join("zkcli.out");
     let out = File::create(&out_path).expect("create zkcli.out");
     let err = out.try_clone().expect("dup zkcli.out");
+    // Its own process group (zkCli.sh runs java as a child): a run past the deadline is
+    // killed whole.
     let mut child = Command::new(zkcli())
         .args(["-server", &addr.to_string()])
         .env("ZOO_LOG_DIR", dir)
         .stdin(Stdio::piped())
         .stdout(out)
         .stderr(err)
+        .process_group(0)
         .spawn()
         .expect("start zkCli.sh");
+    let mut group = CliGroup {
+        pgid: child.id() as libc::pid_t,
+        finished: false,
+    };
     let mut input = String::new();
     input.push_str("printwatches\n");
     for c in script() {
@@ -156,13 +165,44 @@ fn run_cli(addr: SocketAddr, dir: &Path) -> String {
     let stdin = child.stdin.as_mut().expect("zkCli.sh's stdin");
     stdin.write_all(input.as_bytes()).expect("feed zkCli.sh");
     drop(child.stdin.take());
-    let status = child.wait().expect("wait for zkCli.sh");
+    let deadline = Instant::now() + CLI_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for zkCli.sh") {
+            break status;
+        }
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "zkCli.sh did not finish in {CLI_DEADLINE:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // zkCli.sh waits for its java, so the whole group is gone.
+    group.finished = true;
     let text = std::fs::read_to_string(&out_path).expect("read zkcli.out");
     assert!(
         status.success() || text.contains(MARKER),
         "zkCli.sh failed ({status}):\n{text}"
     );
     text
+}
+
+/// How long one zkCli.sh run may take (it takes about a second).
+const CLI_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A zkCli.sh process group, killed when dropped before it finished (a failed test).
+struct CliGroup {
+    pgid: libc::pid_t,
+    finished: bool,
+}
+
+impl Drop for CliGroup {
+    fn drop(&mut self) {
+        if !self.finished {
+            // SAFETY: kill(2) on the process group this test started; no memory involved.
+            unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Replaces zxids (`0x...` after a zxid field) by their rank of first appearance, times
