@@ -432,6 +432,14 @@ fn modes(q: &mut Seq) {
     q.set(A, "/t/e1", "eph2", 0);
     q.create(B, "/t/e2", "b's", EPHEMERAL);
     q.exists(A, "/t/e2", false);
+    // Another session may change and delete an ephemeral; its owner sees it go.
+    q.create2(A, "/t/e3", "a's", EPHEMERAL);
+    q.exists(A, "/t/e3", true);
+    q.set(B, "/t/e3", "set by b", 0);
+    q.exists(A, "/t/e3", true);
+    q.delete(B, "/t/e3", 1);
+    q.ephemerals(A, "/t/e3");
+    q.exists(A, "/t/e3", false);
     q.create(A, "/t/s", "", PERSISTENT);
     for _ in 0..3 {
         q.create(A, "/t/s/n-", "seq", SEQUENTIAL);
