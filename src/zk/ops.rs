@@ -1,4 +1,4 @@
-//! What ZooKeeper's requests mean here, pure: session timeout negotiation and passwords,
+//! What ZooKeeper's requests mean here, pure: session passwords,
 //! requests to [`TxnOp`]s, outcomes to error codes and response records, reads answered
 //! from a tree (reads, multiRead, getEphemerals, getAllChildrenNumber, whoAmI), and what
 //! a reconnecting client's setWatches fires.
@@ -13,15 +13,6 @@ use super::jute::{
     code, create_flags, event, op, put_buffer, put_client_infos, put_int, put_multi_response,
     put_stat, put_strings, put_ustring, CreateRequest, MultiResult, Request,
 };
-
-/// The session timeout a client gets: what it asked, within [2, 20] ticks, as ZooKeeper's
-/// default minSessionTimeout and maxSessionTimeout.
-pub fn negotiate_timeout(asked_ms: i32, tick_ms: u64) -> u32 {
-    let min = tick_ms.saturating_mul(2);
-    let max = tick_ms.saturating_mul(20);
-    let asked = u64::try_from(asked_ms).unwrap_or(0);
-    u32::try_from(asked.clamp(min, max)).unwrap_or(u32::MAX)
-}
 
 /// The password of `session`: 16 bytes derived from the session id and the ensemble's
 /// `secret`, the same on every server. Not a security boundary (nor is ZooKeeper's): it
@@ -480,14 +471,6 @@ mod tests {
             sequential: false,
             ephemeral_owner: 0,
         }
-    }
-
-    #[test]
-    fn timeouts_are_clamped_to_2_and_20_ticks() {
-        assert_eq!(negotiate_timeout(30_000, 100), 2000);
-        assert_eq!(negotiate_timeout(1, 100), 200);
-        assert_eq!(negotiate_timeout(-5, 100), 200);
-        assert_eq!(negotiate_timeout(700, 100), 700);
     }
 
     #[test]
