@@ -306,6 +306,12 @@ impl Front {
                     LISTENER => self.accept_all(),
                     WAKER => {}
                     t => {
+                        if (ev.is_read_closed() || ev.is_error()) && self.paused.contains(&t) {
+                            // Not read while throttled, so the hang-up would go unnoticed
+                            // and its requests would hold their places.
+                            self.close(t, "client closed the connection while throttled");
+                            continue;
+                        }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read(t);
                         }
@@ -434,7 +440,10 @@ impl Front {
             if conn.closing {
                 return;
             }
-            if conn.queue.len() >= MAX_OUTSTANDING || others + conn.queue.len() >= global {
+            // A new connection is read up to its first four bytes even so: a four-letter
+            // word is answered whatever the load.
+            let full = conn.queue.len() >= MAX_OUTSTANDING || others + conn.queue.len() >= global;
+            if full && (conn.greeted || conn.rbuf.len() >= 4) {
                 conn.paused = true;
                 self.paused.insert(t);
                 return;
