@@ -241,7 +241,10 @@ def party(zks):
 def partitioner(zks):
     """Three members split 12 items: together they hold each exactly once."""
     items = list(range(12))
-    parts = [SetPartitioner(zk, "/r/partition", items, time_boundary=0.3) for zk in zks]
+    # Distinct identifiers: the default (host and pid) is the same for every client of
+    # this process, and equal identifiers all take the first share.
+    parts = [SetPartitioner(zk, "/r/partition", items, time_boundary=0.3, identifier="s%d" % i)
+             for i, zk in enumerate(zks)]
     deadline = time.monotonic() + WAIT
     while not all(p.acquired for p in parts):
         if time.monotonic() > deadline:
@@ -318,10 +321,14 @@ def failover(hosts):
     zk.ensure_path("/f")
     zk.create("/f/eph", b"mine", ephemeral=True)
     zk.create("/f/watched", b"0")
-    data_events = []
-    child_events = []
-    zk.get("/f/watched", watch=lambda ev: data_events.append((ev.type, ev.path)))
-    zk.get_children("/f", watch=lambda ev: child_events.append((ev.type, ev.path)))
+    # One-shot watches: kazoo drops them on a disconnection and calls them with a NONE
+    # event. DataWatch and ChildrenWatch re-arm themselves on the new server.
+    one_shot = []
+    zk.get("/f/watched", watch=lambda ev: one_shot.append((ev.type, ev.path)))
+    values = []
+    children = []
+    zk.DataWatch("/f/watched", lambda data, stat: values.append(data))
+    zk.ChildrenWatch("/f", lambda kids: children.append(sorted(kids)))
     port = zk._connection._socket.getpeername()[1]
     out("on", port)
     sys.stdin.readline()  # the test has SIGKILLed that server
@@ -341,15 +348,20 @@ def failover(hosts):
     out("ephemeral kept", node is not None and node.ephemeralOwner == session)
     other.sync("/f")
     out("others see it", other.exists("/f/eph") is not None)
-    wait_until("the watches", lambda: data_events and child_events)
-    out("data watch", data_events)
-    out("child watch", child_events)
-    # A watch set after the move fires too.
-    later = []
-    zk.get("/f/watched", watch=lambda ev: later.append(ev.type))
+    out("one-shot watch", one_shot)
+    wait_until("the data watch", lambda: values and values[-1] == b"1")
+    wait_until("the children watch", lambda: children and "new" in children[-1])
+    # Watches armed on the new server fire too.
     other.set("/f/watched", b"2")
-    wait_until("the new watch", lambda: later)
-    out("new watch", later)
+    other.delete("/f/new")
+    wait_until("the data watch again", lambda: values[-1] == b"2")
+    wait_until("the children watch again", lambda: "new" not in children[-1])
+    seen = []
+    for v in values:
+        if not seen or seen[-1] != v:
+            seen.append(v)
+    out("data watch", [v.decode() for v in seen])
+    out("children watch", children[-1])
     zk.stop()
     zk.close()
     other.sync("/f")
