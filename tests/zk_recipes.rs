@@ -5,12 +5,17 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use support::{Cluster, Options};
+use zooweeper::zk::jute::{
+    event, frame, ConnectRequest, ConnectResponse, Reader, ReplyHeader, Request, RequestHeader,
+    WatcherEvent,
+};
 
 fn ensure_kazoo() {
     let has = |py: &str| {
@@ -167,4 +172,134 @@ fn a_kazoo_client_follows_a_sigkill_of_its_server() {
         "done",
     ];
     assert_eq!(rest, expected, "stderr:\n{err}");
+}
+
+/// A raw client talking to one server: requests in order, notifications kept apart.
+struct Raw {
+    s: TcpStream,
+    xid: i32,
+    /// The highest zxid seen in a reply header.
+    last_zxid: i64,
+    events: Vec<(i32, String)>,
+}
+
+impl Raw {
+    /// Opens a session (`session` 0) or resumes one.
+    fn connect(
+        addr: SocketAddr,
+        session: i64,
+        passwd: Vec<u8>,
+        last_zxid: i64,
+    ) -> (Raw, i64, Vec<u8>) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut body = Vec::new();
+        ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: last_zxid,
+            timeout_ms: 10_000,
+            session_id: session,
+            passwd,
+            read_only: Some(false),
+        }
+        .encode(&mut body);
+        s.write_all(&frame(&body)).unwrap();
+        let resp =
+            ConnectResponse::decode(&read_frame(&mut s).expect("a ConnectResponse")).unwrap();
+        assert_ne!(resp.session_id, 0, "the session is open");
+        let raw = Raw {
+            s,
+            xid: 0,
+            last_zxid,
+            events: Vec::new(),
+        };
+        (raw, resp.session_id, resp.passwd)
+    }
+
+    fn call(&mut self, req: &Request) -> i32 {
+        self.xid += 1;
+        let mut body = Vec::new();
+        RequestHeader {
+            xid: self.xid,
+            op: req.op_code(),
+        }
+        .encode(&mut body);
+        req.encode(&mut body);
+        self.s.write_all(&frame(&body)).unwrap();
+        loop {
+            let f = read_frame(&mut self.s).expect("an answer");
+            let mut r = Reader::new(&f);
+            let h = ReplyHeader::read(&mut r).unwrap();
+            if h.xid == -1 {
+                let ev = WatcherEvent::read(&mut r).unwrap();
+                self.events.push((ev.kind, ev.path));
+                continue;
+            }
+            assert_eq!(h.xid, self.xid);
+            self.last_zxid = self.last_zxid.max(h.zxid);
+            return h.err;
+        }
+    }
+}
+
+fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+/// What a reconnecting ZooKeeper client does (the Java client; kazoo drops its watches
+/// instead): after its server is SIGKILLed it resumes the session on another one and
+/// re-arms its watches with setWatches and the last zxid it saw; what changed meanwhile
+/// fires at once, what changes later fires then.
+#[test]
+fn watches_follow_a_session_to_another_server_with_set_watches() {
+    let (mut c, clients) = ensemble();
+    c.create_ok(1, "/moved", "0");
+    let (mut a, session, passwd) = Raw::connect(clients[0], 0, vec![0; 16], 0);
+    let get = |path: &str| Request::GetData {
+        path: path.into(),
+        watch: true,
+    };
+    assert_eq!(a.call(&get("/moved")), 0);
+    assert_eq!(
+        a.call(&Request::Exists {
+            path: "/later".into(),
+            watch: true,
+        }),
+        -101
+    );
+    let seen = a.last_zxid;
+    c.kill(1);
+    c.wait_until("a leader among the others", |s| {
+        s.iter().find(|s| s.serving).map(|_| ())
+    });
+    let _ = c.create_eventually(&[2, 3], "/moved/child", "x", support::WAIT);
+    let reply = support::send(
+        &support::agent(Duration::from_secs(5)),
+        "PUT",
+        &format!("{}/znodes/moved", c.url(3)),
+        "1",
+    );
+    assert!(matches!(reply, support::Reply::Ok(_)), "{reply:?}");
+    let (mut b, resumed, _) = Raw::connect(clients[1], session, passwd, seen);
+    assert_eq!(resumed, session, "the same session");
+    assert_eq!(
+        b.call(&Request::SetWatches {
+            relative_zxid: seen,
+            data: vec!["/moved".into()],
+            exist: vec!["/later".into()],
+            child: vec![],
+        }),
+        0
+    );
+    assert_eq!(b.events, [(event::NODE_DATA_CHANGED, "/moved".to_string())]);
+    // The exists watch on /later is armed on the new server and fires when it appears.
+    b.events.clear();
+    c.create_ok(3, "/later", "");
+    b.call(&Request::Sync { path: "/".into() });
+    b.call(&Request::Ping);
+    assert_eq!(b.events, [(event::NODE_CREATED, "/later".to_string())]);
 }
