@@ -145,11 +145,12 @@ fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
     Some(body)
 }
 
-/// A connection with a session, or `None` if the server closed it without answering.
+/// A connection with a session (of 60 s, so that it outlives a slow test), or `None` if
+/// the server closed it without answering.
 fn session(addr: SocketAddr) -> Option<TcpStream> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&connect_request(0, vec![0; 16], 3000)).ok()?;
+    s.write_all(&connect_request(0, vec![0; 16], 60_000)).ok()?;
     let resp = ConnectResponse::decode(&read_frame(&mut s)?).ok()?;
     assert_ne!(resp.session_id, 0);
     Some(s)
@@ -314,7 +315,7 @@ fn one_server(flags: &[&str]) -> (Cluster, SocketAddr) {
 
 #[test]
 fn connections_per_ip_and_in_all_are_capped() {
-    let (_c, addr) = one_server(&["--max-client-cnxns", "3"]);
+    let (_c, addr) = one_server(&["--max-client-cnxns", "3", "--max-session-timeout", "60000"]);
     let mut open: Vec<TcpStream> = (0..3)
         .map(|_| session(addr).expect("a session within the cap"))
         .collect();
@@ -336,7 +337,14 @@ fn connections_per_ip_and_in_all_are_capped() {
     });
     assert!(rejected >= 1, "{rejected}");
 
-    let (_c, addr) = one_server(&["--max-client-cnxns", "0", "--max-cnxns", "2"]);
+    let (_c, addr) = one_server(&[
+        "--max-client-cnxns",
+        "0",
+        "--max-cnxns",
+        "2",
+        "--max-session-timeout",
+        "60000",
+    ]);
     let _a = session(addr).unwrap();
     let _b = session(addr).unwrap();
     assert!(session(addr).is_none(), "a third connection in all");

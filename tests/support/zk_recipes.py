@@ -155,9 +155,9 @@ def barrier(zks):
     threads = [threading.Thread(target=waiter(zk)) for zk in zks[1:]]
     for t in threads:
         t.start()
-    # Both waiters watch the barrier node before it goes.
-    wait_until("waiters", lambda: len(zks[0].get_children("/r")) > 0)
-    time.sleep(0.2)
+    # While the barrier stands nobody passes (a wrong server would let them through in
+    # this time).
+    time.sleep(0.3)
     blocked = len(passed)
     b.remove()
     for t in threads:
@@ -268,23 +268,28 @@ def partitioner(zks):
 def tree_cache(zks):
     zks[0].ensure_path("/r/tree")
     events = []
-    seen = threading.Event()
     cache = TreeCache(zks[0], "/r/tree")
 
     def listener(ev):
         if ev.event_type in (TreeEvent.NODE_ADDED, TreeEvent.NODE_UPDATED,
                              TreeEvent.NODE_REMOVED) and ev.event_data is not None:
             events.append((ev.event_type, ev.event_data.path, ev.event_data.data))
-            seen.set()
 
     cache.listen(listener)
     cache.start()
     wait_until("the cache's root", lambda: any(e[1] == "/r/tree" for e in events))
-    zks[1].create("/r/tree/a", b"1")
-    zks[2].create("/r/tree/a/b", b"x")
-    zks[1].set("/r/tree/a", b"2")
-    zks[2].delete("/r/tree/a/b")
-    wait_until("the delete", lambda: any(e[0] == TreeEvent.NODE_REMOVED for e in events))
+    # One change at a time, each seen before the next (the cache's events for changes
+    # close together may come in either order, as it re-reads a node to report it).
+    steps = [
+        (lambda: zks[1].create("/r/tree/a", b"1"), TreeEvent.NODE_ADDED, "/r/tree/a"),
+        (lambda: zks[2].create("/r/tree/a/b", b"x"), TreeEvent.NODE_ADDED, "/r/tree/a/b"),
+        (lambda: zks[1].set("/r/tree/a", b"2"), TreeEvent.NODE_UPDATED, "/r/tree/a"),
+        (lambda: zks[2].delete("/r/tree/a/b"), TreeEvent.NODE_REMOVED, "/r/tree/a/b"),
+    ]
+    for change, kind, path in steps:
+        change()
+        wait_until("%s %s" % (kind, path),
+                   lambda: any(e[0] == kind and e[1] == path for e in events))
     names = {TreeEvent.NODE_ADDED: "added", TreeEvent.NODE_UPDATED: "updated",
              TreeEvent.NODE_REMOVED: "removed"}
     seen_events = ["%s %s %s" % (names[t], p, d.decode()) for t, p, d in events
