@@ -145,6 +145,42 @@ fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
     Some(body)
 }
 
+/// A TCP connection to `to` from the local address `from` (another loopback address than
+/// the kernel would pick, to be another client IP).
+fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only");
+    };
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a new socket owned by the TcpStream made from it (or closed on error); the
+    // addresses passed are valid sockaddr_in values of the length given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(from, 0);
+        if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let remote = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
 /// A connection with a session (of 60 s, so that it outlives a slow test), or `None` if
 /// the server closed it without answering.
 fn session(addr: SocketAddr) -> Option<TcpStream> {
@@ -321,6 +357,18 @@ fn connections_per_ip_and_in_all_are_capped() {
         .collect();
     // The fourth from the same IP is accepted and closed at once, with no answer.
     assert!(session(addr).is_none(), "a fourth connection from one IP");
+    // Another client IP has its own count.
+    let other_ip = Ipv4Addr::new(127, 0, 0, 2);
+    let mut other = connect_from(other_ip, addr).expect("connect from 127.0.0.2");
+    assert_eq!(other.local_addr().unwrap().ip(), other_ip);
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    other
+        .write_all(&connect_request(0, vec![0; 16], 60_000))
+        .unwrap();
+    let opened = ConnectResponse::decode(&read_frame(&mut other).expect("an answer")).unwrap();
+    assert_ne!(opened.session_id, 0, "a session for the other IP");
     // The others are served.
     for s in &mut open {
         s.write_all(&ping()).unwrap();
