@@ -263,6 +263,8 @@ struct Front {
     /// Connections not read because of a limit on outstanding requests.
     paused: HashSet<Token>,
     stats: Arc<ClientPortStats>,
+    /// When a refused connection was last logged, and how many were refused since.
+    refusals: (Option<Instant>, u64),
 }
 
 impl Front {
@@ -276,6 +278,7 @@ impl Front {
             per_ip: HashMap::new(),
             paused: HashSet::new(),
             stats,
+            refusals: (None, 0),
             poll: bound.poll,
             listener: bound.listener,
             handle,
@@ -352,10 +355,10 @@ impl Front {
                 Ok((mut stream, addr)) => {
                     if let Some(why) = self.refuse(addr.ip()) {
                         // Closed by the drop, as ZooKeeper closes at once.
-                        warn!("client port: {addr} refused: {why}");
                         self.stats
                             .connections_rejected
                             .fetch_add(1, Ordering::Relaxed);
+                        self.log_refusal(addr, &why);
                         continue;
                     }
                     let token = Token(self.next_token);
@@ -415,6 +418,23 @@ impl Front {
             ));
         }
         None
+    }
+
+    /// Logs a refused connection, at most once a second (a client retrying in a loop
+    /// must not flood the log); the count of those not logged goes with the next line.
+    fn log_refusal(&mut self, addr: SocketAddr, why: &str) {
+        let now = Instant::now();
+        let (last, quiet) = &mut self.refusals;
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            *quiet += 1;
+            return;
+        }
+        let more = match std::mem::take(quiet) {
+            0 => String::new(),
+            n => format!(" ({n} more refused since the last line)"),
+        };
+        warn!("client port: {addr} refused: {why}{more}");
+        *last = Some(now);
     }
 
     /// Requests queued on every connection but `t`.
