@@ -265,6 +265,8 @@ struct Front {
     stats: Arc<ClientPortStats>,
     /// When a refused connection was last logged, and how many were refused since.
     refusals: (Option<Instant>, u64),
+    /// Requests queued over every connection (see `recount_outstanding`).
+    outstanding: usize,
 }
 
 impl Front {
@@ -279,6 +281,7 @@ impl Front {
             paused: HashSet::new(),
             stats,
             refusals: (None, 0),
+            outstanding: 0,
             poll: bound.poll,
             listener: bound.listener,
             handle,
@@ -437,21 +440,25 @@ impl Front {
         *last = Some(now);
     }
 
-    /// Requests queued on every connection but `t`.
-    fn outstanding_except(&self, t: Token) -> usize {
-        self.busy
+    /// Recounts the requests queued over every connection (after each turn; between
+    /// turns reads add to the count and answers are not yet taken off it, so it can only
+    /// be high, which throttles no less than it should).
+    fn recount_outstanding(&mut self) -> usize {
+        self.outstanding = self
+            .busy
             .iter()
-            .filter(|b| **b != t)
             .filter_map(|b| self.conns.get(b))
             .map(|c| c.queue.len())
-            .sum()
+            .sum();
+        self.outstanding
     }
 
     /// Reads what the socket has and queues the frames in it (parsing after every chunk,
     /// so the read buffer never holds more than one frame and one chunk).
     fn read(&mut self, t: Token) {
         let mut total = 0;
-        let others = self.outstanding_except(t);
+        let own = self.conns.get(&t).map_or(0, |c| c.queue.len());
+        let others = self.outstanding.saturating_sub(own);
         let global = self.options.global_outstanding_limit;
         loop {
             let Some(conn) = self.conns.get_mut(&t) else {
@@ -512,6 +519,7 @@ impl Front {
             return Ok(());
         };
         let mut used = 0;
+        let before = conn.queue.len();
         let result = loop {
             if conn.closing {
                 break Ok(());
@@ -542,6 +550,7 @@ impl Front {
             }
         };
         conn.rbuf.drain(..used);
+        self.outstanding += conn.queue.len().saturating_sub(before);
         if !conn.queue.is_empty() {
             self.busy.insert(t);
         }
@@ -687,6 +696,7 @@ impl Front {
                 self.busy.remove(&t);
             }
         }
+        self.recount_outstanding();
         self.resume_paused();
         self.publish_figures();
         let pending: Vec<Token> = self
@@ -706,8 +716,7 @@ impl Front {
         if self.paused.is_empty() {
             return;
         }
-        let total = self.outstanding_except(Token(usize::MAX));
-        if total > self.options.global_outstanding_limit / 2 {
+        if self.outstanding > self.options.global_outstanding_limit / 2 {
             return;
         }
         for t in std::mem::take(&mut self.paused) {
@@ -730,8 +739,7 @@ impl Front {
         s.connections.store(self.conns.len(), o);
         let sessions = self.conns.values().filter(|c| c.session.is_some()).count();
         s.sessions.store(sessions, o);
-        s.outstanding
-            .store(self.outstanding_except(Token(usize::MAX)), o);
+        s.outstanding.store(self.outstanding, o);
         s.throttled.store(self.paused.len(), o);
     }
 
@@ -1113,7 +1121,9 @@ impl Front {
         };
         let _ = conn.flush();
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.busy.remove(&t);
+        if self.busy.remove(&t) {
+            self.outstanding = self.outstanding.saturating_sub(conn.queue.len());
+        }
         self.read_again.remove(&t);
         self.paused.remove(&t);
         if let Some(n) = self.per_ip.get_mut(&conn.addr.ip()) {
