@@ -156,6 +156,7 @@ impl Node {
                 waker,
                 published,
                 applied,
+                client_port: Default::default(),
             },
             seen,
             thread: Some(thread),
