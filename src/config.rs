@@ -53,6 +53,8 @@ pub struct Config {
     pub http_threads: usize,
     /// What clients may not grow past.
     pub limits: Limits,
+    /// How many HTTP connections, and for how long idle or slow.
+    pub http_conns: ConnLimits,
     /// Where ZooKeeper's client protocol is served (port 0 picks a free one), on this
     /// server's HTTP host; `None` serves HTTP only.
     pub client_port: Option<u16>,
@@ -87,6 +89,35 @@ impl Default for Limits {
             max_path_depth: 64,
             max_watches: 10_000,
             event_retention: 100_000,
+        }
+    }
+}
+
+/// Limits on the HTTP front's connections: how many, from one address and in all, and
+/// how long one may stay idle or take to send a request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Open connections in all; past it a new connection gets 503 and is closed.
+    pub max_conns: usize,
+    /// Open connections from one client address; past it a new connection gets 429 and
+    /// is closed.
+    pub max_conns_per_ip: usize,
+    /// A connection with no request under way is closed after this long (ms); so is one
+    /// whose client stops reading an answer or sending a body for this long.
+    pub idle_timeout_ms: u64,
+    /// A request head must arrive whole within this long of its first byte (ms); a
+    /// slower one gets 408 and its connection is closed.
+    pub header_timeout_ms: u64,
+}
+
+impl Default for ConnLimits {
+    /// 16,384 connections, 1,024 per address, 30 s idle, 10 s for a request head.
+    fn default() -> ConnLimits {
+        ConnLimits {
+            max_conns: 16_384,
+            max_conns_per_ip: 1_024,
+            idle_timeout_ms: 30_000,
+            header_timeout_ms: 10_000,
         }
     }
 }
@@ -142,6 +173,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             http_threads: DEFAULT_HTTP_THREADS,
             limits: Limits::default(),
+            http_conns: ConnLimits::default(),
             client_port: None,
         }
     }
@@ -185,6 +217,7 @@ impl Config {
 
 /// What the command line asked for.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // built once per process
 pub enum Command {
     /// Run a server with this configuration; `log` is the `--log` level, if given.
     Run {
@@ -258,6 +291,17 @@ SERVER:
   --max-watches N     watches parked on this server (503 past it); default 10000
   --event-retention N events kept under /zooweeper/events (the oldest go past it);
                       default 100000
+  --max-http-conns N  open HTTP connections (503 and closed past it); default 16384,
+                      lowered to fit the open-files limit
+  --max-conns-per-ip N
+                      open HTTP connections from one client address (429 and closed
+                      past it); default 1024
+  --http-idle-timeout-ms N
+                      close an HTTP connection idle (or whose client stops sending a body
+                      or reading an answer) this long; default 30000
+  --http-header-timeout-ms N
+                      a request head must arrive within this long of its first byte
+                      (408 and closed otherwise); default 10000
   --client-port N     also serve ZooKeeper's client protocol (kazoo, zkCli.sh, the Java
                       client) on this port of the HTTP host; 0 picks a free port; off
                       unless given (docs/zk-protocol.md)
@@ -291,6 +335,10 @@ struct Raw {
     max_path_depth: Option<usize>,
     max_watches: Option<usize>,
     event_retention: Option<u32>,
+    max_http_conns: Option<usize>,
+    max_conns_per_ip: Option<usize>,
+    http_idle_timeout_ms: Option<u64>,
+    http_header_timeout_ms: Option<u64>,
     client_port: Option<u16>,
     log: Option<String>,
 }
@@ -338,6 +386,16 @@ pub fn parse(
                 raw.event_retention = Some(num(&mut p, "--event-retention")?)
             }
             Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
+            Long("max-http-conns") => raw.max_http_conns = Some(num(&mut p, "--max-http-conns")?),
+            Long("max-conns-per-ip") => {
+                raw.max_conns_per_ip = Some(num(&mut p, "--max-conns-per-ip")?)
+            }
+            Long("http-idle-timeout-ms") => {
+                raw.http_idle_timeout_ms = Some(num(&mut p, "--http-idle-timeout-ms")?)
+            }
+            Long("http-header-timeout-ms") => {
+                raw.http_header_timeout_ms = Some(num(&mut p, "--http-header-timeout-ms")?)
+            }
             Long("client-port") => raw.client_port = Some(num(&mut p, "--client-port")?),
             Long("log") => raw.log = Some(text(&mut p, "--log")?),
             _ => return Err(arg.unexpected().into()),
@@ -484,6 +542,27 @@ impl Raw {
                         }
                         n
                     },
+                }
+            },
+            http_conns: {
+                let d = ConnLimits::default();
+                ConnLimits {
+                    max_conns: positive(self.max_http_conns, d.max_conns, "--max-http-conns")?,
+                    max_conns_per_ip: positive(
+                        self.max_conns_per_ip,
+                        d.max_conns_per_ip,
+                        "--max-conns-per-ip",
+                    )?,
+                    idle_timeout_ms: positive(
+                        self.http_idle_timeout_ms,
+                        d.idle_timeout_ms,
+                        "--http-idle-timeout-ms",
+                    )?,
+                    header_timeout_ms: positive(
+                        self.http_header_timeout_ms,
+                        d.header_timeout_ms,
+                        "--http-header-timeout-ms",
+                    )?,
                 }
             },
             client_port: self.client_port,

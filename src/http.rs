@@ -9,7 +9,8 @@
 //! | `ops`      | sessions, create modes and multi: routing and JSON (pure) |
 //! | `api`      | JSON shapes and errors, shared with [`crate::client`] |
 //! | `metadata` | rendering `/metadata` and `/status` from a view (pure) |
-//! | `server`   | the listener, the workers, shutdown                    |
+//! | `gate`     | accepting and reading connections under limits          |
+//! | `server`   | the workers, shutdown                                  |
 //! | `watch`    | long-poll watches, parked on one notifier thread       |
 //! | `kick`     | a guard against tiny_http's pool losing a connection   |
 //! | `prometheus` | `/metrics` in Prometheus' text format (pure)         |
@@ -17,6 +18,7 @@
 //! [`View`]: crate::channels::View
 
 pub mod api;
+mod gate;
 pub mod kick;
 pub mod metadata;
 pub mod ops;
@@ -27,7 +29,7 @@ pub mod watch;
 
 use std::time::Duration;
 
-use crate::config::Limits;
+use crate::config::{ConnLimits, Limits};
 
 pub use api::ApiError;
 pub use route::{route, Route};
@@ -44,6 +46,8 @@ pub struct HttpConfig {
     pub write_timeout: Duration,
     /// What clients may not grow past.
     pub limits: Limits,
+    /// How many connections, and for how long idle or slow.
+    pub conns: ConnLimits,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +59,7 @@ impl Default for HttpConfig {
             max_body_bytes: (1 << 20) + 4096,
             write_timeout: Duration::from_secs(10),
             limits: Limits::default(),
+            conns: ConnLimits::default(),
         }
     }
 }

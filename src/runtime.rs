@@ -117,6 +117,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         max_body_bytes: config.max_body_bytes,
         write_timeout: HTTP_WRITE_TIMEOUT,
         limits: config.limits,
+        conns: config.http_conns,
     };
     let http = http::start(me.http, handle.clone(), http_cfg)
         .map_err(|e| boxed(format!("cannot serve HTTP on {}: {e}", me.http)))?;
