@@ -103,7 +103,8 @@ pub struct ConnLimits {
     /// is closed.
     pub max_conns_per_ip: usize,
     /// A connection with no request under way is closed after this long (ms); so is one
-    /// whose client stops reading an answer or sending a body for this long.
+    /// whose client stops reading an answer for this long. A request body must arrive
+    /// whole within this long of its head (408 otherwise).
     pub idle_timeout_ms: u64,
     /// A request head must arrive whole within this long of its first byte (ms); a
     /// slower one gets 408 and its connection is closed.
@@ -297,8 +298,9 @@ SERVER:
                       open HTTP connections from one client address (429 and closed
                       past it); default 1024
   --http-idle-timeout-ms N
-                      close an HTTP connection idle (or whose client stops sending a body
-                      or reading an answer) this long; default 30000
+                      close an HTTP connection idle (or whose client stops reading an
+                      answer) this long; a request body must arrive within this long of
+                      its head (408 otherwise); default 30000
   --http-header-timeout-ms N
                       a request head must arrive within this long of its first byte
                       (408 and closed otherwise); default 10000

@@ -11,9 +11,10 @@
 //! - a request line over [`MAX_LINE_BYTES`] gets 414, a header line over it or a head over
 //!   [`MAX_HEAD_BYTES`] or [`MAX_HEADERS`] lines 431, and the connection is closed
 //!   without reading the rest;
-//! - a head must arrive whole within `header_timeout_ms` of its first byte, and a body must
-//!   keep coming (`idle_timeout_ms` between bytes); otherwise 408 and the connection is
-//!   closed. A connection with no request under way is closed after `idle_timeout_ms`;
+//! - a head must arrive whole within `header_timeout_ms` of its first byte, and a body
+//!   within `idle_timeout_ms` of its head; otherwise 408 and the connection is closed.
+//!   A connection with no request under way is closed after `idle_timeout_ms`, and so is
+//!   one whose client stops reading its answer for that long;
 //! - a body declared longer than the cap gets 413 before any of it is read, a chunked one
 //!   as soon as it passes the cap; memory grows only with bytes that arrived.
 //!
@@ -62,6 +63,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// At most one log line per this long about refused connections.
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Connections the kernel may hold for accepting.
+const ACCEPT_BACKLOG: libc::c_int = 4096;
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
@@ -96,6 +100,13 @@ impl Gate {
         requests: Sender<Request>,
     ) -> io::Result<Gate> {
         listener.set_nonblocking(true)?;
+        // A deeper accept queue than the standard library's, for bursts of connections
+        // while this thread is busy (the kernel caps it at net.core.somaxconn).
+        // SAFETY: a valid listening socket; listen again only resizes its queue.
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), ACCEPT_BACKLOG) } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()
@@ -613,10 +624,6 @@ impl Conn {
                             return false;
                         }
                     }
-                    State::Body(_) => {
-                        self.rbuf.extend_from_slice(&scratch[..n]);
-                        self.deadline = Some(now + ctx.idle());
-                    }
                     _ => self.rbuf.extend_from_slice(&scratch[..n]),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -677,7 +684,10 @@ impl Conn {
             State::Body(_) => ApiError::new(
                 408,
                 "request_timeout",
-                "the client stopped sending the request body",
+                format!(
+                    "the request body did not arrive within {} ms of its head",
+                    ctx.limits.idle_timeout_ms
+                ),
             ),
             _ => return false,
         };
