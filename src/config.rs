@@ -865,6 +865,39 @@ mod tests {
     }
 
     #[test]
+    fn http_connection_limits_default_and_take_flags() {
+        let c = run(&["--port", "8080"], &[]).unwrap();
+        assert_eq!(c.http_conns, ConnLimits::default());
+        let c = run(
+            &[
+                "--port",
+                "8080",
+                "--max-http-conns",
+                "100",
+                "--max-conns-per-ip",
+                "7",
+                "--http-idle-timeout-ms",
+                "1500",
+                "--http-header-timeout-ms",
+                "900",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.http_conns,
+            ConnLimits {
+                max_conns: 100,
+                max_conns_per_ip: 7,
+                idle_timeout_ms: 1500,
+                header_timeout_ms: 900,
+            }
+        );
+        let e = msg(run(&["--port", "8080", "--max-conns-per-ip", "0"], &[]));
+        assert!(e.contains("--max-conns-per-ip"), "{e}");
+    }
+
+    #[test]
     fn help_and_log_level_are_recognised() {
         assert!(matches!(parse(["--help"], &|_| None), Ok(Command::Help)));
         match parse(["--port", "8080", "--log", "debug"], &|_| None).unwrap() {

@@ -1,4 +1,5 @@
-//! The HTTP+JSON front (tiny_http): a pool of worker threads that parse and validate each
+//! The HTTP+JSON front: a gate thread that holds every connection and reads requests
+//! under limits (`gate`), and a pool of worker threads that parse and validate each
 //! request ([`route`], pure), answer reads from the event loop's published [`View`], and
 //! hand writes to the loop through its bounded queue, waiting for the answer with a
 //! timeout. Every answer is explicit; every error is JSON `{"error", "code"}`.
@@ -12,7 +13,7 @@
 //! | `gate`     | accepting and reading connections under limits          |
 //! | `server`   | the workers, shutdown                                  |
 //! | `watch`    | long-poll watches, parked on one notifier thread       |
-//! | `kick`     | a guard against tiny_http's pool losing a connection   |
+//! | `kick`     | a guard for the broker's and consumer's tiny_http pools |
 //! | `prometheus` | `/metrics` in Prometheus' text format (pure)         |
 //!
 //! [`View`]: crate::channels::View
