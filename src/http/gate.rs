@@ -404,6 +404,7 @@ impl Loop {
             timer: None,
             wbuf: Vec::new(),
             wpos: 0,
+            wpos_at_deadline: 0,
             writable: false,
         };
         self.conns.insert(id, conn);
@@ -461,6 +462,7 @@ impl Loop {
         };
         conn.wbuf = bytes;
         conn.wpos = 0;
+        conn.wpos_at_deadline = 0;
         conn.deadline = Some(Instant::now() + self.ctx.idle());
         self.drive(id);
     }
@@ -540,6 +542,8 @@ struct Conn {
     timer: Option<Instant>,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// `wpos` when the write deadline was last set: progress past it renews the deadline.
+    wpos_at_deadline: usize,
     writable: bool,
 }
 
@@ -558,7 +562,16 @@ impl Conn {
         loop {
             match self.state {
                 State::Write { close } => match self.flush() {
+                    Ok(false) => {
+                        // A client that keeps reading keeps its connection.
+                        if self.wpos > self.wpos_at_deadline {
+                            self.wpos_at_deadline = self.wpos;
+                            self.deadline = Some(now + ctx.idle());
+                        }
+                        return true;
+                    }
                     Ok(true) => {
+                        self.wpos_at_deadline = 0;
                         self.wbuf = Vec::new();
                         self.wpos = 0;
                         if close {
@@ -572,7 +585,6 @@ impl Conn {
                         }
                         continue;
                     }
-                    Ok(false) => return true,
                     Err(_) => return false,
                 },
                 State::Busy { .. } => return true,
@@ -634,6 +646,7 @@ impl Conn {
     fn refuse(&mut self, e: &ApiError, ctx: &Ctx, now: Instant) -> Step {
         self.wbuf = error_bytes(e);
         self.wpos = 0;
+        self.wpos_at_deadline = 0;
         self.rbuf = Vec::new();
         self.state = State::Write { close: true };
         self.deadline = Some(now + ctx.idle());
