@@ -399,3 +399,30 @@ fn garbage_foreign_and_replayed_frames_on_the_peer_port_leave_the_ensemble_servi
         assert!(c.znode(id, "/before").is_some());
     }
 }
+
+#[test]
+fn the_broker_survives_a_huge_declared_body_and_an_oversized_header_line() {
+    // The broker runs tiny_http's own server, with the vendored fixes: an unread body is
+    // discarded through a fixed buffer (it used to allocate the declared length), and a
+    // line over 8 KiB is refused without being read.
+    let s = support::goals::Stack::start(1, 1, 0);
+    let addr: SocketAddr = s
+        .broker_url(0)
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    for _ in 0..3 {
+        let answer = raw_exchange(
+            addr,
+            b"POST /addScore HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1000000000000\r\n\r\n{\"gameResults\"",
+        );
+        let answer = String::from_utf8_lossy(&answer).to_string();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+    let mut line = b"GET /status HTTP/1.1\r\nX-Big: ".to_vec();
+    line.resize(line.len() + 100_000, b'a');
+    let answer = String::from_utf8_lossy(&raw_exchange(addr, &line)).to_string();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let status = s.broker_status(0).expect("the broker still answers");
+    assert_eq!(status["registered"], true, "{status}");
+}
