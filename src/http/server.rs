@@ -133,8 +133,13 @@ pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<Ht
         }
     };
     log::info!(
-        "HTTP front listening on {addr} with {} workers",
-        workers.len()
+        "HTTP front listening on {addr} with {} workers; at most {} connections, {} per \
+         address, closed after {} ms idle or {} ms for a request head",
+        workers.len(),
+        cfg.conns.max_conns,
+        cfg.conns.max_conns_per_ip,
+        cfg.conns.idle_timeout_ms,
+        cfg.conns.header_timeout_ms
     );
     Ok(HttpServer {
         gate,
