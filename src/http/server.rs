@@ -930,6 +930,60 @@ mod tests {
         responder.join().unwrap();
     }
 
+    /// Reads one whole answer (head, then a `Content-Length` body) from `s`.
+    fn read_one_answer(s: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "closed mid-head");
+            got.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&got).to_string();
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        head + &String::from_utf8_lossy(&body)
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_on_one_connection() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let mut s = TcpStream::connect(f.addr()).unwrap();
+        s.write_all(
+            b"POST /znodes/p HTTP/1.1\r\nContent-Length: 2\r\n\r\nv1\
+              GET /znodes/p HTTP/1.1\r\n\r\n\
+              \r\nDELETE /znodes/p HTTP/1.1\r\n\r\n\
+              GET /znodes/p HTTP/1.1\r\n\r\n",
+        )
+        .unwrap();
+        let answers: Vec<String> = (0..4).map(|_| read_one_answer(&mut s)).collect();
+        assert!(answers[0].starts_with("HTTP/1.1 201"), "{}", answers[0]);
+        assert!(answers[1].starts_with("HTTP/1.1 200"), "{}", answers[1]);
+        assert!(answers[1].contains("\"data\":\"v1\""), "{}", answers[1]);
+        assert!(answers[2].starts_with("HTTP/1.1 204"), "{}", answers[2]);
+        assert!(answers[3].starts_with("HTTP/1.1 404"), "{}", answers[3]);
+    }
+
+    #[test]
+    fn expect_continue_gets_100_then_the_answer() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let mut s = TcpStream::connect(f.addr()).unwrap();
+        s.write_all(
+            b"POST /znodes/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .unwrap();
+        let mut interim = [0u8; 25];
+        s.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        s.write_all(b"hello").unwrap();
+        let answer = read_one_answer(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+        assert_eq!(f.client.get("/e").unwrap().data, b"hello");
+    }
+
     #[test]
     fn huge_declared_length_is_413_and_does_not_take_the_server_down() {
         let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
