@@ -111,6 +111,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         waker: waker.clone(),
         published,
         applied: applied.clone(),
+        client_port: Default::default(),
     };
     let http_cfg = HttpConfig {
         threads: config.http_threads,
@@ -126,7 +127,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     // Bound before the event loop exists: the loop rings the client port's waker.
     let zk_bound = match config.client_port {
         Some(port) => {
-            let addr = SocketAddr::new(me.http.ip(), port);
+            let addr = SocketAddr::new(config.client.address.unwrap_or(me.http.ip()), port);
             Some(zk::bind(addr).map_err(|e| {
                 boxed(format!(
                     "cannot serve the ZooKeeper client port on {addr}: {e}"

@@ -120,6 +120,7 @@ pub(crate) mod tests {
             limits: Default::default(),
             http_conns: Default::default(),
             client_port: None,
+            client: crate::config::ClientOptions::defaults(100),
         })
     }
 

@@ -274,7 +274,12 @@ impl Worker {
             Route::Metrics => Ok(Answer {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: prometheus::render(&self.handle.view(), self.notifier.parked()).into_bytes(),
+                body: prometheus::render(
+                    &self.handle.view(),
+                    self.notifier.parked(),
+                    &self.handle.client_port.figures(),
+                )
+                .into_bytes(),
             }),
             Route::Metadata => Ok(Answer::json(
                 200,
@@ -663,6 +668,7 @@ mod tests {
                 waker,
                 published: bounded(1).1,
                 applied: Default::default(),
+                client_port: Default::default(),
             };
             let loop_thread = apply.then(|| {
                 let rx = rx.clone();
@@ -1018,6 +1024,7 @@ mod tests {
             waker,
             published: bounded(1).1,
             applied: Default::default(),
+            client_port: Default::default(),
         };
         let cfg = HttpConfig {
             threads: 1,

@@ -145,6 +145,7 @@ impl Node {
                 waker,
                 published,
                 applied,
+                client_port: Default::default(),
             },
             seen,
             thread: Some(thread),

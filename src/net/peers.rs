@@ -15,6 +15,7 @@ use mio::Token;
 use super::conn::{Conn, Phase, ReadEnd};
 use super::event_loop::{EventLoop, LoopError};
 use super::{fourlw, Machine};
+use crate::config::FourLetterWords;
 use crate::wire::PeerMsg;
 use crate::zab::{Input, Millis, PeerId};
 
@@ -248,7 +249,11 @@ impl<M: Machine> EventLoop<M> {
             connections: self.conns.len(),
             peers: &peers,
         };
-        let text = fourlw::answer(&word, &info).unwrap_or_default();
+        let text = if self.config.client.four_letter_words.allows(&word) {
+            fourlw::answer(&word, &info).unwrap_or_default()
+        } else {
+            FourLetterWords::refusal(&word)
+        };
         if let Some(conn) = self.conns.get_mut(&token) {
             debug!(
                 "four-letter word {:?} from {}",

@@ -1,4 +1,4 @@
-//! What ZooKeeper's requests mean here, pure: session timeout negotiation and passwords,
+//! What ZooKeeper's requests mean here, pure: session passwords,
 //! requests to [`TxnOp`]s, outcomes to error codes and response records, reads answered
 //! from a tree (reads, multiRead, getEphemerals, getAllChildrenNumber, whoAmI), and what
 //! a reconnecting client's setWatches fires.
@@ -13,15 +13,6 @@ use super::jute::{
     code, create_flags, event, op, put_buffer, put_client_infos, put_int, put_multi_response,
     put_stat, put_strings, put_ustring, CreateRequest, MultiResult, Request,
 };
-
-/// The session timeout a client gets: what it asked, within [2, 20] ticks, as ZooKeeper's
-/// default minSessionTimeout and maxSessionTimeout.
-pub fn negotiate_timeout(asked_ms: i32, tick_ms: u64) -> u32 {
-    let min = tick_ms.saturating_mul(2);
-    let max = tick_ms.saturating_mul(20);
-    let asked = u64::try_from(asked_ms).unwrap_or(0);
-    u32::try_from(asked.clamp(min, max)).unwrap_or(u32::MAX)
-}
 
 /// The password of `session`: 16 bytes derived from the session id and the ensemble's
 /// `secret`, the same on every server. Not a security boundary (nor is ZooKeeper's): it
@@ -227,11 +218,15 @@ pub fn write_response(req: &Request, result: Result<OpOk, ClientError>) -> (i32,
 
 fn multi_result(req: &Request, done: OpOk) -> MultiResult {
     match (req, done) {
+        // As ZooKeeper 3.8 answers: a create or create2 inside a multi gets a create
+        // result (the path), a createContainer or createTTL a create2 result (path and
+        // stat). Its clients know no other op code in a multi's results (the Java
+        // client refuses the whole response).
         (Request::Create(c), OpOk::Created { path, stat }) => {
-            if c.op == op::CREATE {
+            if c.op == op::CREATE || c.op == op::CREATE2 {
                 MultiResult::Create(path)
             } else {
-                MultiResult::Create2(c.op, path, stat)
+                MultiResult::Create2(op::CREATE2, path, stat)
             }
         }
         (_, OpOk::Set { stat }) => MultiResult::SetData(stat),
@@ -375,30 +370,23 @@ pub fn all_children_number(tree: &ZTree, path: &str) -> (i32, Vec<u8>) {
 }
 
 /// multiRead: each op answered on its own (an error result for a failing one, the others
-/// unaffected), with the watches asked for. A write among them refuses the whole request
-/// with MarshallingError, as ZooKeeper.
-pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>, Vec<(WatchOn, String)>) {
+/// unaffected). A write among them refuses the whole request with MarshallingError, as
+/// ZooKeeper. The ops' watch flags are ignored and no watch is left: ZooKeeper 3.8
+/// rebuilds a multiRead's ops from their paths alone.
+pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>) {
     let mut results = Vec::with_capacity(ops.len());
-    let mut watches = Vec::new();
     for o in ops {
-        let (path, watch) = match o {
-            Request::GetData { path, watch }
-            | Request::GetChildren { path, watch }
-            | Request::Exists { path, watch } => (path, *watch),
-            _ => return (code::MARSHALLING_ERROR, Vec::new(), Vec::new()),
+        let path = match o {
+            Request::GetData { path, .. }
+            | Request::GetChildren { path, .. }
+            | Request::Exists { path, .. } => path,
+            _ => return (code::MARSHALLING_ERROR, Vec::new()),
         };
         if validate_path(path).is_err() {
             results.push(MultiResult::Error(code::BAD_ARGUMENTS));
             continue;
         }
         let node = tree.get(path);
-        let on = match o {
-            Request::GetChildren { .. } => WatchOn::Child,
-            _ => WatchOn::Data,
-        };
-        if watch && (node.is_some() || matches!(o, Request::Exists { .. })) {
-            watches.push((on, path.clone()));
-        }
         results.push(match (o, node) {
             (_, None) => MultiResult::Error(code::NO_NODE),
             (Request::GetData { .. }, Some(n)) => MultiResult::GetData(n.data, n.stat),
@@ -408,7 +396,7 @@ pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>, Vec<(WatchOn,
     }
     let mut out = Vec::new();
     put_multi_response(&mut out, &results);
-    (code::OK, out, watches)
+    (code::OK, out)
 }
 
 /// whoAmI: the connection's identities. Without authentication ZooKeeper gives every
@@ -483,14 +471,6 @@ mod tests {
             sequential: false,
             ephemeral_owner: 0,
         }
-    }
-
-    #[test]
-    fn timeouts_are_clamped_to_2_and_20_ticks() {
-        assert_eq!(negotiate_timeout(30_000, 100), 2000);
-        assert_eq!(negotiate_timeout(1, 100), 200);
-        assert_eq!(negotiate_timeout(-5, 100), 200);
-        assert_eq!(negotiate_timeout(700, 100), 700);
     }
 
     #[test]
@@ -688,6 +668,45 @@ mod tests {
     }
 
     #[test]
+    fn multi_results_use_the_op_codes_zookeeper_answers() {
+        let stat = crate::ztree::Stat {
+            czxid: 5,
+            ..Default::default()
+        };
+        let created = |p: &str| OpOk::Created {
+            path: p.into(),
+            stat: stat.clone(),
+        };
+        let ops = [
+            cr(op::CREATE, 0, 0),
+            cr(op::CREATE2, 0, 0),
+            cr(op::CREATE_CONTAINER, 4, 0),
+            cr(op::CREATE_TTL, 5, 1000),
+        ];
+        let (err, body) = write_response(
+            &Request::Multi(ops.to_vec()),
+            Ok(OpOk::Multi(vec![
+                created("/a"),
+                created("/b"),
+                created("/c"),
+                created("/d"),
+            ])),
+        );
+        assert_eq!(err, code::OK);
+        let mut expected = Vec::new();
+        put_multi_response(
+            &mut expected,
+            &[
+                MultiResult::Create("/a".into()),
+                MultiResult::Create("/b".into()),
+                MultiResult::Create2(op::CREATE2, "/c".into(), stat.clone()),
+                MultiResult::Create2(op::CREATE2, "/d".into(), stat),
+            ],
+        );
+        assert_eq!(body, expected);
+    }
+
+    #[test]
     fn multi_read_answers_each_op_on_its_own() {
         let t = tree_with(vec![create("/a", b"hi"), create("/a/b", b"")]);
         let ops = [
@@ -708,7 +727,7 @@ mod tests {
                 watch: true,
             },
         ];
-        let (err, body, watches) = multi_read(&t, &ops);
+        let (err, body) = multi_read(&t, &ops);
         assert_eq!(err, code::OK);
         let mut expected = Vec::new();
         put_multi_response(
@@ -721,14 +740,6 @@ mod tests {
             ],
         );
         assert_eq!(body, expected);
-        assert_eq!(
-            watches,
-            vec![
-                (WatchOn::Data, "/a".to_string()),
-                (WatchOn::Child, "/a".to_string()),
-                (WatchOn::Data, "/z".to_string()),
-            ]
-        );
         let with_write = [Request::Delete {
             path: "/a".into(),
             version: -1,
