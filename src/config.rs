@@ -437,7 +437,7 @@ SERVER:
                       default 100000
   --max-http-conns N  open HTTP connections (503 and closed past it); default 16384,
                       lowered to fit the open-files limit
-  --max-conns-per-ip N
+  --max-http-conns-per-ip N
                       open HTTP connections from one client address (429 and closed
                       past it); default 1024
   --http-idle-timeout-ms N
@@ -557,8 +557,8 @@ pub fn parse(
             }
             Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
             Long("max-http-conns") => raw.max_http_conns = Some(num(&mut p, "--max-http-conns")?),
-            Long("max-conns-per-ip") => {
-                raw.max_conns_per_ip = Some(num(&mut p, "--max-conns-per-ip")?)
+            Long("max-http-conns-per-ip") => {
+                raw.max_conns_per_ip = Some(num(&mut p, "--max-http-conns-per-ip")?)
             }
             Long("http-idle-timeout-ms") => {
                 raw.http_idle_timeout_ms = Some(num(&mut p, "--http-idle-timeout-ms")?)
@@ -705,6 +705,10 @@ impl Raw {
             max_path_depth: self.max_path_depth.or(base.max_path_depth),
             max_watches: self.max_watches.or(base.max_watches),
             event_retention: self.event_retention.or(base.event_retention),
+            max_http_conns: self.max_http_conns.or(base.max_http_conns),
+            max_conns_per_ip: self.max_conns_per_ip.or(base.max_conns_per_ip),
+            http_idle_timeout_ms: self.http_idle_timeout_ms.or(base.http_idle_timeout_ms),
+            http_header_timeout_ms: self.http_header_timeout_ms.or(base.http_header_timeout_ms),
             client_port: self.client_port.or(base.client_port),
             client_address: self.client_address.or(base.client_address),
             max_client_cnxns: self.max_client_cnxns.or(base.max_client_cnxns),
@@ -810,7 +814,7 @@ impl Raw {
                     max_conns_per_ip: positive(
                         self.max_conns_per_ip,
                         d.max_conns_per_ip,
-                        "--max-conns-per-ip",
+                        "--max-http-conns-per-ip",
                     )?,
                     idle_timeout_ms: positive(
                         self.http_idle_timeout_ms,
@@ -1168,7 +1172,7 @@ mod tests {
                 "8080",
                 "--max-http-conns",
                 "100",
-                "--max-conns-per-ip",
+                "--max-http-conns-per-ip",
                 "7",
                 "--http-idle-timeout-ms",
                 "1500",
@@ -1187,8 +1191,11 @@ mod tests {
                 header_timeout_ms: 900,
             }
         );
-        let e = msg(run(&["--port", "8080", "--max-conns-per-ip", "0"], &[]));
-        assert!(e.contains("--max-conns-per-ip"), "{e}");
+        let e = msg(run(
+            &["--port", "8080", "--max-http-conns-per-ip", "0"],
+            &[],
+        ));
+        assert!(e.contains("--max-http-conns-per-ip"), "{e}");
     }
 
     #[test]

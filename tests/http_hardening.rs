@@ -289,7 +289,7 @@ fn ten_thousand_idle_connections_cost_no_thread_and_others_are_served() {
     assert_eq!((refused, served), (over, 30 - over), "from {first}");
     let log = c.log(1);
     assert!(
-        log.contains("refused an HTTP connection") && log.contains("--max-conns-per-ip"),
+        log.contains("refused an HTTP connection") && log.contains("--max-http-conns-per-ip"),
         "no log line about the refusal"
     );
     drop(idle);

@@ -135,7 +135,7 @@ fn five_thousand_parked_watches_while_writes_go_on() {
     const WATCHERS: usize = 5_000;
     // (and 1,000 sessions), all from one address: past the default per-address limit.
     let mut opts = Options::for_tests();
-    opts.extra_args = vec!["--max-conns-per-ip".into(), "6000".into()];
+    opts.extra_args = vec!["--max-http-conns-per-ip".into(), "6000".into()];
     let cluster = Cluster::start(3, opts);
     let leader = cluster.wait_all_serving();
     let base = cluster.url(leader);

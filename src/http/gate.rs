@@ -360,7 +360,7 @@ impl Loop {
                 "too_many_connections",
                 format!(
                     "{ip} has {from_ip} connections open; the limit is {} per address \
-                     (--max-conns-per-ip)",
+                     (--max-http-conns-per-ip)",
                     limits.max_conns_per_ip
                 ),
             ))
