@@ -57,6 +57,8 @@ pub struct Config {
     pub http_threads: usize,
     /// What clients may not grow past.
     pub limits: Limits,
+    /// How many HTTP connections, and for how long idle or slow.
+    pub http_conns: ConnLimits,
     /// Where ZooKeeper's client protocol is served (port 0 picks a free one), on this
     /// server's HTTP host; `None` serves HTTP only.
     pub client_port: Option<u16>,
@@ -214,6 +216,36 @@ impl Default for Limits {
     }
 }
 
+/// Limits on the HTTP front's connections: how many, from one address and in all, and
+/// how long one may stay idle or take to send a request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Open connections in all; past it a new connection gets 503 and is closed.
+    pub max_conns: usize,
+    /// Open connections from one client address; past it a new connection gets 429 and
+    /// is closed.
+    pub max_conns_per_ip: usize,
+    /// A connection with no request under way is closed after this long (ms); so is one
+    /// whose client stops reading an answer for this long. A request body must arrive
+    /// whole within this long of its head (408 otherwise).
+    pub idle_timeout_ms: u64,
+    /// A request head must arrive whole within this long of its first byte (ms); a
+    /// slower one gets 408 and its connection is closed.
+    pub header_timeout_ms: u64,
+}
+
+impl Default for ConnLimits {
+    /// 16,384 connections, 1,024 per address, 30 s idle, 10 s for a request head.
+    fn default() -> ConnLimits {
+        ConnLimits {
+            max_conns: 16_384,
+            max_conns_per_ip: 1_024,
+            idle_timeout_ms: 30_000,
+            header_timeout_ms: 10_000,
+        }
+    }
+}
+
 /// Default heartbeat period (ms).
 pub const DEFAULT_TICK_MS: u64 = 100;
 /// Default initLimit (ticks).
@@ -273,6 +305,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             http_threads: DEFAULT_HTTP_THREADS,
             limits: Limits::default(),
+            http_conns: ConnLimits::default(),
             client_port: None,
             security: Security::default(),
             client: ClientOptions::defaults(DEFAULT_TICK_MS),
@@ -419,6 +452,18 @@ SERVER:
   --max-watches N     watches parked on this server (503 past it); default 10000
   --event-retention N events kept under /zooweeper/events (the oldest go past it);
                       default 100000
+  --max-http-conns N  open HTTP connections (503 and closed past it); default 16384,
+                      lowered to fit the open-files limit
+  --max-http-conns-per-ip N
+                      open HTTP connections from one client address (429 and closed
+                      past it); default 1024
+  --http-idle-timeout-ms N
+                      close an HTTP connection idle (or whose client stops reading an
+                      answer) this long; a request body must arrive within this long of
+                      its head (408 otherwise); default 30000
+  --http-header-timeout-ms N
+                      a request head must arrive within this long of its first byte
+                      (408 and closed otherwise); default 10000
   --client-port N     also serve ZooKeeper's client protocol (kazoo, zkCli.sh, the Java
                       client) on this port of the HTTP host; 0 picks a free port; off
                       unless given (docs/zk-protocol.md)
@@ -476,6 +521,10 @@ struct Raw {
     max_path_depth: Option<usize>,
     max_watches: Option<usize>,
     event_retention: Option<u32>,
+    max_http_conns: Option<usize>,
+    max_conns_per_ip: Option<usize>,
+    http_idle_timeout_ms: Option<u64>,
+    http_header_timeout_ms: Option<u64>,
     client_port: Option<u16>,
     peer_secret_file: Option<PathBuf>,
     client_token_file: Option<PathBuf>,
@@ -535,6 +584,16 @@ pub fn parse(
                 raw.event_retention = Some(num(&mut p, "--event-retention")?)
             }
             Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
+            Long("max-http-conns") => raw.max_http_conns = Some(num(&mut p, "--max-http-conns")?),
+            Long("max-http-conns-per-ip") => {
+                raw.max_conns_per_ip = Some(num(&mut p, "--max-http-conns-per-ip")?)
+            }
+            Long("http-idle-timeout-ms") => {
+                raw.http_idle_timeout_ms = Some(num(&mut p, "--http-idle-timeout-ms")?)
+            }
+            Long("http-header-timeout-ms") => {
+                raw.http_header_timeout_ms = Some(num(&mut p, "--http-header-timeout-ms")?)
+            }
             Long("client-port") => raw.client_port = Some(num(&mut p, "--client-port")?),
             Long("peer-secret-file") => {
                 raw.peer_secret_file = Some(text(&mut p, "--peer-secret-file")?.into())
@@ -681,6 +740,10 @@ impl Raw {
             max_path_depth: self.max_path_depth.or(base.max_path_depth),
             max_watches: self.max_watches.or(base.max_watches),
             event_retention: self.event_retention.or(base.event_retention),
+            max_http_conns: self.max_http_conns.or(base.max_http_conns),
+            max_conns_per_ip: self.max_conns_per_ip.or(base.max_conns_per_ip),
+            http_idle_timeout_ms: self.http_idle_timeout_ms.or(base.http_idle_timeout_ms),
+            http_header_timeout_ms: self.http_header_timeout_ms.or(base.http_header_timeout_ms),
             client_port: self.client_port.or(base.client_port),
             client_address: self.client_address.or(base.client_address),
             max_client_cnxns: self.max_client_cnxns.or(base.max_client_cnxns),
@@ -781,6 +844,27 @@ impl Raw {
                         }
                         n
                     },
+                }
+            },
+            http_conns: {
+                let d = ConnLimits::default();
+                ConnLimits {
+                    max_conns: positive(self.max_http_conns, d.max_conns, "--max-http-conns")?,
+                    max_conns_per_ip: positive(
+                        self.max_conns_per_ip,
+                        d.max_conns_per_ip,
+                        "--max-http-conns-per-ip",
+                    )?,
+                    idle_timeout_ms: positive(
+                        self.http_idle_timeout_ms,
+                        d.idle_timeout_ms,
+                        "--http-idle-timeout-ms",
+                    )?,
+                    header_timeout_ms: positive(
+                        self.http_header_timeout_ms,
+                        d.header_timeout_ms,
+                        "--http-header-timeout-ms",
+                    )?,
                 }
             },
             client_port: self.client_port,
@@ -1138,6 +1222,42 @@ mod tests {
         assert!(e.contains("--tick-ms"), "{e}");
         let e = msg(run(&["--port", "8080", "--bogus"], &[]));
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn http_connection_limits_default_and_take_flags() {
+        let c = run(&["--port", "8080"], &[]).unwrap();
+        assert_eq!(c.http_conns, ConnLimits::default());
+        let c = run(
+            &[
+                "--port",
+                "8080",
+                "--max-http-conns",
+                "100",
+                "--max-http-conns-per-ip",
+                "7",
+                "--http-idle-timeout-ms",
+                "1500",
+                "--http-header-timeout-ms",
+                "900",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.http_conns,
+            ConnLimits {
+                max_conns: 100,
+                max_conns_per_ip: 7,
+                idle_timeout_ms: 1500,
+                header_timeout_ms: 900,
+            }
+        );
+        let e = msg(run(
+            &["--port", "8080", "--max-http-conns-per-ip", "0"],
+            &[],
+        ));
+        assert!(e.contains("--max-http-conns-per-ip"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The HTTP+JSON front (tiny_http): a pool of worker threads that parse and validate each
+//! The HTTP+JSON front: a gate thread that holds every connection and reads requests
+//! under limits (`gate`), and a pool of worker threads that parse and validate each
 //! request ([`route`], pure), answer reads from the event loop's published [`View`], and
 //! hand writes to the loop through its bounded queue, waiting for the answer with a
 //! timeout. Every answer is explicit; every error is JSON `{"error", "code"}`.
@@ -9,9 +10,10 @@
 //! | `ops`      | sessions, create modes and multi: routing and JSON (pure) |
 //! | `api`      | JSON shapes and errors, shared with [`crate::client`] |
 //! | `metadata` | rendering `/metadata` and `/status` from a view (pure) |
-//! | `server`   | the listener, the workers, shutdown                    |
+//! | `gate`     | accepting and reading connections under limits          |
+//! | `server`   | the workers, shutdown                                  |
 //! | `watch`    | long-poll watches, parked on one notifier thread       |
-//! | `kick`     | a guard against tiny_http's pool losing a connection   |
+//! | `kick`     | a guard for the broker's and consumer's tiny_http pools |
 //! | `prometheus` | `/metrics` in Prometheus' text format (pure)         |
 //! | `auth`     | client tokens: which requests need one, the check (pure) |
 //!
@@ -19,6 +21,7 @@
 
 pub mod api;
 pub mod auth;
+mod gate;
 pub mod kick;
 pub mod metadata;
 pub mod ops;
@@ -29,7 +32,7 @@ pub mod watch;
 
 use std::time::Duration;
 
-use crate::config::Limits;
+use crate::config::{ConnLimits, Limits};
 
 pub use api::ApiError;
 pub use route::{route, Route};
@@ -48,6 +51,8 @@ pub struct HttpConfig {
     pub limits: Limits,
     /// Client tokens (`--client-token-file`); `None` asks for none.
     pub client_auth: Option<auth::ClientAuth>,
+    /// How many connections, and for how long idle or slow.
+    pub conns: ConnLimits,
 }
 
 impl Default for HttpConfig {
@@ -60,6 +65,7 @@ impl Default for HttpConfig {
             write_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             client_auth: None,
+            conns: ConnLimits::default(),
         }
     }
 }

@@ -122,6 +122,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
             max_body_bytes: config.max_body_bytes,
             write_timeout: HTTP_WRITE_TIMEOUT,
             limits: config.limits,
+            conns: config.http_conns,
             client_auth: config.security.client_tokens.as_ref().map(|tokens| {
                 http::auth::ClientAuth::new(tokens, config.security.tokens_for_reads)
             }),

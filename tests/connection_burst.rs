@@ -1,6 +1,6 @@
 //! Bursts of new keep-alive connections are all served while every earlier connection
-//! stays open (tiny_http's pool can lose the wake-up of one of them; the HTTP front's
-//! kicker makes a pool thread pick it up).
+//! stays open (tiny_http's own pool could lose the wake-up of one of them; the HTTP
+//! front now holds connections in its gate thread instead).
 
 mod support;
 

@@ -133,8 +133,10 @@ fn threads_and_rss_kib(pid: u32) -> (u64, u64) {
 #[test]
 fn five_thousand_parked_watches_while_writes_go_on() {
     const WATCHERS: usize = 5_000;
-    // (and 1,000 sessions)
-    let cluster = Cluster::start(3, Options::for_tests());
+    // (and 1,000 sessions), all from one address: past the default per-address limit.
+    let mut opts = Options::for_tests();
+    opts.extra_args = vec!["--max-http-conns-per-ip".into(), "6000".into()];
+    let cluster = Cluster::start(3, opts);
     let leader = cluster.wait_all_serving();
     let base = cluster.url(leader);
     assert_eq!(post(&format!("{base}/znodes/w"), "").0, 201);

@@ -1,4 +1,8 @@
-//! A guard against a lost wake-up in tiny_http's connection pool.
+//! A guard against a lost wake-up in tiny_http's connection pool, for the servers that
+//! still run tiny_http's own accept loop (the Mimic Queue broker and the consumer page;
+//! ZooWeeper's own front reads connections in its gate thread and has no such pool).
+//! The vendored tiny_http (`vendor/tiny_http`) fixes the lost wake-up itself; the
+//! kicker stays as a second guard there.
 //!
 //! tiny_http serves each accepted connection on a pool thread for the connection's whole
 //! life. When two connections arrive while one idle pool thread is waking up, the pool

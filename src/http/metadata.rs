@@ -118,6 +118,7 @@ pub(crate) mod tests {
             max_body_bytes: 1 << 20,
             http_threads: 2,
             limits: Default::default(),
+            http_conns: Default::default(),
             client_port: None,
             client: crate::config::ClientOptions::defaults(100),
             security: Default::default(),

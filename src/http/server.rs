@@ -1,11 +1,13 @@
-//! The tiny_http listener and its worker threads.
+//! The worker threads of the HTTP front, and its start and shutdown.
 //!
-//! Each worker loops on `recv_timeout`, checking a stop flag between requests. For each
-//! request it reads the body under a hard cap, routes it, and answers: reads from the
-//! published view, writes through the event loop's bounded queue. It always answers
-//! explicitly (tiny_http would answer a dropped request with an empty 500).
+//! The gate thread ([`super::gate`]) accepts and reads connections under limits and
+//! queues each complete request (a [`tiny_http::Request`] with its body in memory) on a
+//! bounded channel. Each worker loops on that channel, checking a stop flag between
+//! requests. For each request it reads the body under the cap, routes it, and answers:
+//! reads from the published view, writes through the event loop's bounded queue. It
+//! always answers explicitly (tiny_http would answer a dropped request with an empty 500).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,13 +15,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tiny_http::{Header, Request, Response};
 
 use super::api::{
     session_str, ApiError, MultiJson, OpResultJson, ProcessWrittenJson, SessionJson, WrittenJson,
     ZnodeJson,
 };
+use super::gate::Gate;
 use super::metadata::{metadata_rows, status_json};
 use super::prometheus;
 use super::route::{check_declared_length, route, Freshness, Route, INDEX_TEXT};
@@ -33,21 +36,18 @@ use crate::ztree::OpOk;
 /// How often an idle worker checks the stop flag.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// Largest declared body tiny_http is left to discard after an answer. tiny_http 0.12
-/// discards an unread body by allocating a buffer of its declared remaining length
-/// (`EqualReader::drop`), so a request declaring a huge `Content-Length` would abort the
-/// process; such connections are answered and then abandoned instead (see [`send`]).
-const MAX_DRAIN_BYTES: usize = 64 << 20;
+/// Complete requests waiting for a worker; past it a request gets 503 `busy`.
+pub const MAX_QUEUED_REQUESTS: usize = 1024;
 
 /// A running HTTP front. Dropping it without [`HttpServer::shutdown`] leaves the workers
 /// running until the process exits.
 pub struct HttpServer {
-    server: Arc<tiny_http::Server>,
+    gate: Gate,
+    requests: Receiver<Request>,
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     notifier: Arc<Notifier>,
-    kicker: Option<super::kick::Kicker>,
 }
 
 impl HttpServer {
@@ -56,32 +56,27 @@ impl HttpServer {
         self.addr
     }
 
-    /// Stops taking requests: wakes every worker, waits for each to finish the request
-    /// it is answering, answers requests still queued with 503 `shutting_down`, then
-    /// closes the listener.
-    ///
-    /// tiny_http gives no way to close connections already accepted: a client that keeps
-    /// an idle keep-alive connection from before the shutdown and sends on it afterwards
-    /// gets no answer (it sees its own read timeout). New connections are refused.
+    /// Stops taking requests: closes the listener, wakes every worker, waits for each to
+    /// finish the request it is answering, answers requests still queued and parked
+    /// watches with 503 `shutting_down`, writes what it can of those answers at once,
+    /// and closes every connection.
     pub fn shutdown(self) {
-        drop(self.kicker);
+        self.gate.stop_accepting();
         self.stop.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            self.server.unblock();
-        }
         for worker in self.workers {
             if worker.join().is_err() {
                 log::error!("an HTTP worker thread panicked");
             }
         }
         let stopping = ApiError::new(503, "shutting_down", "the server is shutting down");
-        while let Ok(Some(request)) = self.server.try_recv() {
-            send(request, Answer::error(&stopping), usize::MAX);
+        while let Ok(request) = self.requests.try_recv() {
+            send(request, Answer::error(&stopping));
         }
         match Arc::try_unwrap(self.notifier) {
             Ok(n) => n.shutdown(),
             Err(_) => log::error!("the watch notifier is still shared at shutdown"),
         }
+        self.gate.exit();
     }
 
     /// How many watches are parked, waiting for changes.
@@ -91,44 +86,22 @@ impl HttpServer {
 }
 
 /// Binds `addr` (port 0 picks a free port) and starts `cfg.threads` workers serving
-/// requests against the server behind `handle`. A connection silent for
-/// [`SOCKET_IO_TIMEOUT`] (idle between requests, or stalled mid-body) is closed, so slow
-/// clients cannot hold the workers.
+/// requests against the server behind `handle`, behind a gate thread that holds every
+/// connection under `cfg.conns` (idle and header timeouts, connections per address and
+/// in all) and caps bodies at `cfg.max_body_bytes`.
 ///
 /// # Errors
 /// The address cannot be bound, or a thread cannot be spawned.
 pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<HttpServer> {
-    start_with_io_timeout(addr, handle, cfg, SOCKET_IO_TIMEOUT)
-}
-
-/// Longest a read waits for this server to apply the zxid it needs.
-pub const FRESH_WAIT: Duration = Duration::from_secs(5);
-
-/// Read/write timeout of every client connection.
-pub const SOCKET_IO_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn start_with_io_timeout(
-    addr: SocketAddr,
-    handle: Handle,
-    cfg: HttpConfig,
-    io_timeout: Duration,
-) -> io::Result<HttpServer> {
     let listener = TcpListener::bind(addr)?;
-    set_io_timeouts(&listener, io_timeout)?;
     let addr = listener.local_addr()?;
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| io::Error::other(format!("cannot start the HTTP server on {addr}: {e}")))?;
-    let server = Arc::new(server);
+    let (queue, requests) = crossbeam_channel::bounded(MAX_QUEUED_REQUESTS);
     let stop = Arc::new(AtomicBool::new(false));
-    let notifier = Arc::new(Notifier::start(
-        handle.clone(),
-        cfg.max_body_bytes,
-        cfg.limits.max_watches,
-    )?);
+    let notifier = Arc::new(Notifier::start(handle.clone(), cfg.limits.max_watches)?);
     let mut workers = Vec::new();
     for i in 0..cfg.threads.max(1) {
         let worker = Worker {
-            server: server.clone(),
+            requests: requests.clone(),
             stop: stop.clone(),
             handle: handle.clone(),
             cfg: cfg.clone(),
@@ -141,59 +114,45 @@ fn start_with_io_timeout(
         match spawned {
             Ok(w) => workers.push(w),
             Err(e) => {
-                HttpServer {
-                    server,
-                    addr,
-                    stop,
-                    workers,
-                    notifier,
-                    kicker: None,
+                stop.store(true, Ordering::SeqCst);
+                for w in workers {
+                    let _ = w.join();
                 }
-                .shutdown();
                 return Err(e);
             }
         }
     }
+    let gate = match Gate::start(listener, cfg.conns, cfg.max_body_bytes, queue) {
+        Ok(g) => g,
+        Err(e) => {
+            stop.store(true, Ordering::SeqCst);
+            for w in workers {
+                let _ = w.join();
+            }
+            return Err(e);
+        }
+    };
     log::info!(
-        "HTTP front listening on {addr} with {} workers",
-        workers.len()
+        "HTTP front listening on {addr} with {} workers; at most {} connections, {} per \
+         address, closed after {} ms idle or {} ms for a request head",
+        workers.len(),
+        cfg.conns.max_conns,
+        cfg.conns.max_conns_per_ip,
+        cfg.conns.idle_timeout_ms,
+        cfg.conns.header_timeout_ms
     );
     Ok(HttpServer {
-        server,
+        gate,
+        requests,
         addr,
         stop,
         workers,
         notifier,
-        kicker: Some(super::kick::Kicker::start(addr)?),
     })
 }
 
-/// Sets `SO_RCVTIMEO`/`SO_SNDTIMEO` on the listening socket. tiny_http accepts the
-/// connections itself and offers no timeouts; accepted sockets inherit these options
-/// from the listener (Linux and the BSDs copy them at accept).
-fn set_io_timeouts(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-        tv_usec: timeout.subsec_micros().into(),
-    };
-    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: a valid socket fd, and a timeval that lives across the call with its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
+/// Longest a read waits for this server to apply the zxid it needs.
+pub const FRESH_WAIT: Duration = Duration::from_secs(5);
 
 /// What serving a request came to: an answer now, or a watch to park.
 enum Served {
@@ -236,7 +195,7 @@ impl Answer {
 }
 
 struct Worker {
-    server: Arc<tiny_http::Server>,
+    requests: Receiver<Request>,
     stop: Arc<AtomicBool>,
     handle: Handle,
     cfg: HttpConfig,
@@ -247,10 +206,10 @@ struct Worker {
 impl Worker {
     fn run(self) {
         while !self.stop.load(Ordering::SeqCst) {
-            match self.server.recv_timeout(IDLE_POLL) {
-                Ok(Some(request)) => self.answer(request),
-                Ok(None) => {}
-                Err(e) => log::debug!("HTTP connection error: {e}"),
+            match self.requests.recv_timeout(IDLE_POLL) {
+                Ok(request) => self.answer(request),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
@@ -270,11 +229,11 @@ impl Worker {
                 )))
             });
         match served {
-            Served::Now(answer) => send(request, answer, self.cfg.max_body_bytes),
+            Served::Now(answer) => send(request, answer),
             Served::Park(watch, after) => {
                 if let Err(refused) = self.notifier.park(request, &watch, after) {
                     let (request, e) = *refused;
-                    send(request, Answer::error(&e), self.cfg.max_body_bytes);
+                    send(request, Answer::error(&e));
                 }
             }
         }
@@ -509,21 +468,8 @@ impl Worker {
     }
 }
 
-/// Sends `answer`. A request whose declared body is over both `max_body_bytes` and
-/// [`MAX_DRAIN_BYTES`] was not read; letting tiny_http discard that body would allocate
-/// its declared length, so that connection is answered and abandoned instead
-/// ([`answer_and_abandon`]).
-pub(super) fn send(request: Request, answer: Answer, max_body_bytes: usize) {
-    let declared = request.body_length().unwrap_or(0);
-    if declared > max_body_bytes.max(MAX_DRAIN_BYTES) {
-        log::warn!(
-            "{:?} declared a {declared}-byte body; answered {} and abandoned the connection",
-            request.remote_addr(),
-            answer.status
-        );
-        answer_and_abandon(request, &answer);
-        return;
-    }
+/// Sends `answer`.
+pub(super) fn send(request: Request, answer: Answer) {
     let mut response = Response::from_data(answer.body).with_status_code(answer.status);
     if answer.status != 204 {
         let header = Header::from_bytes(&b"Content-Type"[..], answer.content_type.as_bytes())
@@ -539,35 +485,6 @@ pub(super) fn send(request: Request, answer: Answer, max_body_bytes: usize) {
     if let Err(e) = request.respond(response) {
         log::debug!("could not send an HTTP answer: {e}");
     }
-}
-
-/// Answers without ever dropping the request's body reader (whose drop would allocate
-/// the declared body length): takes the raw connection through `upgrade` (which sends
-/// an interim `100 Continue`), writes the final answer with `Connection: close` by hand,
-/// and forgets the connection. This deliberately leaks one tiny_http connection thread
-/// and socket per such request, which beats the process aborting.
-fn answer_and_abandon(request: Request, answer: &Answer) {
-    let mut stream = request.upgrade("zooweeper-refused", Response::empty(100));
-    let challenge = if answer.status == 401 {
-        format!("WWW-Authenticate: {}\r\n", super::auth::WWW_AUTHENTICATE)
-    } else {
-        String::new()
-    };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
-        answer.status,
-        tiny_http::StatusCode(answer.status).default_reason_phrase(),
-        answer.content_type,
-        answer.body.len()
-    );
-    let sent = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(&answer.body))
-        .and_then(|()| stream.flush());
-    if let Err(e) = sent {
-        log::debug!("could not send an HTTP answer: {e}");
-    }
-    std::mem::forget(stream);
 }
 
 /// The success answer for a write.
@@ -1035,6 +952,60 @@ mod tests {
         responder.join().unwrap();
     }
 
+    /// Reads one whole answer (head, then a `Content-Length` body) from `s`.
+    fn read_one_answer(s: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "closed mid-head");
+            got.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&got).to_string();
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        head + &String::from_utf8_lossy(&body)
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_on_one_connection() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let mut s = TcpStream::connect(f.addr()).unwrap();
+        s.write_all(
+            b"POST /znodes/p HTTP/1.1\r\nContent-Length: 2\r\n\r\nv1\
+              GET /znodes/p HTTP/1.1\r\n\r\n\
+              \r\nDELETE /znodes/p HTTP/1.1\r\n\r\n\
+              GET /znodes/p HTTP/1.1\r\n\r\n",
+        )
+        .unwrap();
+        let answers: Vec<String> = (0..4).map(|_| read_one_answer(&mut s)).collect();
+        assert!(answers[0].starts_with("HTTP/1.1 201"), "{}", answers[0]);
+        assert!(answers[1].starts_with("HTTP/1.1 200"), "{}", answers[1]);
+        assert!(answers[1].contains("\"data\":\"v1\""), "{}", answers[1]);
+        assert!(answers[2].starts_with("HTTP/1.1 204"), "{}", answers[2]);
+        assert!(answers[3].starts_with("HTTP/1.1 404"), "{}", answers[3]);
+    }
+
+    #[test]
+    fn expect_continue_gets_100_then_the_answer() {
+        let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
+        let mut s = TcpStream::connect(f.addr()).unwrap();
+        s.write_all(
+            b"POST /znodes/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .unwrap();
+        let mut interim = [0u8; 25];
+        s.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        s.write_all(b"hello").unwrap();
+        let answer = read_one_answer(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+        assert_eq!(f.client.get("/e").unwrap().data, b"hello");
+    }
+
     #[test]
     fn huge_declared_length_is_413_and_does_not_take_the_server_down() {
         let (f, _rx) = Fixture::start(16, HttpConfig::default(), true);
@@ -1073,15 +1044,13 @@ mod tests {
         };
         let cfg = HttpConfig {
             threads: 1,
+            conns: crate::config::ConnLimits {
+                idle_timeout_ms: 300,
+                ..Default::default()
+            },
             ..HttpConfig::default()
         };
-        let http = start_with_io_timeout(
-            "127.0.0.1:0".parse().unwrap(),
-            handle,
-            cfg,
-            Duration::from_millis(300),
-        )
-        .unwrap();
+        let http = start("127.0.0.1:0".parse().unwrap(), handle, cfg).unwrap();
         // Declares 100 bytes, sends 3, then stalls: the only worker must not stay stuck.
         let mut s = TcpStream::connect(http.local_addr()).unwrap();
         s.write_all(b"POST /znodes/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\nabc")

@@ -119,18 +119,14 @@ pub(super) struct Notifier {
 
 impl Notifier {
     /// Starts the notifier for the server behind `handle`.
-    pub(super) fn start(
-        handle: Handle,
-        max_body_bytes: usize,
-        max_parked: usize,
-    ) -> io::Result<Notifier> {
+    pub(super) fn start(handle: Handle, max_parked: usize) -> io::Result<Notifier> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let parked = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (count, flag) = (parked.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("http-watch".into())
-            .spawn(move || run(&handle, &rx, &count, &flag, max_body_bytes))?;
+            .spawn(move || run(&handle, &rx, &count, &flag))?;
         Ok(Notifier {
             tx: Some(tx),
             max_parked,
@@ -192,13 +188,7 @@ impl Notifier {
     }
 }
 
-fn run(
-    handle: &Handle,
-    rx: &Receiver<Parked>,
-    count: &AtomicUsize,
-    stop: &AtomicBool,
-    max_body_bytes: usize,
-) {
+fn run(handle: &Handle, rx: &Receiver<Parked>, count: &AtomicUsize, stop: &AtomicBool) {
     let mut parked: Vec<Parked> = Vec::new();
     loop {
         let now = Instant::now();
@@ -222,7 +212,7 @@ fn run(
         if closed || stop.load(Ordering::SeqCst) {
             let stopping = ApiError::new(503, "shutting_down", "the server is shutting down");
             for p in parked.drain(..) {
-                send(p.request, Answer::error(&stopping), max_body_bytes);
+                send(p.request, Answer::error(&stopping));
             }
             count.store(0, Ordering::SeqCst);
             return;
@@ -232,9 +222,9 @@ fn run(
         let mut still = Vec::with_capacity(parked.len());
         for p in parked.drain(..) {
             if let Some(answer) = check(&view, &p.path, p.kind, p.after) {
-                send(p.request, answer, max_body_bytes);
+                send(p.request, answer);
             } else if now >= p.deadline {
-                send(p.request, Answer::empty(204), max_body_bytes);
+                send(p.request, Answer::empty(204));
             } else {
                 still.push(p);
                 continue;
