@@ -19,6 +19,7 @@
 //! | [`zk`]    | ZooKeeper's client protocol: jute records (pure), one mio thread | sockets |
 //! | [`runtime`] | starts and wires the threads of one server             | threads |
 //! | [`client`]| a small blocking client of the HTTP API                  | sockets |
+//! | [`nemesis`] | faults on real servers and a linearizability checker (`zw-nemesis`) | processes, sockets |
 //! | [`queue`] | Mimic Queue, the goals use case: broker, consumer, log    | files, sockets |
 //! | `sim`     | deterministic simulation of N cores (tests, `sim` feature) | none |
 
@@ -27,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod histogram;
 pub mod http;
+pub mod nemesis;
 pub mod net;
 pub mod os;
 pub mod queue;
