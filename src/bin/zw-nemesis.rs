@@ -4,6 +4,8 @@
 use std::error::Error;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use zooweeper::nemesis::checker;
@@ -90,6 +92,7 @@ fn parse() -> Result<Args, lexopt::Error> {
             work_dir: std::env::temp_dir(),
             keep: false,
         },
+        interrupt: Arc::new(AtomicBool::new(false)),
     };
     let mut args = Args {
         cfg: cfg.clone(),
@@ -160,6 +163,9 @@ fn parse() -> Result<Args, lexopt::Error> {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
+    // Before any thread exists: every thread inherits the mask, and only the signal
+    // thread takes SIGINT/SIGTERM.
+    let signals = zooweeper::os::TermSignals::block()?;
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
@@ -174,6 +180,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(path) = &args.check {
         std::process::exit(check_file(path));
     }
+    let interrupt = args.cfg.interrupt.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            // The first signal ends the run cleanly (servers stopped, namespaces
+            // removed); a second one exits at once.
+            if signals.wait().is_ok() {
+                eprintln!("zw-nemesis: interrupted; cleaning up (again to exit at once)");
+                interrupt.store(true, Ordering::Relaxed);
+            }
+            if signals.wait().is_ok() {
+                std::process::exit(130);
+            }
+        })?;
     let code = run_all(&args);
     std::process::exit(code);
 }
@@ -215,6 +235,10 @@ fn run_all(args: &Args) -> i32 {
     let mut worst = 0;
     let mut stdout = std::io::stdout();
     for k in 1..=args.runs {
+        if args.cfg.interrupt.load(Ordering::Relaxed) {
+            worst = worst.max(2);
+            break;
+        }
         let mut cfg = args.cfg.clone();
         cfg.seed = args.cfg.seed.wrapping_add(u64::from(k - 1));
         println!(
@@ -268,8 +292,9 @@ fn report_run(k: u32, cfg: &Config, out: &Outcomes, history_to: Option<&PathBuf>
     }
     let r = &out.report;
     println!(
-        "  checked {} keys ({} configurations explored): {} anomalies, {} undecided",
+        "  checked {} keys in {:.2} s ({} configurations explored): {} anomalies, {} undecided",
         r.keys,
+        out.check_time.as_secs_f64(),
         r.explored,
         r.anomalies.len(),
         r.undecided.len()
@@ -310,6 +335,7 @@ fn report_run(k: u32, cfg: &Config, out: &Outcomes, history_to: Option<&PathBuf>
         "undecided": r.undecided.len(),
         "crashes": out.crashes.len(),
         "elapsed_s": out.elapsed.as_secs_f64(),
+        "check_s": out.check_time.as_secs_f64(),
     });
     println!("ZW-NEMESIS-SUMMARY {summary}");
     code

@@ -108,6 +108,7 @@ impl Cluster {
     /// # Errors
     /// The IO error making the directories, as a sentence.
     pub fn new(spec: Spec, placement: Placement) -> Result<Cluster, String> {
+        remove_stale_dirs(&spec.work_dir);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
@@ -447,6 +448,34 @@ impl Drop for Cluster {
         }
         if !self.spec.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Removes data dirs left in `work_dir` by drivers that were killed before they could
+/// clean up: named for a pid that no longer runs, untouched for ten minutes.
+fn remove_stale_dirs(work_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("zw-nemesis-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let old = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_dir())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        if old && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }

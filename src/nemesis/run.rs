@@ -72,6 +72,8 @@ pub struct Config {
     pub net: NetMode,
     /// The server binary, its tuning and where its data goes.
     pub spec: Spec,
+    /// Set (by a signal handler) to end the run early, healing and cleaning up.
+    pub interrupt: Arc<AtomicBool>,
 }
 
 /// What a run did and found.
@@ -88,6 +90,8 @@ pub struct Outcomes {
     pub elapsed: Duration,
     /// Servers that exited on their own during the run.
     pub crashes: Vec<String>,
+    /// How long the check took.
+    pub check_time: Duration,
 }
 
 impl Outcomes {
@@ -288,7 +292,9 @@ fn drive(
             .map(|(id, status)| format!("server {id} exited on its own: {status}")),
     );
     let _ = writeln!(log, "checking {} operations", ops.len());
+    let checking = Instant::now();
     let report = checker::check(&ops);
+    let check_time = checking.elapsed();
     Ok(Outcomes {
         ops,
         faults: nemesis.faults,
@@ -296,6 +302,7 @@ fn drive(
         report,
         elapsed,
         crashes: nemesis.crashes,
+        check_time,
     })
 }
 
@@ -361,6 +368,9 @@ impl Nemesis {
             ]);
         }
         let done = |shared: &Shared| {
+            if cfg.interrupt.load(Ordering::Relaxed) {
+                return true;
+            }
             let t = shared.start.elapsed();
             let n = shared.completed.load(Ordering::Relaxed);
             t >= cfg.duration && n >= cfg.min_ops
@@ -370,6 +380,9 @@ impl Nemesis {
             let gap = self.rng.around(cfg.fault_gap);
             if self.wait(gap, shared, &done, &mut progress_at, log) {
                 return Ok(());
+            }
+            if cfg.interrupt.load(Ordering::Relaxed) {
+                return Err("interrupted".into());
             }
             if shared.start.elapsed() > cfg.max_duration {
                 return Err(format!(
@@ -399,6 +412,9 @@ impl Nemesis {
                     let _ = writeln!(log, "{msg}\n{}", cluster.log_tail(id, 20));
                     self.crashes.push(msg);
                     cluster.start(id)?;
+                }
+                if cfg.interrupt.load(Ordering::Relaxed) {
+                    return Err("interrupted".into());
                 }
                 if stop_early {
                     return Ok(());
