@@ -29,7 +29,9 @@ fn quick_nemesis_run_finds_no_anomaly_with_faults_injected() {
             .to_string()
     });
     eprintln!("ZW_SEED={seed}");
-    let work = tempfile::tempdir().unwrap();
+    // Data dirs go here and are removed by the driver; on an anomaly it keeps them (with
+    // the servers' logs) and writes the history here, so both outlive the test.
+    let work = env!("CARGO_TARGET_TMPDIR");
     let child = Command::new(env!("CARGO_BIN_EXE_zw-nemesis"))
         .args([
             "--quick",
@@ -38,9 +40,8 @@ fn quick_nemesis_run_finds_no_anomaly_with_faults_injected() {
             "--bin",
             env!("CARGO_BIN_EXE_zooweeper"),
         ])
-        .arg("--work-dir")
-        .arg(work.path())
-        .current_dir(work.path())
+        .args(["--work-dir", work])
+        .current_dir(work)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -58,7 +59,7 @@ fn quick_nemesis_run_finds_no_anomaly_with_faults_injected() {
     eprintln!("{out}");
     assert!(
         status.success(),
-        "zw-nemesis failed ({status}); its output is above"
+        "zw-nemesis failed ({status}); its output is above, the history and logs under {work}"
     );
     let summary: Value = out
         .lines()
@@ -70,6 +71,23 @@ fn quick_nemesis_run_finds_no_anomaly_with_faults_injected() {
     assert_eq!(summary["crashes"], 0);
     let ok = summary["ok"].as_u64().unwrap();
     assert!(ok >= 200, "only {ok} operations succeeded");
+    let calls = [
+        "sync-read",
+        "local-read",
+        "write",
+        "cas",
+        "create",
+        "delete",
+        "open-session",
+        "create-ephemeral",
+        "close-session",
+    ];
+    for call in calls {
+        let n = summary["by_call"][format!("{call}:ok")]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(n > 0, "no {call} succeeded");
+    }
     let faults = summary["faults"].as_object().unwrap();
     let injected: u64 = faults.values().map(|n| n.as_u64().unwrap()).sum();
     assert!(

@@ -322,6 +322,11 @@ fn report_run(k: u32, cfg: &Config, out: &Outcomes, history_to: Option<&PathBuf>
             Err(e) => println!("  cannot write the history to {}: {e}", path.display()),
         }
     }
+    let by_call: serde_json::Map<String, serde_json::Value> = out
+        .by_call()
+        .into_iter()
+        .map(|((call, kind), n)| (format!("{call}:{kind}"), n.into()))
+        .collect();
     let summary = serde_json::json!({
         "run": k,
         "seed": cfg.seed,
@@ -329,6 +334,7 @@ fn report_run(k: u32, cfg: &Config, out: &Outcomes, history_to: Option<&PathBuf>
         "ok": ok,
         "fail": fail,
         "info": info,
+        "by_call": by_call,
         "faults": out.faults,
         "partitions_skipped": out.partitions_skipped,
         "anomalies": r.anomalies.len(),
