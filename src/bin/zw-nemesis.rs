@@ -163,9 +163,6 @@ fn parse() -> Result<Args, lexopt::Error> {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    // Before any thread exists: every thread inherits the mask, and only the signal
-    // thread takes SIGINT/SIGTERM.
-    let signals = zooweeper::os::TermSignals::block()?;
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
@@ -180,6 +177,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(path) = &args.check {
         std::process::exit(check_file(path));
     }
+    // Before any thread exists: every thread inherits the mask, and only the signal
+    // thread takes SIGINT/SIGTERM.
+    let signals = zooweeper::os::TermSignals::block()?;
     let interrupt = args.cfg.interrupt.clone();
     std::thread::Builder::new()
         .name("signals".into())
@@ -364,6 +364,19 @@ fn print_anomalies(ops: &[Op], r: &checker::Report) {
             continue;
         }
         let skip = a.ops.len().saturating_sub(SHOWN);
+        // Unknown outcomes from before the last operations shown may still take effect
+        // within them: list those too.
+        let pending: Vec<&Op> = a.ops[..skip]
+            .iter()
+            .filter_map(|id| by_id.get(id).copied())
+            .filter(|op| op.outcome.kind() == "info" && !op.call.is_read())
+            .collect();
+        if !pending.is_empty() {
+            println!("    unknown outcomes before them ({}):", pending.len());
+            for op in pending.iter().rev().take(SHOWN).rev() {
+                println!("    {op}");
+            }
+        }
         if skip > 0 {
             println!(
                 "    ... {skip} earlier operations on {} (in the history file)",

@@ -32,12 +32,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use super::history::{Answer, Call, Op, Outcome, Seen};
 
 /// How many (linearized set, state) configurations one key may explore before the
-/// checker gives up on it and says so.
+/// checker gives up on it and says so: this many, or [`STATES_PER_OP`] per operation of
+/// the key if that is more (a long history needs at least one per operation).
 pub const DEFAULT_STATE_LIMIT: usize = 2_000_000;
+
+/// Configurations a key may explore per operation in its history (see
+/// [`DEFAULT_STATE_LIMIT`]).
+pub const STATES_PER_OP: usize = 200;
 
 /// One violation of what ZooWeeper promises.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -75,11 +81,18 @@ pub struct Report {
 
 /// Checks `ops` (a whole history) with the default state limit.
 pub fn check(ops: &[Op]) -> Report {
-    check_with_limit(ops, DEFAULT_STATE_LIMIT)
+    check_keys(ops, |n| {
+        DEFAULT_STATE_LIMIT.max(STATES_PER_OP.saturating_mul(n))
+    })
 }
 
 /// Checks `ops`, exploring at most `limit` configurations per key.
 pub fn check_with_limit(ops: &[Op], limit: usize) -> Report {
+    check_keys(ops, |_| limit)
+}
+
+/// Checks `ops`, a key of `n` operations exploring at most `limit_for(n)` configurations.
+fn check_keys(ops: &[Op], limit_for: impl Fn(usize) -> usize) -> Report {
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for op in ops {
         if !matches!(op.call, Call::OpenSession) {
@@ -94,6 +107,7 @@ pub fn check_with_limit(ops: &[Op], limit: usize) -> Report {
         kops.sort_by_key(|o| (o.invoke_ns, o.id));
         report.anomalies.extend(check_reads(key, &kops));
         let model = KeyModel::new(&kops);
+        let limit = limit_for(kops.len());
         let (verdict, explored) = model.linearizable(u64::MAX, limit);
         report.explored += explored;
         match verdict {
@@ -324,8 +338,13 @@ impl KeyModel {
                 Outcome::Info { .. } => Kind::Unknown,
             };
             if let Some(m) = model_op(op, &seen, &mut intern) {
+                // Deletes carry no data: unknown ones of the same shape are always
+                // interchangeable.
                 let ghost = kind == Kind::Unknown
-                    && op.call.written_value().is_some_and(|v| !seen.contains(v));
+                    && match op.call.written_value() {
+                        Some(v) => !seen.contains(v),
+                        None => matches!(op.call, Call::Delete { .. }),
+                    };
                 let group = if ghost { shape(&m) } else { None };
                 entries.push((
                     Entry {
@@ -515,6 +534,7 @@ fn shape(m: &M) -> Option<(u8, i64, u64)> {
             ..
         } => Some((0, expect.map_or(-1, i64::from), 0)),
         M::Create { owner, .. } => Some((1, 0, owner)),
+        M::Delete { expect } => Some((2, expect.map_or(-1, i64::from), 0)),
         _ => None,
     }
 }
@@ -522,9 +542,13 @@ fn shape(m: &M) -> Option<(u8, i64, u64)> {
 // ---------------------------------------------------------------------------------------
 // The search.
 
-/// A configuration already explored: the first definite op not yet linearized, which
-/// definite ops after it are, which unknown ops are, and the state.
-type MemoKey = (usize, Vec<u64>, Vec<u64>, State);
+/// A configuration already explored, as a 128-bit fingerprint of: the first definite op
+/// not yet linearized, which definite ops after it are, which unknown ops are, and the
+/// state. Keeping fingerprints instead of the configurations makes the memo 16 bytes an
+/// entry; two configurations sharing a fingerprint (odds about n²/2¹²⁹) could only prune
+/// a branch, so at worst a linearizable history would be reported as not, never the
+/// reverse.
+type MemoKey = u128;
 
 struct Search<'a> {
     defs: Vec<&'a Entry>,
@@ -641,15 +665,20 @@ impl Search<'_> {
     }
 
     fn memo_key(&self, first: usize, state: &State) -> MemoKey {
-        let mut defs = self.def_done[first / 64..].to_vec();
-        while defs.last() == Some(&0) {
-            defs.pop();
+        let mut defs = &self.def_done[first / 64..];
+        while let [rest @ .., 0] = defs {
+            defs = rest;
         }
-        let mut unks = self.unk_done.clone();
-        while unks.last() == Some(&0) {
-            unks.pop();
+        let mut unks = &self.unk_done[..];
+        while let [rest @ .., 0] = unks {
+            unks = rest;
         }
-        (first, defs, unks, state.clone())
+        let half = |salt: u64| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (salt, first, defs, unks, state).hash(&mut h);
+            h.finish()
+        };
+        (u128::from(half(0x9E37_79B9_7F4A_7C15)) << 64) | u128::from(half(0xC2B2_AE3D_27D4_EB4F))
     }
 
     /// The ops that may be linearized next: not yet linearized and invoked before the

@@ -330,7 +330,7 @@ fn make_root(urls: &[String], timeout: Duration) -> Result<(), String> {
 
 /// A fault in force, and how to heal it.
 enum Active {
-    Killed(u64),
+    Killed(Vec<u64>),
     Paused(u64),
     Partitioned,
 }
@@ -354,7 +354,7 @@ impl Nemesis {
     ) -> Result<(), String> {
         let mut kinds: Vec<&str> = Vec::new();
         if cfg.faults.kill {
-            kinds.extend(["kill-leader", "kill-follower"]);
+            kinds.extend(["kill-leader", "kill-follower", "kill-majority", "kill-all"]);
         }
         if cfg.faults.pause {
             kinds.extend(["pause-leader", "pause-follower"]);
@@ -477,8 +477,33 @@ impl Nemesis {
         match kind {
             "kill-leader" | "kill-follower" => {
                 cluster.kill(target)?;
-                self.active = Some(Active::Killed(target));
+                self.active = Some(Active::Killed(vec![target]));
                 Ok(format!("SIGKILL server {target} ({kind})"))
+            }
+            "kill-majority" | "kill-all" => {
+                // The leader (when there is one) and followers up to a majority, or all:
+                // whatever was acknowledged must come back from the disks.
+                let mut victims: Vec<u64> = leader.into_iter().collect();
+                let mut rest: Vec<u64> =
+                    ids.iter().copied().filter(|&i| Some(i) != leader).collect();
+                let want = if kind == "kill-all" {
+                    ids.len()
+                } else {
+                    ids.len() / 2 + 1
+                };
+                while victims.len() < want {
+                    let i = self.rng.below(rest.len() as u64) as usize;
+                    victims.push(rest.swap_remove(i));
+                }
+                let mut killed = Vec::new();
+                for &v in &victims {
+                    if cluster.running(v) {
+                        cluster.kill(v)?;
+                        killed.push(v);
+                    }
+                }
+                self.active = Some(Active::Killed(killed));
+                Ok(format!("SIGKILL servers {victims:?} ({kind})"))
             }
             "pause-leader" | "pause-follower" => {
                 cluster.pause(target)?;
@@ -520,7 +545,10 @@ impl Nemesis {
     fn heal(&mut self, cluster: &mut Cluster, net: &mut Option<&mut Netns>, log: &mut dyn Write) {
         let healed = match self.active.take() {
             None => return,
-            Some(Active::Killed(id)) => cluster.start(id).map(|_| format!("restart server {id}")),
+            Some(Active::Killed(ids)) => ids
+                .iter()
+                .try_for_each(|&id| cluster.start(id))
+                .map(|_| format!("restart servers {ids:?}")),
             Some(Active::Paused(id)) => cluster.resume(id).map(|_| format!("SIGCONT server {id}")),
             Some(Active::Partitioned) => match net.as_deref_mut() {
                 Some(n) => n.heal().map(|_| "heal the network".to_string()),
@@ -813,6 +841,10 @@ impl Worker {
         let outcome = classify(&call, &result);
         if !matches!(outcome, Outcome::Ok { .. }) && !tree_error(&result) {
             self.switch_server();
+            // A client backs off before it tries again, as real ones do: while servers
+            // are down, a refused connection would otherwise come back in microseconds
+            // and flood the history with failures.
+            std::thread::sleep(Duration::from_millis(5 + self.rng.below(20)));
         }
         if let Ok(answer) = &result {
             self.learn(key, &call, answer);

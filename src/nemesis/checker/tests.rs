@@ -423,3 +423,25 @@ fn the_search_limit_leaves_a_key_undecided_instead_of_guessing() {
     let r = check_with_limit(&h.ops, 5);
     assert_eq!(r.undecided, vec![K.to_string()]);
 }
+
+#[test]
+fn unknown_deletes_of_one_shape_are_tried_once_each_in_turn() {
+    let mut h = H::default();
+    h.create(0, "a", (0, 1), written(0, 10));
+    for c in 0..40 {
+        h.op(c + 1, K, Call::Delete { expect: None }, (2, 3), info());
+    }
+    // One of them happened; the znode was made again and read.
+    h.create(0, "b", (10, 11), written(0, 20))
+        .read(0, (12, 13), seen("b", 0, 20))
+        .write(0, "c", (14, 15), written(1, 21))
+        .read(0, (16, 17), seen("c", 1, 21));
+    let r = check(&h.ops);
+    assert_eq!(r.anomalies, vec![]);
+    assert!(r.explored < 1_000, "explored {}", r.explored);
+    // Another of them may delete it later, but none can bring back older data.
+    h.read(0, (18, 19), None);
+    assert_eq!(h.kinds(), Vec::<&str>::new());
+    h.read(0, (20, 21), seen("b", 0, 20));
+    assert_eq!(h.kinds(), ["not-linearizable"]);
+}
