@@ -65,6 +65,17 @@ else
   echo "installed /usr/share/zookeeper/bin/zkCli.sh"
 fi
 
+step "nftables for zw-nemesis's partitions (Debian's package, installed when missing; root only)"
+if command -v nft >/dev/null 2>&1; then
+  echo "found $(command -v nft)"
+elif [ "$(id -u)" = 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+  echo "installed $(command -v nft)"
+else
+  echo "not root: tests/nemesis.rs runs kills and pauses only (partitions need root, ip netns and nft)"
+fi
+
 step "cargo test --features sim"
 cargo test --features sim
 

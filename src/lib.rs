@@ -20,6 +20,7 @@
 //! | [`runtime`] | starts and wires the threads of one server             | threads |
 //! | [`secrets`] | the peer secret and client tokens, from owner-only files | files |
 //! | [`client`]| a small blocking client of the HTTP API                  | sockets |
+//! | [`nemesis`] | faults on real servers and a linearizability checker (`zw-nemesis`) | processes, sockets |
 //! | [`queue`] | Mimic Queue, the goals use case: broker, consumer, log    | files, sockets |
 //! | `sim`     | deterministic simulation of N cores (tests, `sim` feature) | none |
 
@@ -28,6 +29,7 @@ pub mod client;
 pub mod config;
 pub mod histogram;
 pub mod http;
+pub mod nemesis;
 pub mod net;
 pub mod os;
 pub mod queue;
