@@ -36,8 +36,10 @@ pub enum ClientError {
         /// The server's sentence.
         message: String,
     },
-    /// No connection could be made (refused, no route, bad host): nothing was sent, so
-    /// another server may safely take the same request.
+    /// No connection could be made (refused, no route, bad host) on the last attempt.
+    /// For POST nothing was sent. For GET, PUT and DELETE, the HTTP client re-sends on a
+    /// fresh connection when a kept-alive one broke, so an earlier attempt may have
+    /// reached the server: a DELETE answered `Unreachable` may have been applied.
     Unreachable(String),
     /// The connection broke or timed out after the request may have been sent.
     Transport(String),
@@ -228,8 +230,13 @@ impl Ensemble {
     }
 
     /// Runs `f` against the current server, then the others in turn while a server
-    /// cannot serve it (unreachable, `no_leader`, `shutting_down`); the first other answer
-    /// is returned, and its server becomes the current one.
+    /// cannot serve it (unreachable, a broken connection, `no_leader`, `shutting_down`);
+    /// the first other answer is returned, and its server becomes the current one.
+    ///
+    /// A broken connection may come after the server applied a write, so a retried
+    /// create can answer `node_exists` and a retried delete `no_node` for a write that
+    /// was made: use it for reads and for writes whose callers treat those answers as
+    /// done (as the broker and consumer do).
     ///
     /// # Errors
     /// The last server's error when none could serve it; otherwise `f`'s error.
