@@ -56,6 +56,10 @@ pub struct Config {
     /// Where ZooKeeper's client protocol is served (port 0 picks a free one), on this
     /// server's HTTP host; `None` serves HTTP only.
     pub client_port: Option<u16>,
+    /// The superuser's digest id, `user:<base64 sha1>` (ZooKeeper's
+    /// `zookeeper.DigestAuthenticationProvider.superDigest`): a client that authenticates
+    /// with that user's password passes every ACL check.
+    pub super_digest: Option<String>,
 }
 
 /// What clients may not grow past; each has a clear error past it. Checked by the server
@@ -143,6 +147,7 @@ impl Config {
             http_threads: DEFAULT_HTTP_THREADS,
             limits: Limits::default(),
             client_port: None,
+            super_digest: None,
         }
     }
 
@@ -188,8 +193,8 @@ impl Config {
 pub enum Command {
     /// Run a server with this configuration; `log` is the `--log` level, if given.
     Run {
-        /// The server's configuration.
-        config: Config,
+        /// The server's configuration (boxed: it is large beside `Help`).
+        config: Box<Config>,
         /// `--log LEVEL`, overriding `RUST_LOG`.
         log: Option<String>,
     },
@@ -261,6 +266,10 @@ SERVER:
   --client-port N     also serve ZooKeeper's client protocol (kazoo, zkCli.sh, the Java
                       client) on this port of the HTTP host; 0 picks a free port; off
                       unless given (docs/zk-protocol.md)
+  --super-digest USER:HASH
+                      the superuser's digest id (ZooKeeper's superDigest): a client that
+                      authenticates as USER with the password whose digest is HASH
+                      (base64 of the SHA-1 of USER:PASSWORD) passes every ACL check
   --log LEVEL         error|warn|info|debug|trace or an env_logger filter [RUST_LOG];
                       default info
   -h, --help          print this help
@@ -268,6 +277,23 @@ SERVER:
 The peer port also answers ZooKeeper's four-letter words: ruok, srvr, stat, mntr, conf
 (e.g. `echo ruok | nc 127.0.0.1 18080`).
 ";
+
+/// A superuser digest must be `user:hash` with the hash the base64 of a SHA-1 (20 bytes),
+/// as `acl::digest` makes them.
+fn check_super_digest(d: &str) -> Result<(), ConfigError> {
+    use base64::Engine;
+    let ok = d.split_once(':').is_some_and(|(user, hash)| {
+        !user.is_empty()
+            && base64::engine::general_purpose::STANDARD
+                .decode(hash)
+                .is_ok_and(|b| b.len() == 20)
+    });
+    if ok {
+        Ok(())
+    } else {
+        err("--super-digest: expected USER:HASH, HASH the base64 of the SHA-1 of \"USER:PASSWORD\" (28 characters)")
+    }
+}
 
 /// Flags as given, before they are combined.
 #[derive(Default)]
@@ -292,6 +318,7 @@ struct Raw {
     max_watches: Option<usize>,
     event_retention: Option<u32>,
     client_port: Option<u16>,
+    super_digest: Option<String>,
     log: Option<String>,
 }
 
@@ -325,6 +352,7 @@ pub fn parse(
             Long("host") => raw.host = Some(text(&mut p, "--host")?),
             Long("data-dir") => raw.data_dir = Some(text(&mut p, "--data-dir")?.into()),
             Long("cluster") => raw.cluster = Some(text(&mut p, "--cluster")?),
+            Long("super-digest") => raw.super_digest = Some(text(&mut p, "--super-digest")?),
             Long("tick-ms") => raw.tick_ms = Some(num(&mut p, "--tick-ms")?),
             Long("init-limit") => raw.init_limit = Some(num(&mut p, "--init-limit")?),
             Long("sync-limit") => raw.sync_limit = Some(num(&mut p, "--sync-limit")?),
@@ -346,7 +374,7 @@ pub fn parse(
     raw.fill_from_env(env)?;
     let log = raw.log.clone();
     Ok(Command::Run {
-        config: raw.build()?,
+        config: Box::new(raw.build()?),
         log,
     })
 }
@@ -445,7 +473,11 @@ impl Raw {
         if cluster.is_empty() || cluster.len() > 255 {
             return err("--cluster: the name must be 1..=255 bytes");
         }
+        if let Some(d) = &self.super_digest {
+            check_super_digest(d)?;
+        }
         let config = Config {
+            super_digest: self.super_digest.clone(),
             id,
             data_dir: self
                 .data_dir
@@ -583,7 +615,7 @@ mod tests {
             .collect();
         let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         match parse(args.iter().copied(), &env)? {
-            Command::Run { config, .. } => Ok(config),
+            Command::Run { config, .. } => Ok(*config),
             Command::Help => panic!("unexpected help"),
         }
     }

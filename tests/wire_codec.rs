@@ -33,7 +33,7 @@ fn op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
         4 => simple_op(),
         1 => vec(multi_op(), 0..5).prop_map(|ops| TxnOp::Multi { ops }),
-        1 => any::<u32>().prop_map(|timeout_ms| TxnOp::CreateSession { timeout_ms }),
+        1 => any::<u32>().prop_map(|timeout_ms| TxnOp::CreateSession { timeout_ms, password: [0; 16] }),
         1 => (any::<u64>(), any::<bool>())
             .prop_map(|(session, expired)| TxnOp::CloseSession { session, expired }),
     ]

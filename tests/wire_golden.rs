@@ -4,7 +4,8 @@
 //! print every block as the spec should hold it.
 
 use zooweeper::wire::{
-    decode_frame, encode_frame, hexdump_c, Origin, PeerMsg, PeerState, Txn, TxnOp, Vote,
+    decode_frame, encode_frame, hexdump_c, AclEntry, Id, Origin, PeerMsg, PeerState, Txn, TxnOp,
+    Vote,
 };
 use zooweeper::zab::Zxid;
 
@@ -171,7 +172,64 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
             "request-createsession",
             PeerMsg::Request {
                 req: 20,
-                op: TxnOp::CreateSession { timeout_ms: 10_000 },
+                op: TxnOp::CreateSession {
+                    timeout_ms: 10_000,
+                    password: [0; 16],
+                },
+            },
+        ),
+        (
+            "request-createsession-password",
+            PeerMsg::Request {
+                req: 24,
+                op: TxnOp::CreateSession {
+                    timeout_ms: 10_000,
+                    password: *b"0123456789abcdef",
+                },
+            },
+        ),
+        (
+            "request-create-acl",
+            PeerMsg::Request {
+                req: 25,
+                op: TxnOp::As {
+                    ids: vec![Id::new("digest", "bob:3hzq7w==")],
+                    op: Box::new(TxnOp::WithAcl {
+                        acl: vec![
+                            AclEntry {
+                                perms: 31,
+                                id: Id::new("digest", "bob:3hzq7w=="),
+                            },
+                            AclEntry {
+                                perms: 1,
+                                id: Id::new("world", "anyone"),
+                            },
+                        ],
+                        op: Box::new(TxnOp::Create {
+                            path: "/s".into(),
+                            data: b"x".to_vec(),
+                            sequential: false,
+                            ephemeral_owner: 0,
+                        }),
+                    }),
+                },
+            },
+        ),
+        (
+            "request-setacl",
+            PeerMsg::Request {
+                req: 26,
+                op: TxnOp::As {
+                    ids: vec![Id::new("ip", "10.0.0.7")],
+                    op: Box::new(TxnOp::SetAcl {
+                        path: "/s".into(),
+                        acl: vec![AclEntry {
+                            perms: 3,
+                            id: Id::new("ip", "10.0.0.0/8"),
+                        }],
+                        expected_version: Some(0),
+                    }),
+                },
             },
         ),
         (

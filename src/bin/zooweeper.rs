@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             print!("{}", config::USAGE);
             return Ok(());
         }
-        Ok(Command::Run { config, log }) => (config, log),
+        Ok(Command::Run { config, log }) => (*config, log),
         Err(e) => return Err(Box::new(Failure(format!("{e}\n(see zooweeper --help)")))),
     };
     init_logging(log.as_deref());

@@ -119,6 +119,7 @@ pub(crate) mod tests {
             http_threads: 2,
             limits: Default::default(),
             client_port: None,
+            super_digest: None,
         })
     }
 

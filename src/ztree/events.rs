@@ -195,7 +195,13 @@ mod tests {
                 ("/a".into(), Children)
             ]
         );
-        let s = match t.apply(&txn(5, TxnOp::CreateSession { timeout_ms: 9 })) {
+        let s = match t.apply(&txn(
+            5,
+            TxnOp::CreateSession {
+                timeout_ms: 9,
+                password: [0; 16],
+            },
+        )) {
             Ok(OpOk::SessionCreated { session, .. }) => session,
             other => panic!("{other:?}"),
         };
