@@ -133,10 +133,11 @@ fn kazoo_acls_auth_superuser_and_the_http_front() {
         (&acl[1]["scheme"], &acl[1]["id"], &acl[1]["perms"]),
         (&"world".into(), &"anyone".into(), &"r".into())
     );
+    // Set needs WRITE on it, create CREATE and delete DELETE on the parent.
     for (method, path) in [
         ("PUT", "/http-ro"),
         ("POST", "/http-ro/child"),
-        ("DELETE", "/http-ro"),
+        ("DELETE", "/http-ro/kid"),
     ] {
         let (status, err) = http(method, &url(1, path), "changed");
         assert_eq!(status, 403, "{method} {path}: {err}");
@@ -160,7 +161,7 @@ fn kazoo_acls_auth_superuser_and_the_http_front() {
             &node["stat"]["version"],
             &node["stat"]["numChildren"]
         ),
-        (&"kept".into(), &0.into(), &0.into())
+        (&"kept".into(), &0.into(), &1.into())
     );
     assert_eq!(http("GET", &url(3, "/http-free"), "").0, 404);
     // /http-hidden: not even readable.

@@ -79,8 +79,9 @@ print("reader get_acls", sorted("%s:%s:%d" % (a.id.scheme, a.id.id, a.perms) for
 print("reader get", reader.get("/secret")[0].decode())
 print("reader set", outcome(lambda: reader.set("/secret", b"x")))
 
-# Invalid ACLs: empty, an unknown scheme, and `auth` from a client with no digest.
-print("empty acl", outcome(lambda: bob.create("/bad1", b"", acl=[])))
+# Invalid ACLs: empty (kazoo's create would put its default in place of an empty list,
+# setACL sends it), an unknown scheme, and `auth` from a client with no digest.
+print("empty acl", outcome(lambda: bob.set_acls("/secret", [])))
 print("unknown scheme", outcome(lambda: bob.create("/bad2", b"", acl=[ACL(31, Id("kerberos", "x"))])))
 auth_acl = ACL(Permissions.ALL, Id("auth", ""))
 print("auth without digest", outcome(lambda: reader.create("/bad3", b"", acl=[auth_acl])))
@@ -98,6 +99,7 @@ print("reader after", reader.get("/mine")[0].decode())
 # A znode for the HTTP check: bob alone may write, everyone may read; and one nobody
 # but bob may read.
 bob.create("/http-ro", b"kept", acl=[bob_all, world_read])
+bob.create("/http-ro/kid", b"")
 bob.create("/http-hidden", b"hidden", acl=[bob_all])
 
 for zk in (bob, anon, reader, root):
