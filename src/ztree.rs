@@ -69,6 +69,8 @@ pub enum OpOk {
     Created { path: String, stat: Stat },
     /// Replaced a znode's data.
     Set { stat: Stat },
+    /// Replaced a znode's ACL (no watch fires for it, as in ZooKeeper).
+    AclSet { stat: Stat },
     /// Deleted a znode.
     Deleted,
     /// Recorded a broker's process znode; `version` is its metadata version.

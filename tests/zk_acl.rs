@@ -167,6 +167,10 @@ fn kazoo_acls_auth_superuser_and_the_http_front() {
     // /http-hidden: not even readable.
     let (status, err) = http("GET", &url(1, "/http-hidden"), "");
     assert_eq!((status, err["code"].as_str()), (403, Some("no_auth")));
+    // /http-local: loopback addresses may write it (ip:127.0.0.0/8), as an HTTP request
+    // is ip:<its address> too.
+    let (status, done) = http("PUT", &url(2, "/http-local"), "by address");
+    assert_eq!(status, 200, "{done}");
     // Znodes without an ACL of their own are world:anyone:cdrwa.
     let (status, node) = http("POST", &url(1, "/http-open"), "x");
     assert_eq!(status, 201, "{node}");

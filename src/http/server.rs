@@ -598,6 +598,15 @@ fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
                 stat,
             },
         ),
+        // Not asked over HTTP (setACL is ZooKeeper's protocol's), answered alike.
+        OpOk::AclSet { stat } => Answer::json(
+            200,
+            &WrittenJson {
+                path: requested_path.to_string(),
+                zxid,
+                stat,
+            },
+        ),
         OpOk::Deleted => Answer {
             status: 204,
             content_type: "",

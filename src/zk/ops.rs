@@ -225,7 +225,7 @@ pub fn write_response(req: &Request, result: Result<OpOk, ClientError>) -> (i32,
             }
             (code::OK, out)
         }
-        (_, Ok(OpOk::Set { stat })) => {
+        (_, Ok(OpOk::Set { stat } | OpOk::AclSet { stat })) => {
             put_stat(&mut out, &stat);
             (code::OK, out)
         }

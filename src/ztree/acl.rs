@@ -19,7 +19,7 @@
 //! In a create or setACL the scheme `auth` stands for every authenticated identity of
 //! the requester (its digests); [`fixup`] expands it before the ACL enters a txn.
 
-use std::net::IpAddr;
+use core::net::IpAddr; // addresses are plain data: no sockets here
 use std::sync::Arc;
 
 use base64::Engine;
@@ -571,7 +571,7 @@ mod tests {
                 3,
                 set_acl("/p", read_only.clone(), Some(0)).made_by(vec![bob()]),
             ));
-            let Ok(OpOk::Set { stat }) = done else {
+            let Ok(OpOk::AclSet { stat }) = done else {
                 panic!("{done:?}");
             };
             assert_eq!((stat.aversion, stat.version), (1, version_before));

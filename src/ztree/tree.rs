@@ -395,7 +395,7 @@ impl ZTree {
             n.stat.aversion = n.stat.aversion.wrapping_add(1);
             stat = n.stat.clone();
         });
-        Ok(OpOk::Set { stat })
+        Ok(OpOk::AclSet { stat })
     }
 
     /// Replaces the data of the existing node at `path` as a setData by `txn` does;

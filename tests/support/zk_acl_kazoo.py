@@ -101,6 +101,9 @@ print("reader after", reader.get("/mine")[0].decode())
 bob.create("/http-ro", b"kept", acl=[bob_all, world_read])
 bob.create("/http-ro/kid", b"")
 bob.create("/http-hidden", b"hidden", acl=[bob_all])
+# One that clients on loopback may read and write, by address (the ip scheme).
+local = ACL(Permissions.READ | Permissions.WRITE, Id("ip", "127.0.0.0/8"))
+bob.create("/http-local", b"", acl=[bob_all, local])
 
 for zk in (bob, anon, reader, root):
     zk.stop()
