@@ -224,8 +224,34 @@ pub fn redacted(acl: &[AclEntry]) -> Vec<AclEntry> {
 }
 
 /// A znode's ACL as stored: `None` for [`open_acl`] (most znodes: no allocation), else a
-/// list shared by every znode with the same ACL.
-pub(crate) type StoredAcl = Option<Arc<[AclEntry]>>;
+/// list shared by every znode with the same ACL. One pointer per znode either way.
+pub(crate) type StoredAcl = Option<Arc<AclList>>;
+
+/// The entries of a stored ACL, behind a thin pointer.
+#[derive(PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) struct AclList(Box<[AclEntry]>);
+
+impl std::ops::Deref for AclList {
+    type Target = [AclEntry];
+    fn deref(&self) -> &[AclEntry] {
+        &self.0
+    }
+}
+
+/// The entries of a stored ACL, `None` for the open one.
+pub(crate) fn slice(acl: &StoredAcl) -> Option<&[AclEntry]> {
+    acl.as_deref().map(|l| &**l)
+}
+
+/// A cache entry, found by the entries it holds (ordered as they are).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct Shared(Arc<AclList>);
+
+impl std::borrow::Borrow<[AclEntry]> for Shared {
+    fn borrow(&self) -> &[AclEntry] {
+        &self.0
+    }
+}
 
 /// The distinct ACLs in use, so znodes with equal ACLs share one list (ZooKeeper's
 /// reference-counted ACL cache). Lists no znode holds any more are dropped now and
@@ -233,7 +259,7 @@ pub(crate) type StoredAcl = Option<Arc<[AclEntry]>>;
 /// whatever their caches hold.
 #[derive(Clone, Default, Debug)]
 pub(crate) struct AclCache {
-    lists: OrdSet<Arc<[AclEntry]>>,
+    lists: OrdSet<Shared>,
     /// Size after the last sweep of unused lists.
     swept_at: usize,
 }
@@ -253,22 +279,22 @@ impl AclCache {
             return None;
         }
         if let Some(found) = self.lists.get(acl) {
-            return Some(found.clone());
+            return Some(found.0.clone());
         }
         if self.lists.len() >= 2 * self.swept_at + 64 {
             self.sweep();
         }
-        let list: Arc<[AclEntry]> = Arc::from(acl);
-        self.lists.insert(list.clone());
+        let list = Arc::new(AclList(acl.into()));
+        self.lists.insert(Shared(list.clone()));
         Some(list)
     }
 
     /// Drops the lists only the cache holds.
     fn sweep(&mut self) {
-        let unused: Vec<Arc<[AclEntry]>> = self
+        let unused: Vec<Shared> = self
             .lists
             .iter()
-            .filter(|l| Arc::strong_count(l) == 1)
+            .filter(|l| Arc::strong_count(&l.0) == 1)
             .cloned()
             .collect();
         for l in unused {
@@ -652,6 +678,11 @@ mod tests {
                 Arc::ptr_eq(x.as_ref().unwrap(), y.as_ref().unwrap())
             };
             assert!(shared(&t, "/p", "/q") && shared(&t, "/p/a", "/p/b"));
+            assert_eq!(
+                std::mem::size_of::<StoredAcl>(),
+                std::mem::size_of::<usize>(),
+                "one pointer per znode"
+            );
             assert!(t.nodes["/"].acl.is_none(), "the open ACL costs no list");
             let mut bytes = Vec::new();
             t.encode(&mut bytes);

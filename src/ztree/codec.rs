@@ -240,7 +240,7 @@ fn encode_node(path: &str, node: &Node, out: &mut Vec<u8>) {
     put_bytes(out, &node.data);
     encode_stat(&node.stat, out);
     out.write_i32::<BigEndian>(node.stat.aversion).unwrap();
-    let acl = node.acl.as_deref().unwrap_or_default();
+    let acl = acl::slice(&node.acl).unwrap_or_default();
     out.write_u16::<BigEndian>(acl.len() as u16).unwrap();
     for e in acl {
         out.push(e.perms);

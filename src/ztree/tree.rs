@@ -43,7 +43,7 @@ impl Node {
 
     /// This node's share of the tree digest when it lives at `path`.
     pub(crate) fn hash(&self, path: &str) -> u64 {
-        node_hash(path, self.data_hash, &self.stat, self.acl.as_deref())
+        node_hash(path, self.data_hash, &self.stat, acl::slice(&self.acl))
     }
 }
 
@@ -536,7 +536,7 @@ pub(crate) mod tests {
                 path,
                 data_hash(&node.data),
                 &node.stat,
-                node.acl.as_deref(),
+                acl::slice(&node.acl),
             ));
             assert_eq!(node.stat.data_length as usize, node.data.len(), "{path}");
             assert_eq!(
