@@ -342,7 +342,7 @@ fn persistent_watches_new_ops_and_four_letter_words() {
         .insert(1, vec!["--client-port".to_string(), port.to_string()]);
     c.start_all();
     let addr = SocketAddr::from((ip, port));
-    let (mut a, _) = Raw::open(addr);
+    let (mut a, a_session) = Raw::open(addr);
 
     // A persistent recursive watch on /rw sees /rw, its child and its grandchild being
     // created, the grandchild changed and deleted, each by its own path, and no
@@ -524,4 +524,35 @@ fn persistent_watches_new_ops_and_four_letter_words() {
     // The sessions were not disturbed.
     a.ok(&Request::Ping);
     b.ok(&Request::Ping);
+
+    // Identities belong to the connection, as in ZooKeeper: the same session resumed on a
+    // new connection is refused bob's znode until it authenticates again.
+    let bob = zooweeper::wire::Id::new("digest", &zooweeper::ztree::acl::digest("bob:pw"));
+    let auth = Request::Auth {
+        scheme: "digest".into(),
+        auth: b"bob:pw".to_vec(),
+    };
+    a.ok(&auth);
+    a.ok(&Request::Create(CreateRequest {
+        op: 1,
+        path: "/bobs".into(),
+        data: b"b".to_vec(),
+        acl: vec![zooweeper::wire::AclEntry { perms: 31, id: bob }],
+        flags: 0,
+        ttl_ms: 0,
+    }));
+    let get = Request::GetData {
+        path: "/bobs".into(),
+        watch: false,
+    };
+    let (s, resumed) = connect(addr, a_session.session_id, a_session.passwd.clone());
+    assert_eq!(resumed.session_id, a_session.session_id);
+    let mut again = Raw {
+        s,
+        xid: 0,
+        events: Vec::new(),
+    };
+    assert_eq!(again.call(&get).0, -102, "NoAuth before auth");
+    again.ok(&auth);
+    assert_eq!(&again.ok(&get)[..5], &[0, 0, 0, 1, b'b']);
 }

@@ -823,7 +823,7 @@ impl Front {
                             unreachable!("the head was just matched as an auth request");
                         };
                         let super_digest = view.config.super_digest.as_deref();
-                        authenticate(conn, xid, &scheme, &auth, super_digest, view);
+                        authenticate(conn, xid, &scheme, &auth, super_digest);
                         continue;
                     }
                     let submitted = ops::is_write(req)
@@ -1110,16 +1110,9 @@ fn within_limits(op: &TxnOp, view: &View) -> Result<TxnOp, ops::Refused> {
 
 /// Answers an auth request (xid -4): adds the identities it proves to the connection,
 /// or answers AuthFailed and closes, as ZooKeeper does for a scheme it does not know.
-fn authenticate(
-    conn: &mut Conn,
-    xid: i32,
-    scheme: &str,
-    auth: &[u8],
-    super_digest: Option<&str>,
-    view: &View,
-) {
-    let zxid = view.status.last_applied.0 as i64;
-    let header = |err| ReplyHeader { xid, zxid, err };
+fn authenticate(conn: &mut Conn, xid: i32, scheme: &str, auth: &[u8], super_digest: Option<&str>) {
+    // ZooKeeper answers an auth with zxid 0.
+    let header = |err| ReplyHeader { xid, zxid: 0, err };
     match ops::authenticate(scheme, auth, conn.addr.ip(), super_digest) {
         Some(ids) => {
             for id in ids {
