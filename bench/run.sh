@@ -31,13 +31,15 @@ done
 
 if [[ $quick == 1 ]]; then
     sizes=3 writes=1000 clients="8 64" seconds=3 fo_runs=3 fo_sizes=3 stop_runs=2 znodes=10000
+    read_clients="8" txns=20000
 else
     sizes=3,5,7,9 writes=10000 clients="1 8 64 256" seconds=8 fo_runs=20 fo_sizes=3,5 stop_runs=10 znodes=100000
+    read_clients="1 8 64" txns=1000000
 fi
 
 echo "== building (release)" >&2
 cargo build --release --bins -q
-bench=./target/release/zw-bench
+bench=${CARGO_TARGET_DIR:-target}/release/zw-bench
 # A full run is the record (bench/RESULTS.md, bench/results/); a quick one only checks the
 # harness and writes beside it, in bench/results/quick/.
 if [[ $quick == 1 ]]; then
@@ -85,14 +87,25 @@ for c in $clients; do
     section "load_$c" "Concurrent keep-alive clients: $c, 3 servers, ${seconds} s" \
         $bench load --servers 3 --clients "$c" --seconds "$seconds"
 done
+for c in $read_clients; do
+    for kind in local sync; do
+        flag=()
+        [[ $kind == sync ]] && flag=(--sync)
+        section "reads_${kind}_$c" "Reads ($kind): $c keep-alive clients, 3 servers, ${seconds} s" \
+            $bench reads --servers 3 --clients "$c" --seconds "$seconds" "${flag[@]}"
+    done
+done
+section recovery "Recovery: $txns txns, every server SIGKILLed and restarted" \
+    $bench recovery --servers 3 --txns "$txns"
 # Apache ZooKeeper beside ZooWeeper (bench/zookeeper.sh: installs the Debian package when
 # missing, so the quick run skips it unless ZK_QUICK=1).
 if [[ $quick == 0 || ${ZK_QUICK:-0} == 1 ]]; then
     echo "== Apache ZooKeeper beside ZooWeeper (bench/zookeeper.sh)" >&2
     if [[ $quick == 1 ]]; then zk_args=(--quick); else zk_args=(--sizes 3,9); fi
+    zk_args+=(--out "$out")
     zk_log=$(mktemp)
     if bench/zookeeper.sh "${zk_args[@]}" >"$zk_log" 2>&1; then
-        { echo; cat bench/results/zookeeper.md; } >>"$md"
+        { echo; cat "$out/zookeeper.md"; } >>"$md"
     else
         # A failed comparison is a finding, not a reason to lose the rest of the run.
         echo "bench/zookeeper.sh failed; its last lines are in RESULTS.md" >&2
@@ -128,6 +141,11 @@ failover() {
 failover kill "$fo_runs" "$fo_sizes"
 failover stop "$stop_runs" 3
 
+echo "== plots" >&2
+rm -f "$out"/*.svg
+# The latency CDF needs the ZooKeeper comparison's CSV; a run without it draws what it can.
+$bench plot --results "$out" >&2 || echo "plot: some charts could not be drawn (see above)" >&2
+
 {
     echo "# Benchmark results"
     echo
@@ -138,7 +156,13 @@ failover stop "$stop_runs" 3
     echo '```'
     cat "$md"
     echo
-    echo "Not measured here yet: read throughput and plots (see bench/NOTES.md)."
+    echo "## Plots"
+    echo
+    for svg in latency_cdf throughput; do
+        if [[ -f $out/$svg.svg ]]; then
+            echo "![$svg]($(realpath --relative-to="$(dirname "$results")" "$out/$svg.svg"))"
+        fi
+    done
     echo
     cat bench/NOTES.md | sed 's/^# /## /'
 } >"$results"

@@ -10,50 +10,45 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 usage() {
     cat <<'USAGE'
-usage: bench/zookeeper.sh [--quick] [--sizes 3,9]
+usage: bench/zookeeper.sh [--quick] [--sizes 3,9] [--out DIR]
 
   --quick       short runs on 3 servers (1,000 writes, 8 and 64 clients for 3 s)
+  --out DIR     where zookeeper.md and the CSVs go (default bench/results;
+                --quick: bench/results/quick)
   --sizes LIST  ensemble sizes for the latency runs (default 3,9; --quick: 3); the
-                load runs (1, 8, 64 clients) use 3 servers
+                load runs (1, 8, 64, 256 clients) use 3 servers
 Full: 10,000 sequential creates after 2,000 unmeasured ones, per size, via a follower;
-load with 1, 8 and 64 sessions for 8 s each on 3 servers; RSS of every server after.
+load with 1, 8, 64 and 256 sessions for 8 s each on 3 servers; RSS of every server after.
 USAGE
 }
 
 quick=0
 sizes=
+out=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) quick=1; shift ;;
         --sizes) sizes=${2:?--sizes needs a value}; shift 2 ;;
+        --out) out=${2:?--out needs a directory}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
 done
 if [[ $quick == 1 ]]; then
+    out=${out:-bench/results/quick}
     sizes=${sizes:-3} writes=1000 warmup=200 clients="8 64" seconds=3
 else
-    sizes=${sizes:-3,9} writes=10000 warmup=2000 clients="1 8 64" seconds=8
+    out=${out:-bench/results}
+    sizes=${sizes:-3,9} writes=10000 warmup=2000 clients="1 8 64 256" seconds=8
 fi
 if ! [[ $sizes =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
     usage >&2
     exit 2
 fi
 
-zk_jar=/usr/share/java/zookeeper.jar
-if [[ ! -f $zk_jar ]]; then
-    echo "== installing Debian's zookeeper package" >&2
-    if [[ $(id -u) == 0 ]]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y zookeeper >&2
-    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y zookeeper >&2
-    else
-        echo "bench/zookeeper.sh: $zk_jar is missing and apt-get needs root (or sudo -n)" >&2
-        exit 1
-    fi
-fi
-zk_cp=$zk_jar
-[[ -d /etc/zookeeper/conf ]] && zk_cp=/etc/zookeeper/conf:$zk_cp
+# shellcheck source=../scripts/zookeeper-lib.sh
+. scripts/zookeeper-lib.sh
+zk_install
 
 echo "== building (release)" >&2
 cargo build --release --bin zooweeper --bin zk-bench -q
@@ -88,37 +83,15 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-lat_csv=$work/latency.csv load_csv=$work/load.csv rss_csv=$work/rss.csv
+lat_csv=$work/latency.csv load_csv=$work/load.csv rss_csv=$work/rss.csv cdf_csv=$work/cdf.csv
 echo "system,servers,id,pid,rss_kib" >"$rss_csv"
 
 # Set by the start functions: every server's client address, one follower's, and pids.
 hosts=() follower= ens_pids=()
 
 start_zookeeper() {
-    local n=$1 dir=$work/zk-$n id port deadline mode
-    hosts=() follower= ens_pids=()
-    mkdir -p "$dir"
-    while read -r id port; do
-        java -Dzookeeper.log.dir="$dir/zk-$id" -Dzookeeper.root.logger=WARN,CONSOLE \
-            -cp "$zk_cp" org.apache.zookeeper.server.quorum.QuorumPeerMain \
-            "$dir/zk-$id/zoo.cfg" >"$dir/zk-$id/server.log" 2>&1 </dev/null &
-        pids+=($!) ens_pids+=($!)
-        hosts+=("127.0.0.1:$port")
-    done < <("$zkb" zk-config --servers "$n" --dir "$dir")
-    deadline=$((SECONDS + 180))
-    for h in "${hosts[@]}"; do
-        until mode=$("$zkb" four "$h" srvr 2>/dev/null | awk '/^Mode:/ {print $2}') &&
-            [[ $mode == leader || $mode == follower ]]; do
-            if ((SECONDS >= deadline)); then
-                echo "ZooKeeper server $h is not up; see $dir/zk-*/server.log" >&2
-                tail -5 "$dir"/zk-*/server.log >&2 || true
-                exit 1
-            fi
-            sleep 0.2
-        done
-        [[ $mode == follower && -z $follower ]] && follower=$h
-    done
-    return 0
+    zk_start "$work/zk-$1" "$1" "$zkb"
+    hosts=("${zk_hosts[@]}") follower=$zk_follower ens_pids=("${zk_pids[@]}")
 }
 
 start_zooweeper() {
@@ -165,7 +138,8 @@ measure() {
     pidlist=$(IFS=,; echo "${ens_pids[*]}")
     echo "== $sys, $n servers: $writes sequential creates via follower $follower" >&2
     "$zkb" zk-latency --label "$sys" --servers "$n" --connect "$follower" \
-        --writes "$writes" --warmup "$warmup" --pids "$pidlist" --append-csv "$lat_csv" >&2
+        --writes "$writes" --warmup "$warmup" --pids "$pidlist" --append-csv "$lat_csv" \
+        --cdf-csv "$cdf_csv" >&2
     if [[ $n == 3 ]]; then
         for c in $clients; do
             echo "== $sys, $n servers: $c sessions for $seconds s" >&2
@@ -192,7 +166,6 @@ if [[ $quick == 0 && ! " ${size_list[*]} " =~ " 3 " ]]; then
     echo "note: the load runs need a 3-server size; none was given" >&2
 fi
 
-out=bench/results
 mkdir -p "$out"
 zk_version=$(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo unknown)
 java_version=$(java -version 2>&1 | head -1)
@@ -218,5 +191,6 @@ java_version=$(java -version 2>&1 | head -1)
 cp "$lat_csv" "$out/zookeeper_latency.csv"
 [[ -f $load_csv ]] && cp "$load_csv" "$out/zookeeper_load.csv"
 cp "$rss_csv" "$out/zookeeper_rss.csv"
+cp "$cdf_csv" "$out/zookeeper_cdf.csv"
 cat "$out/zookeeper.md"
-echo "wrote $out/zookeeper.md and $out/zookeeper_{latency,load,rss}.csv" >&2
+echo "wrote $out/zookeeper.md and $out/zookeeper_{latency,load,rss,cdf}.csv" >&2

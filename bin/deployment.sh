@@ -27,7 +27,9 @@ printed timeline goes to <name>.timeline there. Stop it all with
                    survive a stop, so a restart resumes (consumers keep their offsets)
   -h, --help       this help
 Environment: ZW_START_PORT, BROKER_START_PORT, CONSUMER_START_PORT move the port bases;
-READY_TIMEOUT (seconds, default 30) bounds each wait.
+READY_TIMEOUT (seconds, default 30) bounds each wait. With tokens and a peer secret
+(docs/security.md): ZW_CLIENT_TOKEN_FILE and ZW_PEER_SECRET_FILE go to the servers,
+ZW_TOKEN_FILE to the brokers and consumers.
 USAGE
 }
 

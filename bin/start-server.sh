@@ -18,6 +18,8 @@ Starts one zooweeper server in the background.
   --bin PATH      the zooweeper binary (default $ZOOWEEPER_BIN or target/release/zooweeper,
                   built with cargo if missing)
   -h, --help      this help
+  env ZW_PEER_SECRET_FILE, ZW_CLIENT_TOKEN_FILE  add --peer-secret-file and
+                  --client-token-file with these files (docs/security.md)
 The server is named zw-<HTTPPORT> (or zw-id<ID> when only --id/--server are given).
 USAGE
 }
@@ -86,6 +88,14 @@ pid_file=$run_dir/$name.pid
 if [[ -f $pid_file ]] && pid_alive "$(cat "$pid_file")"; then
     echo "start-server.sh: $name already runs as pid $(cat "$pid_file")" >&2
     exit 1
+fi
+
+# Security (docs/security.md): the secret and token files these variables name, if set.
+if [[ -n ${ZW_PEER_SECRET_FILE:-} ]]; then
+    args+=(--peer-secret-file "$ZW_PEER_SECRET_FILE")
+fi
+if [[ -n ${ZW_CLIENT_TOKEN_FILE:-} ]]; then
+    args+=(--client-token-file "$ZW_CLIENT_TOKEN_FILE")
 fi
 
 nohup "$bin" "${args[@]}" >>"$run_dir/$name.log" 2>&1 </dev/null &

@@ -52,6 +52,19 @@ else
   echo "installed kazoo"
 fi
 
+step "zkCli.sh for the zkCli test (Debian's zookeeper package, installed when missing)"
+if [ -n "${ZKCLI:-}" ]; then
+  echo "using ZKCLI=$ZKCLI"
+elif [ -x /usr/share/zookeeper/bin/zkCli.sh ]; then
+  echo "found /usr/share/zookeeper/bin/zkCli.sh"
+else
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends zookeeper >/dev/null
+  echo "installed /usr/share/zookeeper/bin/zkCli.sh"
+fi
+
 step "cargo test --features sim"
 cargo test --features sim
 

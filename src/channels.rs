@@ -5,6 +5,7 @@
 //! use it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -110,6 +111,55 @@ pub struct Handle {
     pub published: Receiver<()>,
     /// The applied zxid of the newest published view, for reads that must wait for one.
     pub applied: Arc<Applied>,
+    /// The ZooKeeper client port's figures, kept by its thread, read by `/metrics`.
+    pub client_port: Arc<ClientPortStats>,
+}
+
+/// The ZooKeeper client port's figures: gauges the port's thread sets after every turn
+/// and counters it adds to. Zero when the port is off.
+#[derive(Debug, Default)]
+pub struct ClientPortStats {
+    pub connections: AtomicUsize,
+    /// Connections with a session.
+    pub sessions: AtomicUsize,
+    /// Requests read and not yet answered, over every connection.
+    pub outstanding: AtomicUsize,
+    /// Connections not being read because of a limit on outstanding requests.
+    pub throttled: AtomicUsize,
+    /// Request frames read (connect requests included).
+    pub packets_received: AtomicU64,
+    /// Answers and notifications queued to send.
+    pub packets_sent: AtomicU64,
+    /// Connections closed at accept (maxCnxns, maxClientCnxns).
+    pub connections_rejected: AtomicU64,
+}
+
+/// A copy of [`ClientPortStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientPortFigures {
+    pub connections: usize,
+    pub sessions: usize,
+    pub outstanding: usize,
+    pub throttled: usize,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub connections_rejected: u64,
+}
+
+impl ClientPortStats {
+    /// The figures now.
+    pub fn figures(&self) -> ClientPortFigures {
+        let o = Ordering::Relaxed;
+        ClientPortFigures {
+            connections: self.connections.load(o),
+            sessions: self.sessions.load(o),
+            outstanding: self.outstanding.load(o),
+            throttled: self.throttled.load(o),
+            packets_received: self.packets_received.load(o),
+            packets_sent: self.packets_sent.load(o),
+            connections_rejected: self.connections_rejected.load(o),
+        }
+    }
 }
 
 /// The applied zxid of the newest published view, with a way to wait for it to reach a

@@ -1,5 +1,6 @@
 //! A small blocking client of ZooWeeper's HTTP API (ureq, plain HTTP), for tests,
-//! benchmarks and the broker.
+//! benchmarks and the broker. With `ZW_TOKEN_FILE` or `ZW_TOKEN` set (or [`init_token`]
+//! called), every request carries `Authorization: Bearer <token>` (`docs/security.md`).
 //!
 //! ```no_run
 //! let zk = zooweeper::client::Client::new("http://127.0.0.1:8080");
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::http::api::{ErrorJson, SessionJson, WrittenJson, ZnodeJson};
 pub use crate::http::api::{MetadataRow, MultiJson, ProcessWrittenJson, StatJson, StatusJson};
+use crate::secrets::{self, Secret};
 
 /// Largest response body the client reads, in bytes.
 const MAX_RESPONSE_BYTES: u64 = 64 << 20;
@@ -201,6 +203,19 @@ impl Ensemble {
         })
     }
 
+    /// The same ensemble, every server's client sending `token` (or none) instead of the
+    /// process's token.
+    pub fn with_token(self, token: Option<Secret>) -> Ensemble {
+        Ensemble {
+            clients: self
+                .clients
+                .into_iter()
+                .map(|c| c.with_token(token.clone()))
+                .collect(),
+            current: self.current,
+        }
+    }
+
     /// The servers' base URLs, in the order given.
     pub fn servers(&self) -> Vec<String> {
         self.clients.iter().map(|c| c.base().to_string()).collect()
@@ -248,11 +263,110 @@ fn retry_elsewhere(e: &ClientError) -> bool {
     }
 }
 
+/// The client token every [`Client`] of this process sends, unless given its own with
+/// [`Client::with_token`]: set by [`init_token`], else read from the environment the
+/// first time a client is made.
+static PROCESS_TOKEN: std::sync::OnceLock<Option<Secret>> = std::sync::OnceLock::new();
+
+/// The client token the environment names: `ZW_TOKEN_FILE` (an owner-only file whose
+/// first token is used, as `--client-token-file` lists them), else `ZW_TOKEN` (the token
+/// itself). `None` if neither is set.
+///
+/// # Errors
+/// The file cannot be used (missing, readable by others, no valid token), or `ZW_TOKEN`
+/// is not a valid token.
+pub fn token_from_env() -> Result<Option<Secret>, String> {
+    if let Some(path) = std::env::var_os("ZW_TOKEN_FILE").filter(|p| !p.is_empty()) {
+        return token_file(std::path::Path::new(&path), "ZW_TOKEN_FILE").map(Some);
+    }
+    match std::env::var("ZW_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => {
+            let mut tokens = secrets::parse_tokens(t.as_bytes(), "ZW_TOKEN")?;
+            Ok(tokens.pop())
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The first token in the owner-only file `path`.
+fn token_file(path: &std::path::Path, what: &str) -> Result<Secret, String> {
+    let mut tokens = secrets::token_file(path, what)?;
+    Ok(tokens.swap_remove(0))
+}
+
+/// Sets the token every client of this process sends: the first one in `token_file`
+/// (a `--token-file` flag) if given, else the environment's ([`token_from_env`]). Call it
+/// once at start, before any client is made; returns whether a token will be sent.
+///
+/// # Errors
+/// The token cannot be read, or clients were already made with another token.
+pub fn init_token(token_file_flag: Option<&std::path::Path>) -> Result<bool, String> {
+    let token = match token_file_flag {
+        Some(path) => Some(token_file(path, "--token-file")?),
+        None => token_from_env()?,
+    };
+    let set = token.is_some();
+    if PROCESS_TOKEN.set(token.clone()).is_err() && PROCESS_TOKEN.get() != Some(&token) {
+        return Err("the client token was already chosen for this process".into());
+    }
+    Ok(set)
+}
+
+fn process_token() -> Option<Secret> {
+    PROCESS_TOKEN
+        .get_or_init(|| {
+            token_from_env().unwrap_or_else(|e| {
+                log::error!("no client token will be sent: {e}");
+                None
+            })
+        })
+        .clone()
+}
+
 /// A client of one ZooWeeper server.
 #[derive(Clone)]
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    connect: Duration,
+    io: Duration,
+}
+
+/// An agent with these timeouts that sends `Authorization: Bearer <token>` on every
+/// request when there is a token.
+fn agent(connect: Duration, io: Duration, token: Option<Secret>) -> ureq::Agent {
+    let builder = ureq::AgentBuilder::new()
+        .timeout_connect(connect)
+        .timeout_read(io)
+        .timeout_write(io);
+    with_bearer(builder, token).build()
+}
+
+/// `builder` made to send `token`, if any, as `Authorization: Bearer <token>` on every
+/// request.
+#[allow(clippy::result_large_err)] // The middleware's signature is ureq's.
+fn with_bearer(builder: ureq::AgentBuilder, token: Option<Secret>) -> ureq::AgentBuilder {
+    // Tokens are checked as UTF-8 text without whitespace when they are read.
+    let header = token.and_then(|t| {
+        std::str::from_utf8(t.expose())
+            .ok()
+            .map(|t| format!("Bearer {t}"))
+    });
+    match header {
+        Some(header) => {
+            builder.middleware(move |req: ureq::Request, next: ureq::MiddlewareNext| {
+                next.handle(req.set("Authorization", &header))
+            })
+        }
+        None => builder,
+    }
+}
+
+/// `builder` made to send this process's client token ([`init_token`]), for tools that
+/// talk to ZooWeeper's HTTP API with their own agent. Use it only for agents that talk to
+/// ZooWeeper servers: the token must not reach anyone else.
+pub fn authorize(builder: ureq::AgentBuilder) -> ureq::AgentBuilder {
+    with_bearer(builder, process_token())
 }
 
 impl Client {
@@ -263,15 +377,21 @@ impl Client {
     }
 
     /// A client with the given connect timeout and read/write timeout.
+    /// It sends the process's client token ([`init_token`]), if any.
     pub fn with_timeouts(base: &str, connect: Duration, io: Duration) -> Client {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(connect)
-            .timeout_read(io)
-            .timeout_write(io)
-            .build();
         Client {
             base: base.trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(connect, io, process_token()),
+            connect,
+            io,
+        }
+    }
+
+    /// The same client sending `token` (or none) instead of the process's token.
+    pub fn with_token(self, token: Option<Secret>) -> Client {
+        Client {
+            agent: agent(self.connect, self.io, token),
+            ..self
         }
     }
 

@@ -5,13 +5,17 @@
 //! `PORT - START_PORT + 1` and each server's peer port is its HTTP port +
 //! [`PEER_PORT_OFFSET`]. Real deployments name every member with `--server`.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::secrets::{self, Secret};
 use crate::zab::PeerId;
+
+pub mod zoocfg;
 
 /// Peer (Zab) port = HTTP port + this offset when ports are derived from the original's
 /// `PORT`/`START_PORT`/`END_PORT` variables: HTTP 8080 talks Zab on 18080.
@@ -60,6 +64,125 @@ pub struct Config {
     /// `zookeeper.DigestAuthenticationProvider.superDigest`): a client that authenticates
     /// with that user's password passes every ACL check.
     pub super_digest: Option<String>,
+    /// How the client port (and the four-letter words) behave.
+    pub client: ClientOptions,
+    /// Peer authentication and client tokens (`docs/security.md`).
+    pub security: Security,
+}
+
+/// Who may talk to this server: `docs/security.md`. The default authenticates no one.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// The ensemble secret (`--peer-secret-file`): peers prove they know it at the
+    /// handshake. `None`: any server that says HELLO with a member's id is a peer.
+    pub peer_secret: Option<Secret>,
+    /// Bearer tokens (`--client-token-file`) that HTTP writes need; `None`: no token is
+    /// asked for.
+    pub client_tokens: Option<Vec<Secret>>,
+    /// `--tokens-for-reads`: reads need a token too.
+    pub tokens_for_reads: bool,
+}
+
+/// Settings of ZooKeeper's client port, named after ZooKeeper's own keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// `clientPortAddress`: the address the client port binds; `None` is the HTTP host.
+    pub address: Option<IpAddr>,
+    /// `maxClientCnxns`: connections one client IP may hold; 0 is no limit.
+    pub max_client_cnxns: usize,
+    /// `maxCnxns`: client connections in all; 0 is no limit (but the process's files).
+    pub max_cnxns: usize,
+    /// `globalOutstandingLimit`: requests queued across every client connection; a
+    /// connection that reaches it is not read until the total falls to half of it.
+    pub global_outstanding_limit: usize,
+    /// `minSessionTimeout` and `maxSessionTimeout` (ms): a client's asked timeout is
+    /// clamped into this range.
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    /// `4lw.commands.whitelist`: the four-letter words answered, on both ports.
+    pub four_letter_words: FourLetterWords,
+}
+
+impl ClientOptions {
+    /// The defaults for a server ticking every `tick_ms`: ZooKeeper's (60 connections per
+    /// IP, session timeouts of 2 to 20 ticks), 4096 connections, 10,000 outstanding
+    /// requests, every four-letter word.
+    pub fn defaults(tick_ms: u64) -> ClientOptions {
+        let ticks = |n: u64| u32::try_from(tick_ms.saturating_mul(n)).unwrap_or(u32::MAX);
+        ClientOptions {
+            address: None,
+            max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
+            max_cnxns: DEFAULT_MAX_CNXNS,
+            global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
+            min_session_timeout_ms: ticks(2),
+            max_session_timeout_ms: ticks(20),
+            four_letter_words: FourLetterWords::All,
+        }
+    }
+
+    /// The session timeout a client gets: what it asked, within
+    /// [`min_session_timeout_ms`](Self::min_session_timeout_ms) and
+    /// [`max_session_timeout_ms`](Self::max_session_timeout_ms).
+    pub fn negotiate_timeout(&self, asked_ms: i32) -> u32 {
+        let asked = u32::try_from(asked_ms).unwrap_or(0);
+        asked.clamp(self.min_session_timeout_ms, self.max_session_timeout_ms)
+    }
+}
+
+/// Which four-letter words a server answers (`4lw.commands.whitelist`). A word left out
+/// gets ZooKeeper's answer `<word> is not executed because it is not in the whitelist.`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FourLetterWords {
+    /// `*`: every word (ZooWeeper's default).
+    All,
+    /// These words, and `srvr`, which ZooKeeper always allows (`zkServer.sh status` uses
+    /// it).
+    Only(BTreeSet<String>),
+}
+
+impl FourLetterWords {
+    /// Parses ZooKeeper's comma-separated list; `*` anywhere allows every word.
+    ///
+    /// # Errors
+    /// An entry that is not four lowercase letters.
+    pub fn parse(list: &str) -> Result<FourLetterWords, String> {
+        let mut words = BTreeSet::new();
+        for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            if w == "*" {
+                return Ok(FourLetterWords::All);
+            }
+            if w.len() != 4 || !w.bytes().all(|b| b.is_ascii_lowercase()) {
+                return Err(format!("{w:?} is not a four-letter word"));
+            }
+            words.insert(w.to_string());
+        }
+        words.insert("srvr".to_string());
+        Ok(FourLetterWords::Only(words))
+    }
+
+    /// True if `word` may be answered.
+    pub fn allows(&self, word: &[u8]) -> bool {
+        match self {
+            FourLetterWords::All => true,
+            FourLetterWords::Only(words) => words.iter().any(|w| w.as_bytes() == word),
+        }
+    }
+
+    /// What a word left out of the list gets, as ZooKeeper 3.8 answers it.
+    pub fn refusal(word: &[u8]) -> String {
+        format!(
+            "{} is not executed because it is not in the whitelist.\n",
+            String::from_utf8_lossy(word)
+        )
+    }
+
+    /// `*` or the words, comma-separated (as `conf` shows it).
+    pub fn render(&self) -> String {
+        match self {
+            FourLetterWords::All => "*".to_string(),
+            FourLetterWords::Only(words) => words.iter().cloned().collect::<Vec<_>>().join(","),
+        }
+    }
 }
 
 /// What clients may not grow past; each has a clear error past it. Checked by the server
@@ -109,6 +232,14 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_HTTP_THREADS: usize = 8;
 /// Default ensemble name.
 pub const DEFAULT_CLUSTER: &str = "zooweeper";
+/// Default `maxClientCnxns` (ZooKeeper's).
+pub const DEFAULT_MAX_CLIENT_CNXNS: usize = 60;
+/// Default `maxCnxns`: client connections in all.
+pub const DEFAULT_MAX_CNXNS: usize = 4096;
+/// Default `globalOutstandingLimit`. ZooKeeper's is 1000; ZooWeeper also caps each
+/// connection at 1000 ([`crate::zk::server::MAX_OUTSTANDING`]), so the global cap is higher so that
+/// one pipelining client cannot stall every other.
+pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: usize = 10_000;
 
 impl Config {
     /// This server's own entry in [`Config::servers`].
@@ -148,6 +279,8 @@ impl Config {
             limits: Limits::default(),
             client_port: None,
             super_digest: None,
+            security: Security::default(),
+            client: ClientOptions::defaults(DEFAULT_TICK_MS),
         }
     }
 
@@ -174,7 +307,21 @@ impl Config {
         );
         if let Some(p) = self.client_port {
             out.push_str(&format!("clientPort={p}\n"));
+            if let Some(a) = self.client.address {
+                out.push_str(&format!("clientPortAddress={a}\n"));
+            }
         }
+        let c = &self.client;
+        out.push_str(&format!(
+            "maxClientCnxns={}\nmaxCnxns={}\nglobalOutstandingLimit={}\nminSessionTimeout={}\n\
+             maxSessionTimeout={}\n4lw.commands.whitelist={}\n",
+            c.max_client_cnxns,
+            c.max_cnxns,
+            c.global_outstanding_limit,
+            c.min_session_timeout_ms,
+            c.max_session_timeout_ms,
+            c.four_letter_words.render(),
+        ));
         for s in &self.servers {
             out.push_str(&format!(
                 "server.{}={}:{}:participant;http={}\n",
@@ -190,13 +337,16 @@ impl Config {
 
 /// What the command line asked for.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Built once per process.
 pub enum Command {
     /// Run a server with this configuration; `log` is the `--log` level, if given.
     Run {
-        /// The server's configuration (boxed: it is large beside `Help`).
+        /// The server's configuration.
         config: Box<Config>,
         /// `--log LEVEL`, overriding `RUST_LOG`.
         log: Option<String>,
+        /// Things to log once logging is set up (a zoo.cfg's unknown keys).
+        warnings: Vec<String>,
     },
     /// Print [`USAGE`] and exit.
     Help,
@@ -232,6 +382,17 @@ USAGE:
   PORT=8081 START_PORT=8080 END_PORT=8082 zooweeper      (the original's way)
   zooweeper --port 8081 --start-port 8080 --end-port 8082
   zooweeper --id 2 --server 1=10.0.0.1:8080:18080 --server 2=10.0.0.2:8080:18080 ...
+  zooweeper --config /etc/zookeeper/zoo.cfg [OPTIONS]
+
+ZOOKEEPER'S CONFIG FILE:
+  --config FILE       read ZooKeeper's zoo.cfg (tickTime, initLimit, syncLimit, dataDir,
+                      dataLogDir, clientPort, clientPortAddress, server.N, maxClientCnxns,
+                      maxCnxns, globalOutstandingLimit, min/maxSessionTimeout,
+                      4lw.commands.whitelist, snapCount, admin.serverPort as the HTTP
+                      port, zooweeper.http.N=HOST:PORT, zooweeper.cluster) and myid from
+                      dataDir; server.N's quorum port is the peer port. Options given
+                      beside --config override the file; environment variables are not
+                      read. Unknown keys are logged in one warning (docs/zk-protocol.md).
 
 ENSEMBLE FROM A PORT RANGE (env var in brackets):
   --port N            this server's HTTP port [PORT]; derived from --id if omitted
@@ -270,12 +431,36 @@ SERVER:
                       the superuser's digest id (ZooKeeper's superDigest): a client that
                       authenticates as USER with the password whose digest is HASH
                       (base64 of the SHA-1 of USER:PASSWORD) passes every ACL check
+  --peer-secret-file PATH
+                      authenticate peers with the ensemble secret in PATH (at least 16
+                      bytes; the file must be readable by its owner only). Every member
+                      needs the same secret (docs/security.md)
+  --client-token-file PATH
+                      HTTP writes need `Authorization: Bearer TOKEN` with a token from
+                      PATH (one per line, at least 16 bytes; owner-only file)
+  --tokens-for-reads  reads need a token too (with --client-token-file)
+  --client-port-address IP
+                      address the client port binds; default the HTTP host
+  --max-client-cnxns N
+                      client port connections per client IP (0: no limit); default 60
+  --max-cnxns N       client port connections in all (0: no limit); default 4096
+  --global-outstanding-limit N
+                      requests queued over every client port connection; a connection
+                      is not read while the total is at it; default 10000 (each
+                      connection is also capped at 1000)
+  --min-session-timeout MS, --max-session-timeout MS
+                      range a client's session timeout is clamped into; default 2 and
+                      20 ticks
+  --4lw-whitelist LIST
+                      four-letter words answered, comma-separated, `*` for all (srvr is
+                      always answered, as ZooKeeper); others get `<word> is not executed
+                      because it is not in the whitelist.`; default *
   --log LEVEL         error|warn|info|debug|trace or an env_logger filter [RUST_LOG];
                       default info
   -h, --help          print this help
 
 The peer port also answers ZooKeeper's four-letter words: ruok, srvr, stat, mntr, conf
-(e.g. `echo ruok | nc 127.0.0.1 18080`).
+(e.g. `echo ruok | nc 127.0.0.1 18080`); --4lw-whitelist applies there too.
 ";
 
 /// A superuser digest must be `user:hash` with the hash the base64 of a SHA-1 (20 bytes),
@@ -319,7 +504,19 @@ struct Raw {
     event_retention: Option<u32>,
     client_port: Option<u16>,
     super_digest: Option<String>,
+    peer_secret_file: Option<PathBuf>,
+    client_token_file: Option<PathBuf>,
+    tokens_for_reads: bool,
+    client_address: Option<IpAddr>,
+    max_client_cnxns: Option<usize>,
+    max_cnxns: Option<usize>,
+    global_outstanding_limit: Option<usize>,
+    min_session_timeout_ms: Option<u32>,
+    max_session_timeout_ms: Option<u32>,
+    four_letter_words: Option<FourLetterWords>,
     log: Option<String>,
+    /// `--config FILE`.
+    config_file: Option<PathBuf>,
 }
 
 /// Parses the process's arguments and environment.
@@ -367,15 +564,67 @@ pub fn parse(
             }
             Long("max-body-bytes") => raw.max_body_bytes = Some(num(&mut p, "--max-body-bytes")?),
             Long("client-port") => raw.client_port = Some(num(&mut p, "--client-port")?),
+            Long("peer-secret-file") => {
+                raw.peer_secret_file = Some(text(&mut p, "--peer-secret-file")?.into())
+            }
+            Long("client-token-file") => {
+                raw.client_token_file = Some(text(&mut p, "--client-token-file")?.into())
+            }
+            Long("tokens-for-reads") => raw.tokens_for_reads = true,
+            Long("client-port-address") => {
+                raw.client_address = Some(num(&mut p, "--client-port-address")?)
+            }
+            Long("max-client-cnxns") => {
+                raw.max_client_cnxns = Some(num(&mut p, "--max-client-cnxns")?)
+            }
+            Long("max-cnxns") => raw.max_cnxns = Some(num(&mut p, "--max-cnxns")?),
+            Long("global-outstanding-limit") => {
+                raw.global_outstanding_limit = Some(num(&mut p, "--global-outstanding-limit")?)
+            }
+            Long("min-session-timeout") => {
+                raw.min_session_timeout_ms = Some(num(&mut p, "--min-session-timeout")?)
+            }
+            Long("max-session-timeout") => {
+                raw.max_session_timeout_ms = Some(num(&mut p, "--max-session-timeout")?)
+            }
+            Long("4lw-whitelist") => {
+                let list = text(&mut p, "--4lw-whitelist")?;
+                raw.four_letter_words = Some(
+                    FourLetterWords::parse(&list)
+                        .map_err(|e| ConfigError(format!("--4lw-whitelist: {e}")))?,
+                );
+            }
+            Long("config") => raw.config_file = Some(text(&mut p, "--config")?.into()),
             Long("log") => raw.log = Some(text(&mut p, "--log")?),
             _ => return Err(arg.unexpected().into()),
         }
     }
-    raw.fill_from_env(env)?;
+    let mut warnings = Vec::new();
+    if let Some(path) = raw.config_file.clone() {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError(format!("--config {}: cannot read it: {e}", path.display()))
+        })?;
+        let file = zoocfg::parse(&text, &path, &|dir| zoocfg::read_myid(dir))?;
+        if !file.unknown.is_empty() {
+            warnings.push(format!(
+                "{}: ignoring keys ZooWeeper does not use: {}",
+                path.display(),
+                file.unknown.join(", ")
+            ));
+        }
+        let myid_missing = file.myid_missing;
+        raw = raw.over(file.raw);
+        if let (None, Some(why)) = (raw.id, myid_missing) {
+            return err(why);
+        }
+    } else {
+        raw.fill_from_env(env)?;
+    }
     let log = raw.log.clone();
     Ok(Command::Run {
         config: Box::new(raw.build()?),
         log,
+        warnings,
     })
 }
 
@@ -433,6 +682,52 @@ fn parse_server(s: &str) -> Result<ServerAddr, ConfigError> {
 }
 
 impl Raw {
+    /// These settings where given, `base`'s elsewhere (flags over a zoo.cfg). A
+    /// `--server` list replaces the file's whole list.
+    fn over(self, base: Raw) -> Raw {
+        Raw {
+            id: self.id.or(base.id),
+            servers: if self.servers.is_empty() {
+                base.servers
+            } else {
+                self.servers
+            },
+            port: self.port.or(base.port),
+            start_port: self.start_port.or(base.start_port),
+            end_port: self.end_port.or(base.end_port),
+            host: self.host.or(base.host),
+            data_dir: self.data_dir.or(base.data_dir),
+            cluster: self.cluster.or(base.cluster),
+            tick_ms: self.tick_ms.or(base.tick_ms),
+            init_limit: self.init_limit.or(base.init_limit),
+            sync_limit: self.sync_limit.or(base.sync_limit),
+            snap_count: self.snap_count.or(base.snap_count),
+            http_threads: self.http_threads.or(base.http_threads),
+            max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
+            max_sessions: self.max_sessions.or(base.max_sessions),
+            max_znodes: self.max_znodes.or(base.max_znodes),
+            max_path_depth: self.max_path_depth.or(base.max_path_depth),
+            max_watches: self.max_watches.or(base.max_watches),
+            event_retention: self.event_retention.or(base.event_retention),
+            client_port: self.client_port.or(base.client_port),
+            super_digest: self.super_digest.or(base.super_digest),
+            client_address: self.client_address.or(base.client_address),
+            max_client_cnxns: self.max_client_cnxns.or(base.max_client_cnxns),
+            max_cnxns: self.max_cnxns.or(base.max_cnxns),
+            global_outstanding_limit: self
+                .global_outstanding_limit
+                .or(base.global_outstanding_limit),
+            min_session_timeout_ms: self.min_session_timeout_ms.or(base.min_session_timeout_ms),
+            max_session_timeout_ms: self.max_session_timeout_ms.or(base.max_session_timeout_ms),
+            four_letter_words: self.four_letter_words.or(base.four_letter_words),
+            peer_secret_file: self.peer_secret_file.or(base.peer_secret_file),
+            client_token_file: self.client_token_file.or(base.client_token_file),
+            tokens_for_reads: self.tokens_for_reads || base.tokens_for_reads,
+            log: self.log.or(base.log),
+            config_file: self.config_file.or(base.config_file),
+        }
+    }
+
     fn fill_from_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn var<T: FromStr>(
             slot: &mut Option<T>,
@@ -469,6 +764,9 @@ impl Raw {
         };
         let me = servers.iter().find(|s| s.id == id).cloned();
         let me = me.ok_or_else(|| ConfigError(format!("id {id} is not a member")))?;
+        let security = self.security()?;
+        let tick_ms = positive(self.tick_ms, DEFAULT_TICK_MS, "--tick-ms")?;
+        let client = self.client_options(tick_ms)?;
         let cluster = self.cluster.unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         if cluster.is_empty() || cluster.len() > 255 {
             return err("--cluster: the name must be 1..=255 bytes");
@@ -484,7 +782,7 @@ impl Raw {
                 .unwrap_or_else(|| PathBuf::from(format!("./data/zw-{}", me.http.port()))),
             servers,
             cluster,
-            tick_ms: positive(self.tick_ms, DEFAULT_TICK_MS, "--tick-ms")?,
+            tick_ms,
             init_limit: positive(self.init_limit, DEFAULT_INIT_LIMIT, "--init-limit")?,
             sync_limit: positive(self.sync_limit, DEFAULT_SYNC_LIMIT, "--sync-limit")?,
             snap_count: positive(self.snap_count, DEFAULT_SNAP_COUNT, "--snap-count")?,
@@ -519,8 +817,68 @@ impl Raw {
                 }
             },
             client_port: self.client_port,
+            security,
+            client,
         };
         Ok(config)
+    }
+
+    /// Reads the secret and token files named by the security flags.
+    fn security(&self) -> Result<Security, ConfigError> {
+        let peer_secret = match &self.peer_secret_file {
+            Some(path) => Some(secrets::peer_secret(path).map_err(ConfigError)?),
+            None => None,
+        };
+        let client_tokens = match &self.client_token_file {
+            Some(path) => {
+                Some(secrets::token_file(path, "--client-token-file").map_err(ConfigError)?)
+            }
+            None if self.tokens_for_reads => {
+                return err("--tokens-for-reads needs --client-token-file")
+            }
+            None => None,
+        };
+        Ok(Security {
+            peer_secret,
+            client_tokens,
+            tokens_for_reads: self.tokens_for_reads,
+        })
+    }
+
+    /// The client port's settings: ZooKeeper's defaults where not given, checked.
+    fn client_options(&self, tick_ms: u64) -> Result<ClientOptions, ConfigError> {
+        let d = ClientOptions::defaults(tick_ms);
+        let c = ClientOptions {
+            address: self.client_address,
+            max_client_cnxns: self.max_client_cnxns.unwrap_or(d.max_client_cnxns),
+            max_cnxns: self.max_cnxns.unwrap_or(d.max_cnxns),
+            global_outstanding_limit: positive(
+                self.global_outstanding_limit,
+                d.global_outstanding_limit,
+                "--global-outstanding-limit",
+            )?,
+            min_session_timeout_ms: positive(
+                self.min_session_timeout_ms,
+                d.min_session_timeout_ms,
+                "--min-session-timeout",
+            )?,
+            max_session_timeout_ms: positive(
+                self.max_session_timeout_ms,
+                d.max_session_timeout_ms,
+                "--max-session-timeout",
+            )?,
+            four_letter_words: self
+                .four_letter_words
+                .clone()
+                .unwrap_or(FourLetterWords::All),
+        };
+        if c.min_session_timeout_ms > c.max_session_timeout_ms {
+            return err(format!(
+                "minSessionTimeout {} is above maxSessionTimeout {}",
+                c.min_session_timeout_ms, c.max_session_timeout_ms
+            ));
+        }
+        Ok(c)
     }
 
     /// The original's ensemble: every port START..=END on one host.
@@ -822,6 +1180,107 @@ mod tests {
             Command::Run { log, .. } => assert_eq!(log.as_deref(), Some("debug")),
             Command::Help => panic!("expected run"),
         }
+    }
+
+    #[test]
+    fn session_timeouts_default_to_2_and_20_ticks_and_clamp() {
+        let c = ClientOptions::defaults(100);
+        assert_eq!(c.negotiate_timeout(30_000), 2000);
+        assert_eq!(c.negotiate_timeout(1), 200);
+        assert_eq!(c.negotiate_timeout(-5), 200);
+        assert_eq!(c.negotiate_timeout(700), 700);
+        let c = run(
+            &[
+                "--port",
+                "8080",
+                "--tick-ms",
+                "50",
+                "--min-session-timeout",
+                "4000",
+                "--max-session-timeout",
+                "90000",
+                "--max-client-cnxns",
+                "0",
+                "--4lw-whitelist",
+                "ruok,mntr",
+                "--client-port-address",
+                "127.0.0.9",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.client.negotiate_timeout(1000), 4000);
+        assert_eq!(c.client.negotiate_timeout(60_000), 60_000);
+        assert_eq!(c.client.max_client_cnxns, 0, "0 is no limit, as ZooKeeper");
+        assert_eq!(c.client.address, Some("127.0.0.9".parse().unwrap()));
+        assert_eq!(c.client.four_letter_words.render(), "mntr,ruok,srvr");
+        assert!(c
+            .render()
+            .contains("4lw.commands.whitelist=mntr,ruok,srvr\n"));
+        let e = msg(run(
+            &["--port", "8080", "--4lw-whitelist", "ruok,dump!"],
+            &[],
+        ));
+        assert!(e.contains("--4lw-whitelist") && e.contains("dump!"), "{e}");
+    }
+
+    #[test]
+    fn four_letter_word_lists() {
+        let all = FourLetterWords::parse("ruok, *").unwrap();
+        assert!(all.allows(b"cons") && all.allows(b"srvr"));
+        let some = FourLetterWords::parse("ruok,,mntr ").unwrap();
+        assert!(some.allows(b"ruok") && some.allows(b"srvr") && !some.allows(b"cons"));
+        assert_eq!(
+            FourLetterWords::refusal(b"cons"),
+            "cons is not executed because it is not in the whitelist.\n"
+        );
+    }
+
+    #[test]
+    fn security_flags_read_owner_only_files_and_never_show_the_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str, mode: u32| {
+            let p = d.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p.display().to_string()
+        };
+        let secret = write("s", "peer-secret-0123456789\n", 0o600);
+        let tokens = write("t", "tok-aaaaaaaaaaaaaaaa\ntok-bbbbbbbbbbbbbbbb\n", 0o600);
+        let c = run(
+            &[
+                "--port",
+                "8080",
+                "--peer-secret-file",
+                &secret,
+                "--client-token-file",
+                &tokens,
+                "--tokens-for-reads",
+            ],
+            &[],
+        )
+        .unwrap();
+        let sec = &c.security;
+        assert_eq!(
+            sec.peer_secret.as_ref().unwrap().expose(),
+            b"peer-secret-0123456789"
+        );
+        assert_eq!(sec.client_tokens.as_ref().unwrap().len(), 2);
+        assert!(sec.tokens_for_reads);
+        let shown = format!("{c:?} {}", c.render());
+        assert!(
+            !shown.contains("peer-secret-0123") && !shown.contains("tok-aaaa"),
+            "{shown}"
+        );
+        // Without files nothing is asked for; --tokens-for-reads alone is an error.
+        let c = run(&["--port", "8080"], &[]).unwrap();
+        assert!(c.security.peer_secret.is_none() && c.security.client_tokens.is_none());
+        let e = msg(run(&["--port", "8080", "--tokens-for-reads"], &[]));
+        assert!(e.contains("--client-token-file"), "{e}");
+        let open = write("o", "peer-secret-0123456789\n", 0o644);
+        let e = msg(run(&["--port", "8080", "--peer-secret-file", &open], &[]));
+        assert!(e.contains("too open"), "{e}");
     }
 
     #[test]

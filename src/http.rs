@@ -13,10 +13,12 @@
 //! | `watch`    | long-poll watches, parked on one notifier thread       |
 //! | `kick`     | a guard against tiny_http's pool losing a connection   |
 //! | `prometheus` | `/metrics` in Prometheus' text format (pure)         |
+//! | `auth`     | client tokens: which requests need one, the check (pure) |
 //!
 //! [`View`]: crate::channels::View
 
 pub mod api;
+pub mod auth;
 pub mod kick;
 pub mod metadata;
 pub mod ops;
@@ -44,6 +46,8 @@ pub struct HttpConfig {
     pub write_timeout: Duration,
     /// What clients may not grow past.
     pub limits: Limits,
+    /// Client tokens (`--client-token-file`); `None` asks for none.
+    pub client_auth: Option<auth::ClientAuth>,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +59,7 @@ impl Default for HttpConfig {
             max_body_bytes: (1 << 20) + 4096,
             write_timeout: Duration::from_secs(10),
             limits: Limits::default(),
+            client_auth: None,
         }
     }
 }

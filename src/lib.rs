@@ -18,6 +18,7 @@
 //! | [`http`]  | the tiny_http front: routes (pure), workers, JSON        | sockets |
 //! | [`zk`]    | ZooKeeper's client protocol: jute records (pure), one mio thread | sockets |
 //! | [`runtime`] | starts and wires the threads of one server             | threads |
+//! | [`secrets`] | the peer secret and client tokens, from owner-only files | files |
 //! | [`client`]| a small blocking client of the HTTP API                  | sockets |
 //! | [`queue`] | Mimic Queue, the goals use case: broker, consumer, log    | files, sockets |
 //! | `sim`     | deterministic simulation of N cores (tests, `sim` feature) | none |
@@ -31,6 +32,7 @@ pub mod net;
 pub mod os;
 pub mod queue;
 pub mod runtime;
+pub mod secrets;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod store;

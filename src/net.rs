@@ -7,6 +7,7 @@
 //!   closing and flushing connections.
 //! - [`streams`]: SNAP and DIFF-from-disk streams produced off the loop.
 //! - [`conn`]: one connection's socket and buffers.
+//! - `peer_auth`: the AUTHCHALLENGE/AUTHPROOF exchange when the ensemble has a secret.
 //! - [`fourlw`]: ZooKeeper's four-letter words on the peer port.
 
 pub mod conn;
@@ -14,6 +15,7 @@ pub mod event_loop;
 pub mod fourlw;
 #[cfg(test)]
 mod loop_tests;
+mod peer_auth;
 pub mod peers;
 pub mod streams;
 

@@ -11,6 +11,8 @@ pub fn init_logging(level: Option<&str>) {
         (None, Ok(l)) if !l.is_empty() => builder.parse_filters(&l),
         _ => builder.filter_level(log::LevelFilter::Info),
     };
+    // Milliseconds: elections, failovers and recoveries take tens of them.
+    builder.format_timestamp_millis();
     builder.init();
 }
 

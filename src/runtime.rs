@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use log::{error, info};
+use log::{error, info, warn};
 
 use crate::channels::{Applied, Handle, LoopMsg, View};
 use crate::config::Config;
@@ -60,8 +60,11 @@ fn boxed(msg: String) -> Box<dyn Error> {
 pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     let config = Arc::new(config);
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| boxed(format!("cannot create data dir {}: {e}", dir.display())))?;
+    // Created here for a clear error; store::open checks (and warns about) its mode.
+    if !dir.exists() {
+        store::create_private_dir(dir)
+            .map_err(|e| boxed(format!("cannot create data dir {}: {e}", dir.display())))?;
+    }
     let opts = StoreOptions {
         cluster: config.cluster.clone(),
         segment_bytes: SEGMENT_BYTES,
@@ -111,13 +114,18 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         waker: waker.clone(),
         published,
         applied: applied.clone(),
+        client_port: Default::default(),
     };
-    let http_cfg = HttpConfig {
-        threads: config.http_threads,
-        max_body_bytes: config.max_body_bytes,
-        write_timeout: HTTP_WRITE_TIMEOUT,
-        limits: config.limits,
-    };
+    let http_cfg =
+        HttpConfig {
+            threads: config.http_threads,
+            max_body_bytes: config.max_body_bytes,
+            write_timeout: HTTP_WRITE_TIMEOUT,
+            limits: config.limits,
+            client_auth: config.security.client_tokens.as_ref().map(|tokens| {
+                http::auth::ClientAuth::new(tokens, config.security.tokens_for_reads)
+            }),
+        };
     let http = http::start(me.http, handle.clone(), http_cfg)
         .map_err(|e| boxed(format!("cannot serve HTTP on {}: {e}", me.http)))?;
     let http_addr = http.local_addr();
@@ -125,7 +133,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     // Bound before the event loop exists: the loop rings the client port's waker.
     let zk_bound = match config.client_port {
         Some(port) => {
-            let addr = SocketAddr::new(me.http.ip(), port);
+            let addr = SocketAddr::new(config.client.address.unwrap_or(me.http.ip()), port);
             Some(zk::bind(addr).map_err(|e| {
                 boxed(format!(
                     "cannot serve the ZooKeeper client port on {addr}: {e}"
@@ -134,6 +142,8 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         }
         None => None,
     };
+    let config_for_log = config.clone();
+    let zk_addr = zk_bound.as_ref().map(|b| b.local_addr());
     let setup = LoopSetup {
         config,
         poll,
@@ -152,6 +162,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         .name("zw-loop".to_string())
         .spawn(move || event_loop.run())?;
     info!("peer port {peer_addr}, HTTP on {http_addr}");
+    log_security(&config_for_log, peer_addr, http_addr, zk_addr);
     let zk = match zk_bound {
         Some(bound) => match zk::start(bound, handle.clone()) {
             Ok(front) => Some(front),
@@ -175,6 +186,43 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         peer_addr,
         http_addr,
     })
+}
+
+/// Says once at start who may talk to this server, and warns when a listener is reachable
+/// beyond loopback (`docs/security.md`).
+fn log_security(config: &Config, peer: SocketAddr, http: SocketAddr, zk: Option<SocketAddr>) {
+    let sec = &config.security;
+    match &sec.peer_secret {
+        Some(_) => info!("peers authenticate with the ensemble secret (--peer-secret-file)"),
+        None if !peer.ip().is_loopback() => warn!(
+            "peers are not authenticated: anyone who can reach {peer} can join the ensemble \
+             as a member (set --peer-secret-file)"
+        ),
+        None => {}
+    }
+    match &sec.client_tokens {
+        Some(t) => info!(
+            "HTTP {} need a client token ({} configured); /, /status and /metrics stay open",
+            if sec.tokens_for_reads {
+                "reads and writes"
+            } else {
+                "writes"
+            },
+            t.len()
+        ),
+        None if !http.ip().is_loopback() => warn!(
+            "HTTP clients are not authenticated: anyone who can reach {http} can write \
+             (set --client-token-file)"
+        ),
+        None => {}
+    }
+    let mut listeners = vec![("peer port", peer), ("HTTP", http)];
+    if let Some(zk) = zk {
+        listeners.push(("ZooKeeper client port", zk));
+    }
+    if let Some(w) = crate::secrets::exposure_warning(&listeners) {
+        warn!("{w}");
+    }
 }
 
 /// Stops what was started if `start` fails half-way.

@@ -10,6 +10,9 @@
 //! | `epochs` | acceptedEpoch and currentEpoch, replaced atomically |
 //! | `LOCK` | held (`flock`) by the one server using the dir |
 //!
+//! The dir is created `0700` and every file in it `0600` ([`DIR_MODE`], [`FILE_MODE`]):
+//! the data is the whole tree, readable by its owner only (`docs/security.md`).
+//!
 //! [`open`] recovers the durable state ([`Recovered`]); [`spawn_writer`] then owns the
 //! [`Store`] on the log-writer thread, which executes the core's log operations in order
 //! and reports `Durable{seq}` once they are written and fsynced, one fsync per batch.
@@ -305,7 +308,9 @@ pub(crate) fn write_atomic_with(
 ) -> Result<(), StoreError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    let mut f = open_private(&tmp, false, false)
+        .and_then(|f| f.set_len(0).map(|()| f))
+        .map_err(|e| StoreError::io(&tmp, e))?;
     fill(&mut f).map_err(|e| StoreError::io(&tmp, e))?;
     if fsync {
         f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
@@ -313,6 +318,53 @@ pub(crate) fn write_atomic_with(
     drop(f);
     std::fs::rename(&tmp, &target).map_err(|e| StoreError::io(&target, e))?;
     sync_dir(dir, fsync)
+}
+
+/// Permissions of every file the store creates: read and write for the owner only.
+pub const FILE_MODE: u32 = 0o600;
+/// Permissions of a data dir the store creates: the owner only.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` and any missing parents with [`DIR_MODE`]; an existing `dir` that group
+/// or others may enter is left as it is, with a warning.
+///
+/// # Errors
+/// The dir cannot be created or examined.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        log::warn!(
+            "data dir {} has permissions {mode:04o}: group or others can reach its files; \
+             chmod 700 it (docs/security.md)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens `path` for writing with [`FILE_MODE`], creating it if needed (`create_new`:
+/// failing if it exists). A file that existed keeps its contents but gets
+/// [`FILE_MODE`] too.
+///
+/// # Errors
+/// The file cannot be opened or its permissions set.
+pub(crate) fn open_private(path: &Path, create_new: bool, read: bool) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut o = std::fs::OpenOptions::new();
+    o.read(read).write(true).mode(FILE_MODE);
+    if create_new {
+        o.create_new(true);
+    } else {
+        o.create(true).truncate(false);
+    }
+    let f = o.open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    Ok(f)
 }
 
 /// Removes a file, treating "already gone" as done.

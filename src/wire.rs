@@ -1,6 +1,7 @@
 //! Bytes <-> types for everything that crosses a socket or reaches the disk.
 //! Pure: no IO, clock or threads. `wire-spec.md` is the contract for every byte here.
 
+pub mod auth;
 pub mod codec;
 pub mod frame;
 pub mod hexdump;

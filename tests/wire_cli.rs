@@ -260,3 +260,24 @@ fn every_message_type_can_be_encoded_and_decoded() {
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.text(), expected);
 }
+
+#[test]
+fn authentication_frames_encode_and_decode_with_their_hex_fields() {
+    let nonce: String = (0..32u8).map(|b| format!("{b:02x}")).collect();
+    let mac = "87f057fabf99dd040424bf93933782cf03f6675f7e2aec5e8fee293c9bc420ab";
+    let mut cap = encode(&["hello", "--id", "3", "--cluster", "zooweeper"]);
+    cap.extend(encode(&["authchallenge", "--nonce", &nonce]));
+    cap.extend(encode(&["authproof", "--mac", mac]));
+    let run = zw_wire(&["decode"], &cap);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<String> = run.text().lines().map(str::to_string).collect();
+    assert_eq!(
+        lines[1],
+        format!("#2 AUTHCHALLENGE len=32 crc=ok nonce={nonce}")
+    );
+    assert_eq!(lines[2], format!("#3 AUTHPROOF len=32 crc=ok mac={mac}"));
+    // A nonce that is not 32 bytes of hex is a usage error, not a frame.
+    let run = zw_wire(&["encode", "authchallenge", "--nonce", "abcd"], b"");
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("64 hex digits"), "{}", run.stderr);
+}

@@ -174,6 +174,8 @@ fn msg() -> impl Strategy<Value = PeerMsg> {
     prop_oneof![
         (any::<u64>(), text())
             .prop_map(|(server_id, cluster)| PeerMsg::Hello { server_id, cluster }),
+        any::<[u8; 32]>().prop_map(|nonce| PeerMsg::AuthChallenge { nonce }),
+        any::<[u8; 32]>().prop_map(|mac| PeerMsg::AuthProof { mac }),
         (any::<u64>(), zxid(), any::<u32>(), any::<u64>(), state()).prop_map(
             |(leader, zxid, peer_epoch, round, state)| PeerMsg::Notification {
                 vote: Vote {

@@ -2,6 +2,13 @@
 //! `<!-- golden: NAME -->` must equal `hexdump -C` of `encode_frame` of the message of that
 //! name below, and decode back to it. Run with `ZW_GOLDEN_PRINT=1` (and `--nocapture`) to
 //! print every block as the spec should hold it.
+//!
+//! Blocks marked `<!-- zk-golden: NAME -->` (section 11, ZooKeeper's client protocol)
+//! are one real exchange with a server's client port: the requests are encoded here
+//! with jute's primitives, the answers are what the server sent (only the znode's
+//! ctime and mtime, which are the leader's clock, are set to a fixed time).
+
+mod support;
 
 use zooweeper::wire::{
     decode_frame, encode_frame, hexdump_c, AclEntry, Id, Origin, PeerMsg, PeerState, Txn, TxnOp,
@@ -10,6 +17,33 @@ use zooweeper::wire::{
 use zooweeper::zab::Zxid;
 
 const LEADER_TIME_MS: u64 = 1_700_000_000_000;
+
+/// The example ensemble secret of `wire-spec.md` section 3, "Peer authentication".
+const EXAMPLE_SECRET: &[u8] = b"example-ensemble-secret";
+
+/// The example nonces: the dialer's is bytes 0x00..=0x1f, the acceptor's 0x20..=0x3f.
+fn example_nonces() -> ([u8; 32], [u8; 32]) {
+    let mut d = [0u8; 32];
+    let mut a = [0u8; 32];
+    for i in 0..32 {
+        d[i] = i as u8;
+        a[i] = 0x20 + i as u8;
+    }
+    (d, a)
+}
+
+/// Server 3's proof on the connection it dialed to server 2 of ensemble `zooweeper`.
+fn example_proof() -> [u8; 32] {
+    let (d, a) = example_nonces();
+    zooweeper::wire::auth::Transcript {
+        cluster: "zooweeper",
+        dialer: 3,
+        acceptor: 2,
+        dialer_nonce: &d,
+        acceptor_nonce: &a,
+    }
+    .proof(EXAMPLE_SECRET, zooweeper::wire::auth::Direction::FromDialer)
+}
 
 /// One message of each type (and each op), with values from one plausible ensemble run.
 fn samples() -> Vec<(&'static str, PeerMsg)> {
@@ -20,6 +54,18 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
             PeerMsg::Hello {
                 server_id: 2,
                 cluster: "zooweeper".into(),
+            },
+        ),
+        (
+            "authchallenge",
+            PeerMsg::AuthChallenge {
+                nonce: example_nonces().0,
+            },
+        ),
+        (
+            "authproof",
+            PeerMsg::AuthProof {
+                mac: example_proof(),
             },
         ),
         (
@@ -361,9 +407,12 @@ fn every_message_type_has_a_golden_frame() {
     let mut names: Vec<&str> = samples().iter().map(|(_, m)| m.name()).collect();
     names.sort_unstable();
     names.dedup();
+    let types = (0..=255u8)
+        .filter(|&c| zooweeper::wire::type_name(c).is_some())
+        .count();
     assert_eq!(
         names.len(),
-        22,
+        types,
         "one golden frame per message type: {names:?}"
     );
 }
@@ -438,4 +487,202 @@ fn captured_session_decodes_and_reencodes_byte_for_byte() {
         blocks, 2,
         "wire-spec.md should hold both directions of the capture"
     );
+}
+
+#[test]
+fn the_example_proof_is_hmac_sha256_of_the_documented_input() {
+    use hmac::{Hmac, Mac};
+    // The MAC input exactly as wire-spec.md lays it out, built here by hand.
+    let (d, a) = example_nonces();
+    let mut input = b"zooweeper peer auth v1".to_vec();
+    input.push(1); // from the dialer
+    input.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 3]); // dialer id
+    input.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2]); // acceptor id
+    input.extend_from_slice(&[0, 0, 0, 9]);
+    input.extend_from_slice(b"zooweeper");
+    input.extend_from_slice(&d);
+    input.extend_from_slice(&a);
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(EXAMPLE_SECRET).unwrap();
+    mac.update(&input);
+    let expected: [u8; 32] = mac.finalize().into_bytes().into();
+    assert_eq!(example_proof(), expected);
+}
+
+/// A ZooKeeper frame's body as jute lays it out, from its primitives.
+fn zk_frame(build: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut body = Vec::new();
+    build(&mut body);
+    zooweeper::zk::jute::frame(&body)
+}
+
+/// Reads one length-prefixed frame, prefix included.
+fn read_zk_frame(s: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("a frame length");
+    let mut f = len.to_vec();
+    f.resize(4 + u32::from_be_bytes(len) as usize, 0);
+    s.read_exact(&mut f[4..]).expect("a frame body");
+    f
+}
+
+/// The exchange of section 11: (name, bytes) in wire order.
+fn zk_exchange() -> Vec<(&'static str, Vec<u8>)> {
+    use std::io::Write;
+    use zooweeper::zk::jute::{put_buffer, put_int, put_long, put_ustring};
+    let opts = support::Options {
+        cluster: "zooweeper".into(),
+        ..support::Options::for_tests()
+    };
+    let mut c = support::Cluster::new(1, opts);
+    let port = std::net::TcpListener::bind((c.ip(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    c.options_mut().server_args.insert(
+        1,
+        [
+            "--client-port",
+            &port.to_string(),
+            "--max-session-timeout",
+            "30000",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    c.start_all();
+    let mut s = std::net::TcpStream::connect((c.ip(), port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    // ConnectRequest: protocolVersion, lastZxidSeen, timeOut, sessionId, passwd, readOnly.
+    let connect = zk_frame(|b| {
+        put_int(b, 0);
+        put_long(b, 0);
+        put_int(b, 30_000);
+        put_long(b, 0);
+        put_buffer(b, &[0; 16]);
+        b.push(0);
+    });
+    // RequestHeader (xid 1, create = 1), then CreateRequest: path, data, one ACL
+    // (world:anyone, perms 31 = ALL), flags 0 (persistent).
+    let create = zk_frame(|b| {
+        put_int(b, 1);
+        put_int(b, 1);
+        put_ustring(b, "/goals");
+        put_buffer(b, b"Messi 12");
+        put_int(b, 1);
+        put_int(b, 31);
+        put_ustring(b, "world");
+        put_ustring(b, "anyone");
+        put_int(b, 0);
+    });
+    // RequestHeader (xid 2, getData = 4), then GetDataRequest: path, watch false.
+    let get = zk_frame(|b| {
+        put_int(b, 2);
+        put_int(b, 4);
+        put_ustring(b, "/goals");
+        b.push(0);
+    });
+    let mut out = Vec::new();
+    for (req, resp, bytes) in [
+        ("zk-connect-request", "zk-connect-response", connect),
+        ("zk-create-request", "zk-create-response", create),
+        ("zk-getdata-request", "zk-getdata-response", get),
+    ] {
+        s.write_all(&bytes).unwrap();
+        out.push((req, bytes));
+        out.push((resp, read_zk_frame(&mut s)));
+    }
+    // The stat of the getData answer: after the frame length (4), the reply header
+    // (16) and the data (4 + 8), czxid and mzxid (16), then ctime and mtime.
+    let answer = &mut out[5].1;
+    let (ctime, mtime) = (48..56, 56..64);
+    let when = |r: std::ops::Range<usize>| u64::from_be_bytes(answer[r].try_into().unwrap());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let created = when(ctime.clone());
+    assert_eq!(created, when(mtime.clone()), "a new znode: ctime = mtime");
+    assert!(
+        created.abs_diff(now_ms) < 3_600_000,
+        "ctime {created} is the leader's clock"
+    );
+    answer[ctime].copy_from_slice(&LEADER_TIME_MS.to_be_bytes());
+    answer[mtime].copy_from_slice(&LEADER_TIME_MS.to_be_bytes());
+    out
+}
+
+/// The ```text block after `<!-- zk-golden: NAME -->`.
+fn zk_golden_block<'a>(spec: &'a str, name: &str) -> Option<&'a str> {
+    let marker = format!("<!-- zk-golden: {name} -->");
+    let after = &spec[spec.find(&marker)? + marker.len()..];
+    let body = after.trim_start().strip_prefix("```text\n")?;
+    Some(&body[..body.find("```")?])
+}
+
+#[test]
+fn client_protocol_hexdumps_are_a_real_exchange() {
+    use zooweeper::zk::jute::{ConnectRequest, ConnectResponse, Reader, ReplyHeader, Request};
+    let spec = spec();
+    let print = std::env::var_os("ZW_GOLDEN_PRINT").is_some();
+    let exchange = zk_exchange();
+    let mut wrong = Vec::new();
+    for (name, bytes) in &exchange {
+        let dump = hexdump_c(bytes);
+        if print {
+            println!("<!-- zk-golden: {name} -->\n```text\n{dump}```\n");
+        }
+        if zk_golden_block(&spec, name) != Some(dump.as_str()) {
+            wrong.push(*name);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "wire-spec.md section 11 differs from the exchange for {wrong:?}"
+    );
+    // The records parse as what they claim to be.
+    let body = |i: usize| &exchange[i].1[4..];
+    let req = ConnectRequest::decode(body(0)).unwrap();
+    assert_eq!((req.timeout_ms, req.session_id), (30_000, 0));
+    let resp = ConnectResponse::decode(body(1)).unwrap();
+    assert_eq!(resp.timeout_ms, 30_000);
+    assert_ne!(resp.session_id, 0);
+    assert!(matches!(
+        Request::decode(1, &body(2)[8..]).unwrap(),
+        Request::Create(c) if c.path == "/goals" && c.data == b"Messi 12"
+    ));
+    let mut r = Reader::new(body(3));
+    let h = ReplyHeader::read(&mut r).unwrap();
+    assert_eq!((h.xid, h.err), (1, 0));
+    assert_eq!(r.ustring("path").unwrap(), "/goals");
+    assert!(matches!(
+        Request::decode(4, &body(4)[8..]).unwrap(),
+        Request::GetData { path, watch: false } if path == "/goals"
+    ));
+    let mut r = Reader::new(body(5));
+    let h = ReplyHeader::read(&mut r).unwrap();
+    assert_eq!((h.xid, h.err), (2, 0));
+    assert_eq!(r.buffer("data").unwrap(), b"Messi 12");
+}
+
+#[test]
+fn every_client_protocol_golden_block_is_checked() {
+    let spec = spec();
+    let names = [
+        "zk-connect-request",
+        "zk-connect-response",
+        "zk-create-request",
+        "zk-create-response",
+        "zk-getdata-request",
+        "zk-getdata-response",
+    ];
+    let mut found = 0;
+    for piece in spec.split("<!-- zk-golden: ").skip(1) {
+        let name = &piece[..piece.find(" -->").expect("marker closes")];
+        assert!(names.contains(&name), "unchecked block {name:?}");
+        found += 1;
+    }
+    assert_eq!(found, names.len(), "one block per record of the exchange");
 }

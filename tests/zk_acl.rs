@@ -95,7 +95,7 @@ fn kazoo_acls_auth_superuser_and_the_http_front() {
         "anon create child NoAuthError",
         "anon delete child NoAuthError",
         "anon children NoAuthError",
-        "anon exists NoAuthError",
+        "anon exists ok",
         "anon get_acls NoAuthError",
         "bob sees s1 True",
         "anon multi True True True",

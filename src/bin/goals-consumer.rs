@@ -26,6 +26,11 @@ fn main() -> ExitCode {
         _ => builder.filter_level(log::LevelFilter::Info),
     };
     builder.init();
+    // ZW_TOKEN_FILE / ZW_TOKEN: the token sent to ZooWeeper (docs/security.md).
+    if let Err(e) = zooweeper::client::init_token(None) {
+        eprintln!("goals-consumer: {e}");
+        return ExitCode::from(2);
+    }
     log::info!(
         "goals-consumer {} starting as {:?} (servers {})",
         env!("CARGO_PKG_VERSION"),

@@ -33,6 +33,8 @@ OPTIONS:
     --http-threads N      HTTP worker threads; default 8
     --write-timeout-ms N  how long a goal waits for a ZooWeeper server that can take it
                           (during an election, with servers down) before 500; default 5000
+    --token-file PATH     the client token sent to ZooWeeper (the first in PATH, an
+                          owner-only file) [env ZW_TOKEN_FILE, or ZW_TOKEN: the token]
     --log LEVEL           log filter (error, warn, info, debug) [env RUST_LOG]; default info
     -h, --help            this help
 
@@ -78,6 +80,7 @@ fn run() -> Result<(), (u8, String)> {
     let mut http_threads: usize = 8;
     let mut write_timeout_ms: u64 = 5_000;
     let mut log: Option<String> = None;
+    let mut token_file: Option<PathBuf> = None;
     if let Ok(p) = std::env::var("PORT") {
         port = Some(
             p.parse()
@@ -134,6 +137,7 @@ fn run() -> Result<(), (u8, String)> {
                     .filter(|n| (1..=600_000).contains(n))
                     .ok_or_else(|| usage(format!("--write-timeout-ms {v:?}: 1 to 600000")))?;
             }
+            Long("token-file") => token_file = Some(PathBuf::from(value(&mut p, "--token-file")?)),
             Long("log") => log = Some(value(&mut p, "--log")?),
             other => return Err(usage(format!("unexpected argument {}", other.unexpected()))),
         }
@@ -150,6 +154,7 @@ fn run() -> Result<(), (u8, String)> {
         )));
     }
     init_logging(log.as_deref());
+    zooweeper::client::init_token(token_file.as_deref()).map_err(|e| (2, e))?;
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("./data/mq-{port}")));
     let listen = SocketAddr::new(host, port);
     let url_host = if host.is_unspecified() {
@@ -168,6 +173,9 @@ fn run() -> Result<(), (u8, String)> {
         write_timeout_ms,
     };
     let broker = Broker::start(cfg).map_err(|e| (1, e))?;
+    if let Some(w) = zooweeper::secrets::exposure_warning(&[("the broker's HTTP", listen)]) {
+        warn!("{w}; the broker's endpoints take no token");
+    }
     match signals.wait() {
         Ok(sig) => info!("signal {sig}: stopping"),
         Err(e) => {

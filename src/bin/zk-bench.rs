@@ -26,7 +26,7 @@ const USAGE: &str = "\
 zk-bench: measure any server that speaks ZooKeeper's client protocol
 
 USAGE:
-    zk-bench zk-latency --connect HOSTS [--writes N] [--warmup N] [COMMON]
+    zk-bench zk-latency --connect HOSTS [--writes N] [--warmup N] [--cdf-csv FILE] [COMMON]
     zk-bench zk-load --connect HOSTS [--clients C] [--seconds S] [COMMON]
     zk-bench zk-config --servers N --dir DIR
     zk-bench free-ports N
@@ -42,6 +42,8 @@ COMMON:
 zk-latency   N sequential creates of 100-byte znodes through one session on the first
              host (after --warmup unmeasured ones, default 0): p50/p90/p99/p99.9/max,
              writes/s, client and server CPU per write. Default 1000 writes.
+             --cdf-csv FILE appends the latency distribution (system, servers,
+             quantile, ms: 201 points) for `zw-bench plot`.
 zk-load      C sessions, spread over the hosts in turn, each with ONE create outstanding
              at a time, for S seconds: writes/s, p50/p99, failures, CPU per write.
              Default 8 clients, 5 seconds.
@@ -224,6 +226,7 @@ struct Common {
     servers: Option<usize>,
     pids: Vec<u32>,
     csv: Option<PathBuf>,
+    cdf: Option<PathBuf>,
 }
 
 impl Common {
@@ -238,6 +241,13 @@ impl Common {
         }
         Ok(())
     }
+}
+
+/// Where the latency CDF is sampled: every half percent, and finer in the tail.
+fn cdf_quantiles() -> Vec<f64> {
+    let mut q: Vec<f64> = (0..200).map(|i| i as f64 / 200.0).collect();
+    q.extend([0.995, 0.999, 0.9999, 1.0]);
+    q
 }
 
 /// A prefix no earlier run on the same ensemble used.
@@ -289,6 +299,17 @@ fn zk_latency(c: &Common, writes: usize, warmup: usize) -> Result<(), Box<dyn Er
     let srv = servers_cpu_s(&c.pids).zip(srv0).map(|(a, b)| a - b);
     s.close();
     ms.sort_by(|a, b| a.total_cmp(b));
+    if let (Some(f), false) = (&c.cdf, ms.is_empty()) {
+        for q in cdf_quantiles() {
+            let row = [
+                c.label.clone(),
+                c.servers().to_string(),
+                format!("{q}"),
+                format!("{:.4}", percentile(&ms, q)),
+            ];
+            append_csv(f, &["system", "servers", "quantile", "ms"], &row)?;
+        }
+    }
     let row = vec![
         c.label.clone(),
         c.servers().to_string(),
@@ -379,6 +400,17 @@ fn zk_load(c: &Common, clients: usize, seconds: u64) -> Result<(), Box<dyn Error
         return Err("no write succeeded".into());
     }
     ms.sort_by(|a, b| a.total_cmp(b));
+    if let (Some(f), false) = (&c.cdf, ms.is_empty()) {
+        for q in cdf_quantiles() {
+            let row = [
+                c.label.clone(),
+                c.servers().to_string(),
+                format!("{q}"),
+                format!("{:.4}", percentile(&ms, q)),
+            ];
+            append_csv(f, &["system", "servers", "quantile", "ms"], &row)?;
+        }
+    }
     let row = vec![
         c.label.clone(),
         c.servers().to_string(),
@@ -652,6 +684,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         servers: None,
         pids: Vec::new(),
         csv: None,
+        cdf: None,
     };
     let (mut writes, mut warmup, mut clients, mut seconds) = (1000usize, 0usize, 8usize, 5u64);
     let mut dir: Option<PathBuf> = None;
@@ -682,6 +715,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     .collect::<Result<_, _>>()?
             }
             Long("append-csv") => c.csv = Some(parser.value()?.into()),
+            Long("cdf-csv") => c.cdf = Some(parser.value()?.into()),
             Long("writes") => writes = parser.value()?.parse()?,
             Long("warmup") => warmup = parser.value()?.parse()?,
             Long("clients") => clients = parser.value()?.parse()?,

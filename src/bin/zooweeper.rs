@@ -33,17 +33,24 @@ fn main() -> Result<(), Box<dyn Error>> {
     // thread (in sigwait) ever receives SIGTERM/SIGINT.
     let signals =
         TermSignals::block().map_err(|e| Failure(format!("cannot block SIGTERM/SIGINT: {e}")))?;
-    let (config, log) = match config::from_env() {
+    let (config, log, warnings) = match config::from_env() {
         Ok(Command::Help) => {
             print!("{}", config::USAGE);
             return Ok(());
         }
-        Ok(Command::Run { config, log }) => (*config, log),
+        Ok(Command::Run {
+            config,
+            log,
+            warnings,
+        }) => (config, log, warnings),
         Err(e) => return Err(Box::new(Failure(format!("{e}\n(see zooweeper --help)")))),
     };
     init_logging(log.as_deref());
+    for w in &warnings {
+        warn!("{w}");
+    }
     info!("zooweeper {} starting", env!("CARGO_PKG_VERSION"));
-    let server = runtime::start(config).map_err(|e| Failure(e.to_string()))?;
+    let server = runtime::start(*config).map_err(|e| Failure(e.to_string()))?;
     let handle = server.handle();
     std::thread::Builder::new()
         .name("zw-signals".to_string())

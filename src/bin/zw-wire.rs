@@ -132,6 +132,8 @@ DECODE
 ENCODE
     MSG and its options (zxids are 0x-hex or decimal; defaults in brackets):
         hello         --id N --cluster NAME
+        authchallenge --nonce HEX                     (64 hex digits: 32 bytes)
+        authproof     --mac HEX                       (64 hex digits: the HMAC-SHA256)
         notification  --leader N [--zxid 0] [--epoch 0] [--round 1] [--state looking|following|leading]
         ping | ack | commit | newleader | diff | trunc   [--zxid 0]
         uptodate                               [--zxid 0] [--digest 0]
@@ -313,6 +315,8 @@ fn error_detail(e: DecodeError, n: usize, rest: &[u8]) -> String {
 fn describe(msg: &PeerMsg) -> String {
     match msg {
         PeerMsg::Hello { server_id, cluster } => format!("server_id={server_id} cluster={cluster:?}"),
+        PeerMsg::AuthChallenge { nonce } => format!("nonce={}", hex32(nonce)),
+        PeerMsg::AuthProof { mac } => format!("mac={}", hex32(mac)),
         PeerMsg::Notification { vote, round, state } => format!(
             "leader={} zxid={} peer_epoch={} round={round} state={}",
             vote.leader,
@@ -359,6 +363,25 @@ fn describe(msg: &PeerMsg) -> String {
             "current_epoch={current_epoch} last_zxid={last_zxid} already_accepted={already_accepted}"
         ),
     }
+}
+
+/// A nonce or MAC as 64 lower-case hex digits.
+fn hex32(b: &[u8; 32]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `--name` as exactly 32 bytes written in 64 hex digits.
+fn req_hex32(o: &mut Opts, name: &str) -> Result<[u8; 32], String> {
+    let v = o.req(name)?;
+    let bad = || format!("--{name} {v:?}: expected 64 hex digits (32 bytes)");
+    if v.len() != 64 || !v.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 /// Milliseconds since the Unix epoch as an ISO-8601 UTC time.
@@ -474,6 +497,12 @@ fn build_msg(kind: &str, o: &mut Opts) -> Result<PeerMsg, String> {
                 Some("leading") => PeerState::Leading,
                 Some(s) => return Err(format!("--state {s:?}: looking, following or leading")),
             },
+        },
+        "authchallenge" => PeerMsg::AuthChallenge {
+            nonce: req_hex32(o, "nonce")?,
+        },
+        "authproof" => PeerMsg::AuthProof {
+            mac: req_hex32(o, "mac")?,
         },
         "uptodate" => PeerMsg::UpToDate {
             commit: o.zxid("zxid")?,

@@ -35,6 +35,8 @@ COMMANDS:
 OPTIONS:
     --servers LIST   servers to try in turn [ZW_SERVERS]; default 127.0.0.1:8080,8081,8082
     --json           print the server's JSON answer as it is
+    --token-file PATH  send the first token in PATH (an owner-only file) as
+                     `Authorization: Bearer` [ZW_TOKEN_FILE, or ZW_TOKEN: the token]
     -h, --help       this text
 
 EXIT STATUS:
@@ -306,10 +308,12 @@ fn watch(cli: &Cli, args: &[String]) -> Outcome {
     })?;
     let url = znode_url(&path)?.replacen("/znodes", "/watch", 1);
     // A long-poll waits up to 30 s for its answer.
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout(Duration::from_secs(45))
-        .build();
+    let agent = zooweeper::client::authorize(
+        ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(45)),
+    )
+    .build();
     let mut seen = 0;
     loop {
         let mut q = format!("{url}?kind={kind}&timeout_ms=30000");
@@ -518,6 +522,7 @@ fn main() -> ExitCode {
     let mut servers = std::env::var("ZW_SERVERS")
         .unwrap_or_else(|_| "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082".into());
     let mut json = false;
+    let mut token_file: Option<std::path::PathBuf> = None;
     let mut words = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -527,6 +532,13 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "--json" => json = true,
+            "--token-file" => match args.next() {
+                Some(p) => token_file = Some(p.into()),
+                None => {
+                    eprintln!("zwcli: --token-file needs a path");
+                    return ExitCode::from(2);
+                }
+            },
             "--servers" => match args.next() {
                 Some(s) => servers = s,
                 None => {
@@ -537,6 +549,10 @@ fn main() -> ExitCode {
             _ => words.push(a),
         }
     }
+    if let Err(e) = zooweeper::client::init_token(token_file.as_deref()) {
+        eprintln!("zwcli: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli {
         servers: servers
             .split(',')
@@ -544,10 +560,12 @@ fn main() -> ExitCode {
             .filter(|s| !s.is_empty())
             .collect(),
         json,
-        agent: ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(2))
-            .timeout(Duration::from_secs(15))
-            .build(),
+        agent: zooweeper::client::authorize(
+            ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(2))
+                .timeout(Duration::from_secs(15)),
+        )
+        .build(),
     };
     match run(&cli, &words) {
         Ok(()) => ExitCode::SUCCESS,

@@ -120,6 +120,8 @@ pub(crate) mod tests {
             limits: Default::default(),
             client_port: None,
             super_digest: None,
+            client: crate::config::ClientOptions::defaults(100),
+            security: Default::default(),
         })
     }
 

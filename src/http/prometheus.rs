@@ -3,12 +3,13 @@
 
 use std::fmt::Write;
 
-use crate::channels::View;
+use crate::channels::{ClientPortFigures, View};
 use crate::zab::Role;
 
 /// The text for one scrape of the server behind `view`, with `watches_parked` from the
-/// HTTP front.
-pub fn render(view: &View, watches_parked: usize) -> String {
+/// HTTP front and `client` from the ZooKeeper client port (its `zw_client_*` series appear
+/// only when the port is on).
+pub fn render(view: &View, watches_parked: usize, client: &ClientPortFigures) -> String {
     let s = &view.status;
     let m = &view.metrics;
     let mut out = String::new();
@@ -76,6 +77,29 @@ pub fn render(view: &View, watches_parked: usize) -> String {
         "Peer connections up.",
         m.peers_connected.to_string(),
     );
+    let client_port = view.config.client_port.is_some();
+    if client_port {
+        gauge(
+            "zw_client_connections",
+            "Connections open on the ZooKeeper client port (zk_num_alive_connections).",
+            client.connections.to_string(),
+        );
+        gauge(
+            "zw_client_sessions",
+            "Client port connections with a session.",
+            client.sessions.to_string(),
+        );
+        gauge(
+            "zw_client_outstanding_requests",
+            "Requests read on the client port and not yet answered (zk_outstanding_requests).",
+            client.outstanding.to_string(),
+        );
+        gauge(
+            "zw_client_throttled_connections",
+            "Client port connections not read because of an outstanding-request limit.",
+            client.throttled.to_string(),
+        );
+    }
     let mut counter = |name: &str, help: &str, value: u64| {
         let _ = writeln!(
             out,
@@ -113,6 +137,23 @@ pub fn render(view: &View, watches_parked: usize) -> String {
         "Elections this server entered.",
         m.elections,
     );
+    if client_port {
+        counter(
+            "zw_client_packets_received_total",
+            "Frames read on the client port (zk_packets_received).",
+            client.packets_received,
+        );
+        counter(
+            "zw_client_packets_sent_total",
+            "Answers and notifications sent on the client port (zk_packets_sent).",
+            client.packets_sent,
+        );
+        counter(
+            "zw_client_connections_rejected_total",
+            "Client port connections closed at accept by maxCnxns or maxClientCnxns.",
+            client.connections_rejected,
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP zw_peer_bytes_total Bytes exchanged with each peer.\n# TYPE zw_peer_bytes_total counter"
@@ -143,4 +184,42 @@ pub fn render(view: &View, watches_parked: usize) -> String {
         h.render("zw_election_seconds", "", &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::metadata::tests::{config, status};
+    use crate::ztree::ZTree;
+    use std::sync::Arc;
+
+    #[test]
+    fn client_port_series_appear_when_the_port_is_on() {
+        let figures = ClientPortFigures {
+            connections: 3,
+            sessions: 2,
+            outstanding: 7,
+            throttled: 1,
+            packets_received: 40,
+            packets_sent: 41,
+            connections_rejected: 5,
+        };
+        let off = View::new(ZTree::default(), status(2, Some(2)), config(2));
+        assert!(!render(&off, 0, &figures).contains("zw_client_"));
+        let mut on = (*config(2)).clone();
+        on.client_port = Some(2181);
+        let view = View::new(ZTree::default(), status(2, Some(2)), Arc::new(on));
+        let text = render(&view, 0, &figures);
+        for line in [
+            "# TYPE zw_client_connections gauge\nzw_client_connections 3\n",
+            "zw_client_sessions 2\n",
+            "zw_client_outstanding_requests 7\n",
+            "zw_client_throttled_connections 1\n",
+            "# TYPE zw_client_packets_received_total counter\nzw_client_packets_received_total 40\n",
+            "zw_client_packets_sent_total 41\n",
+            "zw_client_connections_rejected_total 5\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+    }
 }

@@ -281,6 +281,16 @@ impl Worker {
     }
 
     fn serve(&self, request: &mut Request) -> Served {
+        if let Some(auth) = &self.cfg.client_auth {
+            let header = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .map(|h| h.value.as_str());
+            if let Err(e) = auth.check(request.method(), request.url(), header) {
+                return Served::Now(Answer::error(&e));
+            }
+        }
         let body = match read_body(request, self.cfg.max_body_bytes) {
             Ok(body) => body,
             Err(e) => return Served::Now(Answer::error(&e)),
@@ -319,7 +329,12 @@ impl Worker {
             Route::Metrics => Ok(Answer {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: prometheus::render(&self.handle.view(), self.notifier.parked()).into_bytes(),
+                body: prometheus::render(
+                    &self.handle.view(),
+                    self.notifier.parked(),
+                    &self.handle.client_port.figures(),
+                )
+                .into_bytes(),
             }),
             Route::Metadata => Ok(Answer::json(
                 200,
@@ -550,6 +565,12 @@ pub(super) fn send(request: Request, answer: Answer, max_body_bytes: usize) {
             .expect("a static header is valid");
         response = response.with_header(header);
     }
+    if answer.status == 401 {
+        let value = super::auth::WWW_AUTHENTICATE.as_bytes();
+        let header =
+            Header::from_bytes(&b"WWW-Authenticate"[..], value).expect("a static header is valid");
+        response = response.with_header(header);
+    }
     if let Err(e) = request.respond(response) {
         log::debug!("could not send an HTTP answer: {e}");
     }
@@ -562,8 +583,13 @@ pub(super) fn send(request: Request, answer: Answer, max_body_bytes: usize) {
 /// and socket per such request, which beats the process aborting.
 fn answer_and_abandon(request: Request, answer: &Answer) {
     let mut stream = request.upgrade("zooweeper-refused", Response::empty(100));
+    let challenge = if answer.status == 401 {
+        format!("WWW-Authenticate: {}\r\n", super::auth::WWW_AUTHENTICATE)
+    } else {
+        String::new()
+    };
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
         answer.status,
         tiny_http::StatusCode(answer.status).default_reason_phrase(),
         answer.content_type,
@@ -785,6 +811,7 @@ mod tests {
                 waker,
                 published: bounded(1).1,
                 applied: Default::default(),
+                client_port: Default::default(),
             };
             let loop_thread = apply.then(|| {
                 let rx = rx.clone();
@@ -1086,6 +1113,7 @@ mod tests {
             waker,
             published: bounded(1).1,
             applied: Default::default(),
+            client_port: Default::default(),
         };
         let cfg = HttpConfig {
             threads: 1,

@@ -28,6 +28,9 @@ pub enum Phase {
     FourLetter([u8; 4]),
     /// Waiting for the other side's HELLO.
     Handshake,
+    /// HELLO from `PeerId` accepted; with an ensemble secret, waiting for its
+    /// AUTHCHALLENGE and AUTHPROOF (`wire-spec.md` section 3).
+    Authenticating(PeerId),
     /// Handshake done: this is the link to `peer`.
     Up(PeerId),
     /// Answer queued: flush it, half-close, and drop whatever arrives until EOF.
@@ -77,6 +80,17 @@ pub struct Conn {
     /// Bytes read from and written to the socket so far.
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The peer-authentication exchange, when the ensemble has a secret.
+    pub auth: Option<AuthState>,
+}
+
+/// Where one connection's peer authentication stands.
+#[derive(Clone, Debug)]
+pub struct AuthState {
+    /// The nonce this side sent in its AUTHCHALLENGE.
+    pub my_nonce: [u8; 32],
+    /// The other side's nonce, once its AUTHCHALLENGE arrived.
+    pub their_nonce: Option<[u8; 32]>,
 }
 
 /// Output that waits behind a stream (a snapshot being encoded by another thread).
@@ -139,6 +153,7 @@ impl Conn {
             later_bytes: 0,
             bytes_in: 0,
             bytes_out: 0,
+            auth: None,
         }
     }
 
@@ -315,7 +330,7 @@ impl Conn {
                     self.sniff = Vec::new();
                 }
             }
-            Phase::Handshake | Phase::Up(_) => self.decoder.feed(bytes),
+            Phase::Handshake | Phase::Authenticating(_) | Phase::Up(_) => self.decoder.feed(bytes),
             Phase::FourLetter(_) | Phase::Closing => {}
         }
     }

@@ -93,12 +93,23 @@ struct Node {
 
 impl Node {
     fn start(id: PeerId, servers: &[ServerAddr], cluster: &str) -> Node {
+        Node::start_with(id, servers, cluster, None)
+    }
+
+    /// A node with the ensemble secret `secret`, if any.
+    fn start_with(
+        id: PeerId,
+        servers: &[ServerAddr],
+        cluster: &str,
+        secret: Option<&[u8]>,
+    ) -> Node {
         let me = servers.iter().find(|s| s.id == id).unwrap();
         let std_listener = std::net::TcpListener::bind(me.peer).unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let listener = mio::net::TcpListener::from_std(std_listener);
         let mut config = Config::with_servers(id, servers.to_vec(), "/nonexistent".into());
         config.cluster = cluster.to_string();
+        config.security.peer_secret = secret.map(crate::secrets::Secret::from_bytes);
         let config = Arc::new(config);
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).unwrap());
@@ -145,6 +156,7 @@ impl Node {
                 waker,
                 published,
                 applied,
+                client_port: Default::default(),
             },
             seen,
             thread: Some(thread),
@@ -378,4 +390,260 @@ fn client_writes_are_answered_and_counted() {
     // The loop answers this after the batch that replied, so that batch's view is out.
     assert_eq!(exchange(n1.peer_addr, b"ruok"), b"imok");
     assert_eq!(n1.handle.view().metrics.writes_answered, 1);
+}
+
+// Peer authentication (wire-spec.md section 3): the test plays server 2 dialing server 1
+// over a raw socket, with or without the secret.
+
+const SECRET: &[u8] = b"0123456789abcdef-ensemble-secret";
+
+/// A raw connection that reads whole frames.
+struct RawPeer {
+    s: TcpStream,
+    dec: crate::wire::FrameDecoder,
+}
+
+impl RawPeer {
+    fn connect(addr: SocketAddr) -> RawPeer {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        RawPeer {
+            s,
+            dec: crate::wire::FrameDecoder::new(),
+        }
+    }
+
+    fn send(&mut self, msg: &PeerMsg) {
+        let mut out = Vec::new();
+        encode_frame(msg, &mut out);
+        self.s.write_all(&out).unwrap();
+    }
+
+    /// The next frame, or `None` once the server closed the connection.
+    fn next(&mut self) -> Option<PeerMsg> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(m) = self.dec.next_msg().expect("the server sends valid frames") {
+                return Some(m);
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.dec.feed(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("the server neither answered nor closed: {e}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; panics if it sends a frame meanwhile.
+    fn expect_closed(&mut self, why: &str) {
+        if let Some(m) = self.next() {
+            panic!("{why}: expected the connection closed, got {}", m.name());
+        }
+    }
+}
+
+/// The transcript of a connection that server 2 dialed to server 1.
+fn transcript<'a>(nd: &'a [u8; 32], na: &'a [u8; 32]) -> crate::wire::auth::Transcript<'a> {
+    crate::wire::auth::Transcript {
+        cluster: "zw",
+        dialer: 2,
+        acceptor: 1,
+        dialer_nonce: nd,
+        acceptor_nonce: na,
+    }
+}
+
+/// Dials server 1 as server 2 with nonce `nd`; returns the server's nonce after checking
+/// that it answered HELLO, AUTHCHALLENGE and a proof made with [`SECRET`].
+fn open_as_server_2(n1: &Node, nd: [u8; 32]) -> (RawPeer, [u8; 32]) {
+    use crate::wire::auth::Direction;
+    let mut p = RawPeer::connect(n1.peer_addr);
+    p.send(&PeerMsg::Hello {
+        server_id: 2,
+        cluster: "zw".into(),
+    });
+    p.send(&PeerMsg::AuthChallenge { nonce: nd });
+    assert!(matches!(
+        p.next(),
+        Some(PeerMsg::Hello { server_id: 1, .. })
+    ));
+    let Some(PeerMsg::AuthChallenge { nonce: na }) = p.next() else {
+        panic!("expected AUTHCHALLENGE after HELLO");
+    };
+    let Some(PeerMsg::AuthProof { mac }) = p.next() else {
+        panic!("expected AUTHPROOF");
+    };
+    assert!(
+        transcript(&nd, &na).verify(SECRET, Direction::FromAcceptor, &mac),
+        "server 1's proof does not verify with the secret"
+    );
+    (p, na)
+}
+
+fn no_peer_up(node: &Node) -> bool {
+    node.seen
+        .try_iter()
+        .all(|i| !matches!(i, Input::PeerUp { .. } | Input::Peer { .. }))
+}
+
+#[test]
+fn peers_with_the_same_secret_authenticate_and_come_up() {
+    let servers = members(3);
+    let nodes: Vec<Node> = (1..=3)
+        .map(|id| Node::start_with(id, &servers, "zw", Some(SECRET)))
+        .collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let me = i as u64 + 1;
+        let mut missing: Vec<PeerId> = (1..=3).filter(|&o| o != me).collect();
+        let mut pinged = false;
+        while !missing.is_empty() || (me == 1 && !pinged) {
+            let input = node.expect("every other peer up, authenticated", |_| true);
+            missing.retain(|&o| !is_up(o)(&input));
+            pinged |= is_ping_from(3)(&input);
+        }
+    }
+}
+
+#[test]
+fn a_correct_proof_brings_the_peer_up_and_frames_flow() {
+    use crate::wire::auth::Direction;
+    let servers = members(2);
+    // Server 2 is played by the test: its address is never dialed (1 dials nobody).
+    let n1 = Node::start_with(1, &servers, "zw", Some(SECRET));
+    let nd = [7u8; 32];
+    let (mut p, na) = open_as_server_2(&n1, nd);
+    let mac = transcript(&nd, &na).proof(SECRET, Direction::FromDialer);
+    p.send(&PeerMsg::AuthProof { mac });
+    n1.expect("server 2 up after its proof", is_up(2));
+    // The scripted machine greets the new peer with a PING.
+    assert!(matches!(p.next(), Some(PeerMsg::Ping { zxid }) if zxid == Zxid(1)));
+    p.send(&PeerMsg::Ping { zxid: Zxid(2) });
+    n1.expect("a frame from the authenticated peer", is_ping_from(2));
+}
+
+#[test]
+fn a_wrong_secret_is_refused_and_the_peer_never_comes_up() {
+    use crate::wire::auth::Direction;
+    let servers = members(2);
+    let n1 = Node::start_with(1, &servers, "zw", Some(SECRET));
+    let nd = [9u8; 32];
+    let (mut p, na) = open_as_server_2(&n1, nd);
+    let mac = transcript(&nd, &na).proof(b"another-secret-of-enough-bytes", Direction::FromDialer);
+    p.send(&PeerMsg::AuthProof { mac });
+    p.expect_closed("a wrong proof");
+    // A proof that only swaps the direction (the server's own proof reflected) fails too.
+    let (mut p, na) = open_as_server_2(&n1, nd);
+    let reflected = transcript(&nd, &na).proof(SECRET, Direction::FromAcceptor);
+    p.send(&PeerMsg::AuthProof { mac: reflected });
+    p.expect_closed("a reflected proof");
+    assert!(no_peer_up(&n1), "a peer came up without a valid proof");
+}
+
+#[test]
+fn a_replayed_proof_from_an_earlier_connection_is_refused() {
+    use crate::wire::auth::Direction;
+    let servers = members(2);
+    let n1 = Node::start_with(1, &servers, "zw", Some(SECRET));
+    let nd = [3u8; 32];
+    // A genuine exchange, recorded (here by computing what server 2 sent).
+    let (mut p, na1) = open_as_server_2(&n1, nd);
+    let recorded = transcript(&nd, &na1).proof(SECRET, Direction::FromDialer);
+    p.send(&PeerMsg::AuthProof { mac: recorded });
+    n1.expect("the genuine server 2 up", is_up(2));
+    drop(p);
+    n1.expect("server 2 down", |i| {
+        matches!(i, Input::PeerDown { peer: 2 })
+    });
+    // An attacker without the secret replays every byte server 2 sent.
+    let (mut p, na2) = open_as_server_2(&n1, nd);
+    assert_ne!(na1, na2, "the server reused its nonce");
+    p.send(&PeerMsg::AuthProof { mac: recorded });
+    p.expect_closed("a replayed proof");
+    assert!(no_peer_up(&n1), "the replayed proof brought a peer up");
+}
+
+#[test]
+fn truncated_misordered_and_garbage_auth_frames_close_only_that_connection() {
+    let servers = members(2);
+    let n1 = Node::start_with(1, &servers, "zw", Some(SECRET));
+    let mut h = hello(2, "zw");
+    // AUTHCHALLENGE with a 16-byte payload: malformed.
+    let mut short = Vec::new();
+    encode_frame(&PeerMsg::AuthChallenge { nonce: [1; 32] }, &mut short);
+    short.truncate(crate::wire::HEADER_BYTES + 16);
+    short[4..8].copy_from_slice(&16u32.to_be_bytes());
+    let crc = crc32fast::hash(&short[crate::wire::HEADER_BYTES..]);
+    short[8..12].copy_from_slice(&crc.to_be_bytes());
+    h.extend_from_slice(&short);
+    exchange(n1.peer_addr, &h);
+    // A frame cut in the middle, then EOF.
+    let mut cut = hello(2, "zw");
+    let mut ch = Vec::new();
+    encode_frame(&PeerMsg::AuthChallenge { nonce: [2; 32] }, &mut ch);
+    cut.extend_from_slice(&ch[..20]);
+    exchange(n1.peer_addr, &cut);
+    // AUTHPROOF before AUTHCHALLENGE; a PING where authentication was due.
+    for early in [
+        PeerMsg::AuthProof { mac: [0; 32] },
+        PeerMsg::Ping { zxid: Zxid(1) },
+    ] {
+        let mut p = RawPeer::connect(n1.peer_addr);
+        p.send(&PeerMsg::Hello {
+            server_id: 2,
+            cluster: "zw".into(),
+        });
+        assert!(matches!(p.next(), Some(PeerMsg::Hello { .. })));
+        assert!(matches!(p.next(), Some(PeerMsg::AuthChallenge { .. })));
+        p.send(&early);
+        p.expect_closed(early.name());
+    }
+    // Random bytes after HELLO.
+    let mut g = hello(2, "zw");
+    g.extend((0..512u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8));
+    exchange(n1.peer_addr, &g);
+    assert_eq!(
+        exchange(n1.peer_addr, b"ruok"),
+        b"imok",
+        "the server still serves"
+    );
+    assert!(no_peer_up(&n1));
+}
+
+#[test]
+fn a_server_without_a_secret_and_one_with_refuse_each_other() {
+    let servers = members(2);
+    // With a secret, facing a dialer that has none: HELLO alone, then a PING.
+    let n1 = Node::start_with(1, &servers, "zw", Some(SECRET));
+    let mut p = RawPeer::connect(n1.peer_addr);
+    p.send(&PeerMsg::Hello {
+        server_id: 2,
+        cluster: "zw".into(),
+    });
+    assert!(matches!(p.next(), Some(PeerMsg::Hello { .. })));
+    assert!(matches!(p.next(), Some(PeerMsg::AuthChallenge { .. })));
+    p.send(&PeerMsg::Ping { zxid: Zxid(0) });
+    p.expect_closed("a peer without a secret");
+    assert!(no_peer_up(&n1));
+    drop(n1);
+    // Without a secret, facing a dialer that sends AUTHCHALLENGE: closed at that frame.
+    let servers = members(2);
+    let n1 = Node::start(1, &servers, "zw");
+    let mut p = RawPeer::connect(n1.peer_addr);
+    p.send(&PeerMsg::Hello {
+        server_id: 2,
+        cluster: "zw".into(),
+    });
+    assert!(matches!(p.next(), Some(PeerMsg::Hello { .. })));
+    p.send(&PeerMsg::AuthChallenge { nonce: [5; 32] });
+    loop {
+        match p.next() {
+            None => break,
+            Some(PeerMsg::Ping { .. }) => {}
+            Some(m) => panic!("unexpected {}", m.name()),
+        }
+    }
+    n1.expect("the mixed link goes down", |i| {
+        matches!(i, Input::PeerDown { peer: 2 })
+    });
 }

@@ -15,6 +15,7 @@ use mio::Token;
 use super::conn::{Conn, Phase, ReadEnd};
 use super::event_loop::{EventLoop, LoopError};
 use super::{fourlw, Machine};
+use crate::config::FourLetterWords;
 use crate::wire::PeerMsg;
 use crate::zab::{Input, Millis, PeerId};
 
@@ -49,8 +50,20 @@ impl<M: Machine> EventLoop<M> {
         };
         let hello = self.hello();
         let now = self.now();
+        let auth = match self.start_auth() {
+            Ok(auth) => auth,
+            Err(e) => {
+                warn!("cannot dial server {id} at {addr}: {e}");
+                self.schedule_redial(id);
+                return;
+            }
+        };
         let result = TcpStream::connect(addr).and_then(|stream| {
             let mut conn = Conn::dialing(stream, addr, id, &hello, now);
+            if let Some((state, challenge)) = auth {
+                conn.queue(&challenge);
+                conn.auth = Some(state);
+            }
             let token = Token(self.next_token + 1);
             conn.register(self.poll.registry(), token)?;
             Ok((token, conn))
@@ -198,7 +211,10 @@ impl<M: Machine> EventLoop<M> {
         let mut frames = Vec::new();
         let mut bad = None;
         if let Some(conn) = self.conns.get_mut(&token) {
-            if matches!(conn.phase, Phase::Handshake | Phase::Up(_)) {
+            if matches!(
+                conn.phase,
+                Phase::Handshake | Phase::Authenticating(_) | Phase::Up(_)
+            ) {
                 loop {
                     match conn.decoder.next_msg() {
                         Ok(Some(m)) => frames.push(m),
@@ -248,7 +264,11 @@ impl<M: Machine> EventLoop<M> {
             connections: self.conns.len(),
             peers: &peers,
         };
-        let text = fourlw::answer(&word, &info).unwrap_or_default();
+        let text = if self.config.client.four_letter_words.allows(&word) {
+            fourlw::answer(&word, &info).unwrap_or_default()
+        } else {
+            FourLetterWords::refusal(&word)
+        };
         if let Some(conn) = self.conns.get_mut(&token) {
             debug!(
                 "four-letter word {:?} from {}",
@@ -274,6 +294,10 @@ impl<M: Machine> EventLoop<M> {
                 token,
                 &format!("expected HELLO first, got {}", other.name()),
             ),
+            (Phase::Authenticating(id), msg) => self.on_auth_frame(token, id, msg),
+            (Phase::Up(id), m @ (PeerMsg::AuthChallenge { .. } | PeerMsg::AuthProof { .. })) => {
+                self.on_auth_frame_when_up(token, id, &m)
+            }
             (Phase::Up(_), PeerMsg::Hello { .. }) => self.close(token, "a second HELLO"),
             (Phase::Up(peer), msg) => {
                 self.metrics.packets_received += 1;
@@ -323,17 +347,47 @@ impl<M: Machine> EventLoop<M> {
             warn!("refusing peer connection from {}: {reason}", conn.addr);
             return self.close(token, &reason);
         }
-        if let Some(&old) = self.peers.get(&id) {
-            self.close(old, "replaced by a newer connection")?;
-        }
+        let accepted = conn.dialed.is_none();
+        let auth = if accepted {
+            match self.start_auth() {
+                Ok(auth) => auth,
+                Err(e) => return self.refuse(token, &e),
+            }
+        } else {
+            None
+        };
         let hello = self.hello();
+        let secret = self.config.security.peer_secret.is_some();
         let Some(conn) = self.conns.get_mut(&token) else {
             return Ok(());
         };
-        if conn.dialed.is_none() {
+        if accepted {
             conn.queue(&hello);
+            if let Some((state, challenge)) = auth {
+                conn.queue(&challenge);
+                conn.auth = Some(state);
+            }
             self.to_flush.insert(token);
         }
+        if secret {
+            conn.phase = Phase::Authenticating(id);
+            debug!("authenticating server {id} ({})", conn.addr);
+            return Ok(());
+        }
+        self.peer_up(token, id)
+    }
+
+    /// Makes the connection `token`, whose handshake (and authentication) is complete,
+    /// the link to peer `id`, replacing an older connection to it.
+    pub(super) fn peer_up(&mut self, token: Token, id: PeerId) -> Result<(), LoopError> {
+        if let Some(&old) = self.peers.get(&id) {
+            if old != token {
+                self.close(old, "replaced by a newer connection")?;
+            }
+        }
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Ok(());
+        };
         conn.phase = Phase::Up(id);
         info!("peer {id} is up ({})", conn.addr);
         if let Some(d) = self.dialers.get_mut(&id) {
@@ -368,6 +422,14 @@ impl<M: Machine> EventLoop<M> {
             }
         }
         match conn.phase {
+            Phase::Authenticating(id) => {
+                warn!(
+                    "refusing peer connection from {}: server {id} did not authenticate \
+                     ({reason}; does it have the same --peer-secret-file?)",
+                    conn.addr
+                );
+                Ok(())
+            }
             Phase::Up(id) if self.peers.get(&id) == Some(&token) => {
                 info!("peer {id} is down ({}): {reason}", conn.addr);
                 self.peers.remove(&id);

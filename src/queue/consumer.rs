@@ -797,10 +797,12 @@ pub fn serve_page(
 pub fn run(config: Config) -> Result<(), String> {
     let ens = Ensemble::from_spec(&config.servers)?;
     let path = offset_path(&config.name);
-    let zk_agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(2))
-        .timeout(Duration::from_secs(15))
-        .build();
+    let zk_agent = crate::client::authorize(
+        ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(2))
+            .timeout(Duration::from_secs(15)),
+    )
+    .build();
     let offset = if config.from_start {
         info!("--from-start: reading from offset 0");
         0
@@ -834,6 +836,9 @@ pub fn run(config: Config) -> Result<(), String> {
     if let Some(port) = config.port {
         let addr = serve_page(&config.host, port, state.clone(), &config.name)?;
         info!("serving the timeline page on http://{addr}/");
+        if let Some(w) = crate::secrets::exposure_warning(&[("the timeline page", addr)]) {
+            warn!("{w}");
+        }
     }
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(2))

@@ -59,14 +59,21 @@ impl EventLog {
     /// IO errors, and a file that does not start with the log's header (it is not ours:
     /// nothing is changed).
     pub fn open(dir: &Path) -> io::Result<(EventLog, OpenReport)> {
-        std::fs::create_dir_all(dir)?;
+        // Owner-only, as a server's data dir (docs/security.md).
+        crate::store::create_private_dir(dir)?;
         let path = dir.join("events.log");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let mut file = {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(crate::store::FILE_MODE)
+                .open(&path)?;
+            f.set_permissions(std::fs::Permissions::from_mode(crate::store::FILE_MODE))?;
+            f
+        };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let mut report = OpenReport::default();
@@ -245,6 +252,17 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_dir_is_owner_only_and_the_log_file_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("mq-9090");
+        let (_log, _) = EventLog::open(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("events.log")), 0o600);
+    }
 
     fn ev(offset: u64) -> StoredEvent {
         StoredEvent {

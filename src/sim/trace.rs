@@ -86,6 +86,7 @@ pub fn op(op: &TxnOp) -> String {
 pub fn msg(m: &PeerMsg) -> String {
     match m {
         PeerMsg::Hello { server_id, .. } => format!("HELLO {server_id}"),
+        PeerMsg::AuthChallenge { .. } | PeerMsg::AuthProof { .. } => m.name().to_string(),
         PeerMsg::Notification { vote, round, state } => format!(
             "NOTIFICATION vote=({} {} e{}) round={round} {state:?}",
             vote.leader, vote.zxid, vote.peer_epoch

@@ -1,7 +1,7 @@
 //! Opening a data dir: lock it, load the newest valid snapshot, replay the log after it,
 //! cut a torn tail, refuse corruption, check the epochs.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::Path;
 
@@ -33,7 +33,7 @@ pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, Recovered), StoreE
             io::Error::new(io::ErrorKind::InvalidInput, msg),
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    super::create_private_dir(dir).map_err(|e| StoreError::io(dir, e))?;
     let lock = lock_dir(dir)?;
     remove_temp_files(dir)?;
     let (accepted, current) = epochs::load(dir)?;
@@ -82,12 +82,7 @@ pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, Recovered), StoreE
 fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     use std::os::unix::io::AsRawFd;
     let path = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::io(&path, e))?;
+    let f = super::open_private(&path, false, false).map_err(|e| StoreError::io(&path, e))?;
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = io::Error::last_os_error();

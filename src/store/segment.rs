@@ -271,12 +271,7 @@ impl ActiveSegment {
         fsync: bool,
     ) -> Result<ActiveSegment, StoreError> {
         let io = |e| StoreError::io(path, e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io)?;
+        let file = super::open_private(path, true, true).map_err(io)?;
         let bytes = header.encode();
         let mut seg = ActiveSegment {
             path: path.to_path_buf(),
@@ -313,6 +308,11 @@ impl ActiveSegment {
             .write(true)
             .open(path)
             .map_err(io)?;
+        // A segment written before files were owner-only becomes so when appended to.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+            super::FILE_MODE,
+        ))
+        .map_err(io)?;
         let cap = file.metadata().map_err(io)?.len();
         Ok(ActiveSegment {
             path: path.to_path_buf(),

@@ -57,6 +57,10 @@ pub const SYNCREPLY: u8 = 38;
 pub const CONFIRM: u8 = 39;
 /// CONFIRMED: a follower confirms a sync round.
 pub const CONFIRMED: u8 = 40;
+/// AUTHCHALLENGE: a fresh nonce, after HELLO, when the ensemble has a secret.
+pub const AUTHCHALLENGE: u8 = 41;
+/// AUTHPROOF: the sender's HMAC over both nonces, ids, the cluster and the direction.
+pub const AUTHPROOF: u8 = 42;
 
 /// Most session ids in one TOUCH.
 pub const MAX_TOUCH_SESSIONS: usize = 100_000;
@@ -78,6 +82,8 @@ const _: () = assert!(MAX_SNAP_CHUNK_BYTES + 4 <= MAX_FRAME_BYTES);
 pub fn msg_type_code(msg: &PeerMsg) -> u8 {
     match msg {
         PeerMsg::Hello { .. } => HELLO,
+        PeerMsg::AuthChallenge { .. } => AUTHCHALLENGE,
+        PeerMsg::AuthProof { .. } => AUTHPROOF,
         PeerMsg::Notification { .. } => NOTIFICATION,
         PeerMsg::Request { .. } => REQUEST,
         PeerMsg::Proposal { .. } => PROPOSAL,
@@ -127,6 +133,8 @@ pub fn type_name(code: u8) -> Option<&'static str> {
         CONFIRM => "CONFIRM",
         CONFIRMED => "CONFIRMED",
         SYNCREPLY => "SYNCREPLY",
+        AUTHCHALLENGE => "AUTHCHALLENGE",
+        AUTHPROOF => "AUTHPROOF",
         _ => return None,
     })
 }
@@ -149,6 +157,9 @@ pub fn encode_payload(msg: &PeerMsg, out: &mut Vec<u8>) {
         PeerMsg::Hello { server_id, cluster } => {
             put_u64(out, *server_id);
             put_str(out, cluster);
+        }
+        PeerMsg::AuthChallenge { nonce: b } | PeerMsg::AuthProof { mac: b } => {
+            out.extend_from_slice(b)
         }
         PeerMsg::Notification { vote, round, state } => {
             put_u64(out, vote.leader);
@@ -230,6 +241,15 @@ fn read_state(r: &mut Reader<'_>) -> Result<PeerState, DecodeError> {
     }
 }
 
+/// A fixed 32-byte field (a nonce or a MAC), with no length prefix.
+fn read_32(r: &mut Reader<'_>) -> Result<[u8; 32], DecodeError> {
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&r.u64()?.to_be_bytes());
+    }
+    Ok(out)
+}
+
 fn read_zxid(r: &mut Reader<'_>) -> Result<Zxid, DecodeError> {
     Ok(Zxid(r.u64()?))
 }
@@ -245,6 +265,12 @@ pub fn decode_payload(code: u8, payload: &[u8]) -> Result<PeerMsg, DecodeError> 
         HELLO => PeerMsg::Hello {
             server_id: r.u64()?,
             cluster: r.str(MAX_CLUSTER_BYTES)?,
+        },
+        AUTHCHALLENGE => PeerMsg::AuthChallenge {
+            nonce: read_32(&mut r)?,
+        },
+        AUTHPROOF => PeerMsg::AuthProof {
+            mac: read_32(&mut r)?,
         },
         NOTIFICATION => PeerMsg::Notification {
             vote: Vote {
@@ -425,6 +451,29 @@ mod tests {
             cluster: "x".repeat(MAX_CLUSTER_BYTES),
         };
         assert_eq!(decode_payload(HELLO, &payload(&max)), Ok(max));
+    }
+
+    #[test]
+    fn auth_frames_round_trip_and_a_short_or_long_payload_is_malformed() {
+        let mut nonce = [0u8; 32];
+        for (i, b) in nonce.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        for (code, m) in [
+            (AUTHCHALLENGE, PeerMsg::AuthChallenge { nonce }),
+            (AUTHPROOF, PeerMsg::AuthProof { mac: nonce }),
+        ] {
+            let p = payload(&m);
+            assert_eq!(p.len(), 32);
+            assert_eq!(p, nonce);
+            assert_eq!(type_name(msg_type_code(&m)), Some(m.name()));
+            assert_eq!(decode_payload(code, &p), Ok(m));
+            assert_eq!(decode_payload(code, &p[..31]), Err(DecodeError::Malformed));
+            assert_eq!(decode_payload(code, &[]), Err(DecodeError::Malformed));
+            let mut long = p.clone();
+            long.push(0);
+            assert_eq!(decode_payload(code, &long), Err(DecodeError::Malformed));
+        }
     }
 
     #[test]

@@ -39,6 +39,12 @@ impl Vote {
 pub enum PeerMsg {
     /// First frame each way on a new connection: who is speaking, in which ensemble.
     Hello { server_id: PeerId, cluster: String },
+    /// AUTHCHALLENGE (41): right after HELLO when the ensemble has a secret, the
+    /// sender's fresh random nonce (`wire-spec.md` section 3, "Peer authentication").
+    AuthChallenge { nonce: [u8; 32] },
+    /// AUTHPROOF (42): HMAC-SHA256 with the ensemble secret over both nonces, both ids,
+    /// the cluster name and the direction ([`super::auth::Transcript`]).
+    AuthProof { mac: [u8; 32] },
     /// Election notification: the sender's current vote, election round and state.
     Notification {
         vote: Vote,
@@ -112,6 +118,8 @@ impl PeerMsg {
     pub fn name(&self) -> &'static str {
         match self {
             PeerMsg::Hello { .. } => "HELLO",
+            PeerMsg::AuthChallenge { .. } => "AUTHCHALLENGE",
+            PeerMsg::AuthProof { .. } => "AUTHPROOF",
             PeerMsg::Notification { .. } => "NOTIFICATION",
             PeerMsg::Request { .. } => "REQUEST",
             PeerMsg::Proposal { .. } => "PROPOSAL",

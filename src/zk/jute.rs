@@ -15,7 +15,7 @@ use std::fmt;
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::wire::{AclEntry, Id};
-use crate::ztree::Stat;
+use crate::ztree::{NodeKind, Stat};
 
 /// Op codes of [`RequestHeader::op`].
 pub mod op {
@@ -283,6 +283,12 @@ pub fn put_acl(out: &mut Vec<u8>, acl: &[AclEntry]) {
 
 /// A znode's stat as ZooKeeper's 11-field `Stat` (68 bytes).
 pub fn put_stat(out: &mut Vec<u8>, s: &Stat) {
+    // A container's or TTL znode's ephemeralOwner holds its kind's marker, which
+    // ZooKeeper's clients never see: it answers 0 for them.
+    let s = &Stat {
+        ephemeral_owner: client_owner(s.ephemeral_owner),
+        ..s.clone()
+    };
     put_long(out, s.czxid as i64);
     put_long(out, s.mzxid as i64);
     put_long(out, s.ctime as i64);
@@ -294,6 +300,14 @@ pub fn put_stat(out: &mut Vec<u8>, s: &Stat) {
     put_int(out, s.data_length as i32);
     put_int(out, s.num_children as i32);
     put_long(out, s.pzxid as i64);
+}
+
+/// The ephemeralOwner a client sees: the owning session of an ephemeral znode, else 0.
+pub fn client_owner(owner: u64) -> u64 {
+    match NodeKind::of(owner) {
+        NodeKind::Ephemeral { session } => session,
+        _ => 0,
+    }
 }
 
 /// Bytes of an encoded stat.
@@ -1228,6 +1242,27 @@ mod tests {
             )
         );
         assert_eq!(read_stat(&mut Reader::new(&out)).unwrap(), s);
+    }
+
+    #[test]
+    fn containers_and_ttl_znodes_show_no_owner() {
+        use crate::ztree::{CONTAINER_OWNER, TTL_OWNER_TAG};
+        for (owner, shown) in [
+            (0, 0),
+            (0x100_0000_0001u64, 0x100_0000_0001u64),
+            (CONTAINER_OWNER, 0),
+            (TTL_OWNER_TAG | 60_000, 0),
+        ] {
+            let mut out = Vec::new();
+            put_stat(
+                &mut out,
+                &Stat {
+                    ephemeral_owner: owner,
+                    ..Stat::default()
+                },
+            );
+            assert_eq!(out[44..52], shown.to_be_bytes(), "owner {owner:#x}");
+        }
     }
 
     #[test]

@@ -16,15 +16,6 @@ use super::jute::{
     put_multi_response, put_stat, put_strings, put_ustring, CreateRequest, MultiResult, Request,
 };
 
-/// The session timeout a client gets: what it asked, within [2, 20] ticks, as ZooKeeper's
-/// default minSessionTimeout and maxSessionTimeout.
-pub fn negotiate_timeout(asked_ms: i32, tick_ms: u64) -> u32 {
-    let min = tick_ms.saturating_mul(2);
-    let max = tick_ms.saturating_mul(20);
-    let asked = u64::try_from(asked_ms).unwrap_or(0);
-    u32::try_from(asked.clamp(min, max)).unwrap_or(u32::MAX)
-}
-
 /// ZooKeeper's code for a tree error.
 pub fn tree_code(e: &ZError) -> i32 {
     match e {
@@ -235,11 +226,15 @@ pub fn write_response(req: &Request, result: Result<OpOk, ClientError>) -> (i32,
 
 fn multi_result(req: &Request, done: OpOk) -> MultiResult {
     match (req, done) {
+        // As ZooKeeper 3.8 answers: a create or create2 inside a multi gets a create
+        // result (the path), a createContainer or createTTL a create2 result (path and
+        // stat). Its clients know no other op code in a multi's results (the Java
+        // client refuses the whole response).
         (Request::Create(c), OpOk::Created { path, stat }) => {
-            if c.op == op::CREATE {
+            if c.op == op::CREATE || c.op == op::CREATE2 {
                 MultiResult::Create(path)
             } else {
-                MultiResult::Create2(c.op, path, stat)
+                MultiResult::Create2(op::CREATE2, path, stat)
             }
         }
         (_, OpOk::Set { stat }) => MultiResult::SetData(stat),
@@ -264,9 +259,9 @@ pub struct ReadAnswer {
     pub watch: Option<(WatchOn, String)>,
 }
 
-/// Answers exists, getData, getChildren and getChildren2 from `tree`, as `ids`: each
-/// needs READ on the znode (exists too, when the znode exists, as ZooKeeper 3.8.4 and
-/// later), else NoAuth and no watch.
+/// Answers exists, getData, getChildren and getChildren2 from `tree`, as `ids`: each but
+/// exists needs READ on the znode, else NoAuth and no watch. exists is not checked, as in
+/// ZooKeeper 3.8.0 (whose answers the differential test records; 3.8.4 checks READ).
 pub fn read(tree: &ZTree, req: &Request, ids: &[Id]) -> ReadAnswer {
     let (path, watch) = match req {
         Request::Exists { path, watch }
@@ -289,7 +284,8 @@ pub fn read(tree: &ZTree, req: &Request, ids: &[Id]) -> ReadAnswer {
             watch: None,
         };
     }
-    if !tree.allows(path, perms::READ, ids) {
+    let exists = matches!(req, Request::Exists { .. });
+    if !exists && !tree.allows(path, perms::READ, ids) {
         return ReadAnswer {
             err: code::NO_AUTH,
             body: out,
@@ -445,21 +441,17 @@ pub fn all_children_number(tree: &ZTree, path: &str, ids: &[Id]) -> (i32, Vec<u8
 }
 
 /// multiRead: each op answered on its own (an error result for a failing one, NoAuth
-/// for one without READ, the others unaffected), with the watches asked for. A write
-/// among them refuses the whole request with MarshallingError, as ZooKeeper.
-pub fn multi_read(
-    tree: &ZTree,
-    ops: &[Request],
-    ids: &[Id],
-) -> (i32, Vec<u8>, Vec<(WatchOn, String)>) {
+/// for one without READ, the others unaffected). A write among them refuses the whole
+/// request with MarshallingError, as ZooKeeper. The ops' watch flags are ignored and no
+/// watch is left: ZooKeeper 3.8 rebuilds a multiRead's ops from their paths alone.
+pub fn multi_read(tree: &ZTree, ops: &[Request], ids: &[Id]) -> (i32, Vec<u8>) {
     let mut results = Vec::with_capacity(ops.len());
-    let mut watches = Vec::new();
     for o in ops {
-        let (path, watch) = match o {
-            Request::GetData { path, watch }
-            | Request::GetChildren { path, watch }
-            | Request::Exists { path, watch } => (path, *watch),
-            _ => return (code::MARSHALLING_ERROR, Vec::new(), Vec::new()),
+        let path = match o {
+            Request::GetData { path, .. }
+            | Request::GetChildren { path, .. }
+            | Request::Exists { path, .. } => path,
+            _ => return (code::MARSHALLING_ERROR, Vec::new()),
         };
         if validate_path(path).is_err() {
             results.push(MultiResult::Error(code::BAD_ARGUMENTS));
@@ -470,13 +462,6 @@ pub fn multi_read(
             continue;
         }
         let node = tree.get(path);
-        let on = match o {
-            Request::GetChildren { .. } => WatchOn::Child,
-            _ => WatchOn::Data,
-        };
-        if watch && (node.is_some() || matches!(o, Request::Exists { .. })) {
-            watches.push((on, path.clone()));
-        }
         results.push(match (o, node) {
             (_, None) => MultiResult::Error(code::NO_NODE),
             (Request::GetData { .. }, Some(n)) => MultiResult::GetData(n.data, n.stat),
@@ -486,7 +471,7 @@ pub fn multi_read(
     }
     let mut out = Vec::new();
     put_multi_response(&mut out, &results);
-    (code::OK, out, watches)
+    (code::OK, out)
 }
 
 /// whoAmI: the connection's identities, as ZooKeeper shows them: the scheme and the
@@ -572,14 +557,6 @@ mod tests {
             sequential: false,
             ephemeral_owner: 0,
         }
-    }
-
-    #[test]
-    fn timeouts_are_clamped_to_2_and_20_ticks() {
-        assert_eq!(negotiate_timeout(30_000, 100), 2000);
-        assert_eq!(negotiate_timeout(1, 100), 200);
-        assert_eq!(negotiate_timeout(-5, 100), 200);
-        assert_eq!(negotiate_timeout(700, 100), 700);
     }
 
     /// A read by a connection with no identities.
@@ -783,6 +760,45 @@ mod tests {
     }
 
     #[test]
+    fn multi_results_use_the_op_codes_zookeeper_answers() {
+        let stat = crate::ztree::Stat {
+            czxid: 5,
+            ..Default::default()
+        };
+        let created = |p: &str| OpOk::Created {
+            path: p.into(),
+            stat: stat.clone(),
+        };
+        let ops = [
+            cr(op::CREATE, 0, 0),
+            cr(op::CREATE2, 0, 0),
+            cr(op::CREATE_CONTAINER, 4, 0),
+            cr(op::CREATE_TTL, 5, 1000),
+        ];
+        let (err, body) = write_response(
+            &Request::Multi(ops.to_vec()),
+            Ok(OpOk::Multi(vec![
+                created("/a"),
+                created("/b"),
+                created("/c"),
+                created("/d"),
+            ])),
+        );
+        assert_eq!(err, code::OK);
+        let mut expected = Vec::new();
+        put_multi_response(
+            &mut expected,
+            &[
+                MultiResult::Create("/a".into()),
+                MultiResult::Create("/b".into()),
+                MultiResult::Create2(op::CREATE2, "/c".into(), stat.clone()),
+                MultiResult::Create2(op::CREATE2, "/d".into(), stat),
+            ],
+        );
+        assert_eq!(body, expected);
+    }
+
+    #[test]
     fn multi_read_answers_each_op_on_its_own() {
         let t = tree_with(vec![create("/a", b"hi"), create("/a/b", b"")]);
         let ops = [
@@ -803,7 +819,7 @@ mod tests {
                 watch: true,
             },
         ];
-        let (err, body, watches) = multi_read(&t, &ops, &[]);
+        let (err, body) = multi_read(&t, &ops, &[]);
         assert_eq!(err, code::OK);
         let mut expected = Vec::new();
         put_multi_response(
@@ -816,14 +832,6 @@ mod tests {
             ],
         );
         assert_eq!(body, expected);
-        assert_eq!(
-            watches,
-            vec![
-                (WatchOn::Data, "/a".to_string()),
-                (WatchOn::Child, "/a".to_string()),
-                (WatchOn::Data, "/z".to_string()),
-            ]
-        );
         let with_write = [Request::Delete {
             path: "/a".into(),
             version: -1,

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,7 +29,8 @@ use super::jute::{
 use super::ops;
 use super::watches::Watches;
 use super::words;
-use crate::channels::{Handle, View, WriteReply};
+use crate::channels::{ClientPortStats, Handle, View, WriteReply};
+use crate::config::{ClientOptions, FourLetterWords};
 use crate::types::Zxid;
 use crate::wire::{Id, TxnOp};
 use crate::zab::ClientError;
@@ -38,9 +39,9 @@ use crate::ztree::OpOk;
 /// Largest frame a client may send: ZooKeeper's 1 MiB jute.maxbuffer, plus room for the
 /// header and path around 1 MiB of data.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024 + 64 * 1024;
-/// Client connections served at once; more are accepted and closed.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// Requests one connection may have queued; past it the port stops reading from it.
+/// Requests one connection may have queued; past it the port stops reading from it until
+/// half are answered. (`--global-outstanding-limit` caps the total over connections; the
+/// number of connections is capped by `--max-cnxns` and `--max-client-cnxns`.)
 pub const MAX_OUTSTANDING: usize = 1000;
 /// Answers a connection may leave unread before it is closed.
 pub const MAX_UNSENT_BYTES: usize = 32 * 1024 * 1024;
@@ -202,11 +203,14 @@ struct Conn {
     /// Frames read and answers (and notifications) queued, for `cons`.
     received: u64,
     sent: u64,
+    /// The port's counters (packets sent).
+    stats: Arc<ClientPortStats>,
 }
 
 impl Conn {
     fn send(&mut self, bytes: &[u8]) {
         self.sent += 1;
+        self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
         self.wbuf.extend_from_slice(bytes);
     }
 
@@ -254,12 +258,32 @@ struct Front {
     /// Every change up to this zxid has fired its watches.
     cursor: Zxid,
     scratch: Vec<u8>,
+    /// Limits and the four-letter-word list.
+    options: ClientOptions,
+    /// Open connections by client IP (for maxClientCnxns).
+    per_ip: HashMap<IpAddr, usize>,
+    /// Connections not read because of a limit on outstanding requests.
+    paused: HashSet<Token>,
+    stats: Arc<ClientPortStats>,
+    /// When a refused connection was last logged, and how many were refused since.
+    refusals: (Option<Instant>, u64),
+    /// Requests queued over every connection (see `recount_outstanding`).
+    outstanding: usize,
 }
 
 impl Front {
     fn new(bound: ZkBound, handle: Handle, stop: Arc<AtomicBool>) -> Front {
-        let cursor = handle.view().status.last_applied;
+        let view = handle.view();
+        let cursor = view.status.last_applied;
+        let options = view.config.client.clone();
+        let stats = handle.client_port.clone();
         Front {
+            options,
+            per_ip: HashMap::new(),
+            paused: HashSet::new(),
+            stats,
+            refusals: (None, 0),
+            outstanding: 0,
             poll: bound.poll,
             listener: bound.listener,
             handle,
@@ -290,6 +314,12 @@ impl Front {
                     LISTENER => self.accept_all(),
                     WAKER => {}
                     t => {
+                        if (ev.is_read_closed() || ev.is_error()) && self.paused.contains(&t) {
+                            // Not read while throttled, so the hang-up would go unnoticed
+                            // and its requests would hold their places.
+                            self.close(t, "client closed the connection while throttled");
+                            continue;
+                        }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read(t);
                         }
@@ -328,8 +358,12 @@ impl Front {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
-                    if self.conns.len() >= MAX_CONNECTIONS {
-                        warn!("client port: {addr} refused, {MAX_CONNECTIONS} connections open");
+                    if let Some(why) = self.refuse(addr.ip()) {
+                        // Closed by the drop, as ZooKeeper closes at once.
+                        self.stats
+                            .connections_rejected
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.log_refusal(addr, &why);
                         continue;
                     }
                     let token = Token(self.next_token);
@@ -344,6 +378,7 @@ impl Front {
                         continue;
                     }
                     debug!("client port: {addr} connected");
+                    *self.per_ip.entry(addr.ip()).or_insert(0) += 1;
                     self.conns.insert(
                         token,
                         Conn {
@@ -360,6 +395,7 @@ impl Front {
                             paused: false,
                             received: 0,
                             sent: 0,
+                            stats: self.stats.clone(),
                         },
                     );
                 }
@@ -373,10 +409,60 @@ impl Front {
         }
     }
 
+    /// Why a new connection from `ip` is refused (ZooKeeper's wording), if it is.
+    fn refuse(&self, ip: IpAddr) -> Option<String> {
+        let max = self.options.max_cnxns;
+        if max > 0 && self.conns.len() >= max {
+            return Some(format!(
+                "Too many connections max allowed is {max} (maxCnxns)"
+            ));
+        }
+        let per_ip = self.options.max_client_cnxns;
+        if per_ip > 0 && self.per_ip.get(&ip).copied().unwrap_or(0) >= per_ip {
+            return Some(format!(
+                "Too many connections from /{ip} - max is {per_ip} (maxClientCnxns)"
+            ));
+        }
+        None
+    }
+
+    /// Logs a refused connection, at most once a second (a client retrying in a loop
+    /// must not flood the log); the count of those not logged goes with the next line.
+    fn log_refusal(&mut self, addr: SocketAddr, why: &str) {
+        let now = Instant::now();
+        let (last, quiet) = &mut self.refusals;
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            *quiet += 1;
+            return;
+        }
+        let more = match std::mem::take(quiet) {
+            0 => String::new(),
+            n => format!(" ({n} more refused since the last line)"),
+        };
+        warn!("client port: {addr} refused: {why}{more}");
+        *last = Some(now);
+    }
+
+    /// Recounts the requests queued over every connection (after each turn; between
+    /// turns reads add to the count and answers are not yet taken off it, so it can only
+    /// be high, which throttles no less than it should).
+    fn recount_outstanding(&mut self) -> usize {
+        self.outstanding = self
+            .busy
+            .iter()
+            .filter_map(|b| self.conns.get(b))
+            .map(|c| c.queue.len())
+            .sum();
+        self.outstanding
+    }
+
     /// Reads what the socket has and queues the frames in it (parsing after every chunk,
     /// so the read buffer never holds more than one frame and one chunk).
     fn read(&mut self, t: Token) {
         let mut total = 0;
+        let own = self.conns.get(&t).map_or(0, |c| c.queue.len());
+        let others = self.outstanding.saturating_sub(own);
+        let global = self.options.global_outstanding_limit;
         loop {
             let Some(conn) = self.conns.get_mut(&t) else {
                 return;
@@ -384,8 +470,12 @@ impl Front {
             if conn.closing {
                 return;
             }
-            if conn.queue.len() >= MAX_OUTSTANDING {
+            // A new connection is read up to its first four bytes even so: a four-letter
+            // word is answered whatever the load.
+            let full = conn.queue.len() >= MAX_OUTSTANDING || others + conn.queue.len() >= global;
+            if full && (conn.greeted || conn.rbuf.len() >= 4) {
                 conn.paused = true;
+                self.paused.insert(t);
                 return;
             }
             if total >= READ_BUDGET {
@@ -394,7 +484,7 @@ impl Front {
             }
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    if let Err(why) = self.parse(t) {
+                    if let Err(why) = self.parse(t, others) {
                         return self.close(t, &why);
                     }
                     return self.close(t, "client closed the connection");
@@ -408,17 +498,19 @@ impl Front {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.close(t, &format!("read failed: {e}")),
             }
-            if let Err(why) = self.parse(t) {
+            if let Err(why) = self.parse(t, others) {
                 return self.close(t, &why);
             }
         }
-        if let Err(why) = self.parse(t) {
+        if let Err(why) = self.parse(t, others) {
             self.close(t, &why);
         }
     }
 
-    /// Takes every complete frame out of the read buffer (while the queue has room).
-    fn parse(&mut self, t: Token) -> Result<(), CloseWhy> {
+    /// Takes every complete frame out of the read buffer (while the queue has room, and
+    /// with the `others` requests queued elsewhere, the global limit too).
+    fn parse(&mut self, t: Token, others: usize) -> Result<(), CloseWhy> {
+        let global = self.options.global_outstanding_limit;
         let Some(conn) = self.conns.get(&t) else {
             return Ok(());
         };
@@ -430,12 +522,14 @@ impl Front {
             return Ok(());
         };
         let mut used = 0;
+        let before = conn.queue.len();
         let result = loop {
             if conn.closing {
                 break Ok(());
             }
-            if conn.queue.len() >= MAX_OUTSTANDING {
+            if conn.queue.len() >= MAX_OUTSTANDING || others + conn.queue.len() >= global {
                 conn.paused = true;
+                self.paused.insert(t);
                 break Ok(());
             }
             let rest = &conn.rbuf[used..];
@@ -459,6 +553,7 @@ impl Front {
             }
         };
         conn.rbuf.drain(..used);
+        self.outstanding += conn.queue.len().saturating_sub(before);
         if !conn.queue.is_empty() {
             self.busy.insert(t);
         }
@@ -480,16 +575,22 @@ impl Front {
             })
             .collect();
         conns.sort_by_key(|c| c.addr);
+        self.publish_figures();
         let port = words::Port {
             view: &view,
             conns: &conns,
             watches: self.watches.counts(),
+            figures: self.stats.figures(),
         };
         let Some(conn) = self.conns.get_mut(&t) else {
             return;
         };
         let word = [conn.rbuf[0], conn.rbuf[1], conn.rbuf[2], conn.rbuf[3]];
-        let text = words::answer(&word, &port).unwrap_or_default();
+        let text = if self.options.four_letter_words.allows(&word) {
+            words::answer(&word, &port).unwrap_or_default()
+        } else {
+            FourLetterWords::refusal(&word)
+        };
         debug!(
             "client port: four-letter word {:?} from {}",
             String::from_utf8_lossy(&word),
@@ -503,6 +604,7 @@ impl Front {
 
     /// Queues one frame: the ConnectRequest first, then requests.
     fn take_frame(handle: &Handle, conn: &mut Conn, body: &[u8]) -> Result<(), CloseWhy> {
+        conn.stats.packets_received.fetch_add(1, Ordering::Relaxed);
         if !conn.greeted {
             conn.greeted = true;
             let req =
@@ -541,7 +643,7 @@ impl Front {
                     view.config.limits.max_sessions
                 ));
             }
-            let timeout_ms = ops::negotiate_timeout(req.timeout_ms, view.config.tick_ms);
+            let timeout_ms = view.config.client.negotiate_timeout(req.timeout_ms);
             let password =
                 new_password().map_err(|e| format!("cannot draw a session password: {e}"))?;
             let rx = handle
@@ -558,7 +660,7 @@ impl Front {
             return Ok(());
         }
         let id = req.session_id as u64;
-        let wait = u64::from(ops::negotiate_timeout(req.timeout_ms, view.config.tick_ms));
+        let wait = u64::from(view.config.client.negotiate_timeout(req.timeout_ms));
         conn.queue.push_back(Slot::Resuming {
             id,
             deadline: Instant::now() + Duration::from_millis(wait),
@@ -595,17 +697,13 @@ impl Front {
                 self.close(t, &why);
                 continue;
             }
-            let Some(conn) = self.conns.get_mut(&t) else {
-                continue;
-            };
-            if conn.queue.is_empty() {
+            if self.conns.get(&t).is_some_and(|c| c.queue.is_empty()) {
                 self.busy.remove(&t);
             }
-            if conn.paused && conn.queue.len() < MAX_OUTSTANDING / 2 {
-                conn.paused = false;
-                self.read_again.insert(t);
-            }
         }
+        self.recount_outstanding();
+        self.resume_paused();
+        self.publish_figures();
         let pending: Vec<Token> = self
             .conns
             .iter()
@@ -615,6 +713,39 @@ impl Front {
         for t in pending {
             self.flush(t);
         }
+    }
+
+    /// Reads again the paused connections that have room: under half their own cap, and
+    /// the total under half the global one.
+    fn resume_paused(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        if self.outstanding > self.options.global_outstanding_limit / 2 {
+            return;
+        }
+        for t in std::mem::take(&mut self.paused) {
+            let Some(conn) = self.conns.get_mut(&t) else {
+                continue;
+            };
+            if conn.queue.len() < MAX_OUTSTANDING / 2 {
+                conn.paused = false;
+                self.read_again.insert(t);
+            } else {
+                self.paused.insert(t);
+            }
+        }
+    }
+
+    /// Sets the gauges of [`ClientPortStats`].
+    fn publish_figures(&self) {
+        let o = Ordering::Relaxed;
+        let s = &self.stats;
+        s.connections.store(self.conns.len(), o);
+        let sessions = self.conns.values().filter(|c| c.session.is_some()).count();
+        s.sessions.store(sessions, o);
+        s.outstanding.store(self.outstanding, o);
+        s.throttled.store(self.paused.len(), o);
     }
 
     /// Fires the watches of every change after the cursor, and closes connections whose
@@ -985,8 +1116,8 @@ impl Front {
                 (answer(err, body), Vec::new())
             }
             Request::MultiRead(rops) => {
-                let (err, body, arm) = ops::multi_read(&view.tree, rops, &ids);
-                (answer(err, body), arm)
+                let (err, body) = ops::multi_read(&view.tree, rops, &ids);
+                (answer(err, body), Vec::new())
             }
             Request::WhoAmI => (answer(code::OK, ops::who_am_i(&ids)), Vec::new()),
             Request::GetAcl { path } => {
@@ -1029,8 +1160,17 @@ impl Front {
         };
         let _ = conn.flush();
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.busy.remove(&t);
+        if self.busy.remove(&t) {
+            self.outstanding = self.outstanding.saturating_sub(conn.queue.len());
+        }
         self.read_again.remove(&t);
+        self.paused.remove(&t);
+        if let Some(n) = self.per_ip.get_mut(&conn.addr.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&conn.addr.ip());
+            }
+        }
         self.watches.drop_conn(t);
         let session = conn.session.map_or(String::new(), |s| {
             format!(" (session {:#x}, timeout {} ms)", s.id, s.timeout_ms)

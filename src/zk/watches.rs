@@ -4,10 +4,13 @@
 //! - a standard watch (exists/getData: data; getChildren: child) fires once;
 //! - a persistent watch (addWatch mode 0) sits in both tables and stays after firing: it
 //!   sees NodeCreated, NodeDataChanged, NodeDeleted and NodeChildrenChanged of its node;
-//! - a persistent recursive watch (addWatch mode 1) sits in the data table only and stays:
-//!   it sees NodeCreated, NodeDataChanged and NodeDeleted of its node and of every node
-//!   below it, each notification naming the node that changed, and never
-//!   NodeChildrenChanged.
+//! - a persistent recursive watch (addWatch mode 1) stays: it sees NodeCreated,
+//!   NodeDataChanged and NodeDeleted of its node and of every node below it, each
+//!   notification naming the node that changed, and never NodeChildrenChanged. As in
+//!   ZooKeeper 3.8 it sits in both tables, so checkWatches and removeWatches with
+//!   WatcherType CHILDREN find it; its data-table entry does the firing, the child-table
+//!   entry never fires (removing the data half leaves a watch that sees nothing, where
+//!   ZooKeeper's child half still sees deletions).
 //!
 //! A connection gets at most one notification per change, however many of its watches
 //! match. Generic over the connection id so it can be tested without sockets.
@@ -112,6 +115,7 @@ impl<C: Copy + Eq + Hash + Ord> Watches<C> {
             }
             super::jute::add_watch_mode::PERSISTENT_RECURSIVE => {
                 self.add(conn, WatchOn::Data, path, mode::RECURSIVE);
+                self.add(conn, WatchOn::Child, path, mode::RECURSIVE);
             }
             _ => return false,
         }
@@ -195,8 +199,9 @@ impl<C: Copy + Eq + Hash + Ord> Watches<C> {
         }
     }
 
-    /// Fires what watches `path` in table `on` (the node's own watches: every mode),
-    /// collecting the connections; standard watches go.
+    /// Fires what watches `path` in table `on` (the node's own watches: every mode but
+    /// the child-table half of a recursive watch), collecting the connections; standard
+    /// watches go.
     fn fire_exact(&mut self, on: WatchOn, path: &str, into: &mut BTreeSet<C>) {
         let table = self.table(on);
         let Some(conns) = table.get_mut(path) else {
@@ -204,6 +209,9 @@ impl<C: Copy + Eq + Hash + Ord> Watches<C> {
         };
         let mut gone = Vec::new();
         for (conn, bits) in conns.iter_mut() {
+            if on == WatchOn::Child && *bits == mode::RECURSIVE {
+                continue;
+            }
             into.insert(*conn);
             *bits = after_firing(*bits);
             if *bits == 0 {
@@ -277,7 +285,9 @@ impl<C: Copy + Eq + Hash + Ord> Watches<C> {
         for p in paths {
             let mut to = BTreeSet::new();
             self.fire_exact(WatchOn::Child, &p, &mut to);
-            out.push((event::NODE_CHILDREN_CHANGED, p, to.into_iter().collect()));
+            if !to.is_empty() {
+                out.push((event::NODE_CHILDREN_CHANGED, p, to.into_iter().collect()));
+            }
         }
         out
     }
@@ -380,6 +390,11 @@ mod tests {
         assert!(w.fire(Children, "/p").1.is_empty());
         assert_eq!(w.fire(Changed, "/p").1, vec![1]);
         assert_eq!(w.remove(1, "/p", watcher_type::CHILDREN), Some(false));
+        // A recursive watch has a children half too (ZooKeeper 3.8), which never fires.
+        assert_eq!(w.contains(1, "/r", watcher_type::CHILDREN), Some(true));
+        assert_eq!(w.remove(1, "/r", watcher_type::CHILDREN), Some(true));
+        assert_eq!(w.contains(1, "/r", watcher_type::CHILDREN), Some(false));
+        assert_eq!(w.fire(Created, "/r/x").1, vec![1]);
         assert_eq!(w.remove(1, "/r", watcher_type::DATA), Some(true));
         assert!(w.fire(Created, "/r/x").1.is_empty());
         assert_eq!(w.remove(1, "/d", watcher_type::ANY), Some(true));

@@ -2,12 +2,16 @@
 //! are one of [`WORDS`] (rather than a frame length) gets the answer, then is closed.
 //! `ruok`, `srvr`, `mntr` and `conf` answer as on the peer port ([`crate::net::fourlw`]);
 //! `stat` and `cons` list the client connections, `wchs` counts watches, `dirs` sizes the
-//! data directory, `envi` describes the process, `isro` answers `rw`.
+//! data directory, `envi` describes the process, `isro` answers `rw`. On this port the
+//! figures of `srvr`, `stat` and `mntr` (packets received and sent, outstanding requests,
+//! connections) are the client port's, as ZooKeeper's are; `mntr` adds
+//! `zk_num_alive_connections`, `zk_global_sessions` and the client port's limits. Words
+//! left out of `4lw.commands.whitelist` are refused by the caller.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::channels::View;
+use crate::channels::{ClientPortFigures, View};
 use crate::net::fourlw::{self, VERSION};
 
 /// The words the client port answers.
@@ -37,6 +41,8 @@ pub struct Port<'a> {
     pub conns: &'a [ClientConn],
     /// (connections with watches, watched paths, watches).
     pub watches: (usize, usize, usize),
+    /// The client port's counters and gauges.
+    pub figures: ClientPortFigures,
 }
 
 /// The answer to `word`, or `None` if it is not one of [`WORDS`].
@@ -50,11 +56,13 @@ pub fn answer(word: &[u8], port: &Port) -> Option<String> {
         peers: &v.status.synced_followers,
     };
     Some(match word {
-        b"ruok" | b"srvr" | b"mntr" | b"conf" => fourlw::answer(word, &info)?,
+        b"ruok" | b"conf" => fourlw::answer(word, &info)?,
+        b"srvr" => srvr(&fourlw::answer(word, &info)?, port),
+        b"mntr" => mntr(&fourlw::answer(word, &info)?, port),
         b"isro" => "rw".to_string(),
         b"cons" => cons(port.conns),
         b"stat" => {
-            let srvr = fourlw::answer(b"srvr", &info)?;
+            let srvr = srvr(&fourlw::answer(b"srvr", &info)?, port);
             let mut out = format!("{VERSION}\nClients:\n");
             out.push_str(&cons(port.conns));
             out.push_str(srvr.split_once('\n').map_or("", |(_, rest)| rest));
@@ -71,6 +79,57 @@ pub fn answer(word: &[u8], port: &Port) -> Option<String> {
         b"envi" => envi(&v.config.data_dir),
         _ => return None,
     })
+}
+
+/// `srvr` with the client port's figures in place of the peer port's.
+fn srvr(text: &str, port: &Port) -> String {
+    let f = &port.figures;
+    let queued: usize = port.conns.iter().map(|c| c.queued).sum();
+    text.lines()
+        .map(|line| match line.split_once(": ") {
+            Some(("Received", _)) => format!("Received: {}\n", f.packets_received),
+            Some(("Sent", _)) => format!("Sent: {}\n", f.packets_sent),
+            Some(("Outstanding", _)) => format!("Outstanding: {queued}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect()
+}
+
+/// `mntr` with the client port's figures in place of the peer port's, and its own rows.
+fn mntr(text: &str, port: &Port) -> String {
+    let f = &port.figures;
+    let queued: usize = port.conns.iter().map(|c| c.queued).sum();
+    let c = &port.view.config.client;
+    let mut out: String = text
+        .lines()
+        .map(|line| match line.split_once('\t') {
+            Some(("zk_packets_received", _)) => {
+                format!("zk_packets_received\t{}\n", f.packets_received)
+            }
+            Some(("zk_packets_sent", _)) => format!("zk_packets_sent\t{}\n", f.packets_sent),
+            Some(("zk_outstanding_requests", _)) => format!("zk_outstanding_requests\t{queued}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let rows = [
+        ("zk_num_alive_connections", port.conns.len().to_string()),
+        (
+            "zk_global_sessions",
+            port.view.status.session_count.to_string(),
+        ),
+        ("zk_connection_rejected", f.connections_rejected.to_string()),
+        ("zw_client_sessions", f.sessions.to_string()),
+        ("zw_client_throttled_connections", f.throttled.to_string()),
+        ("zw_max_client_cnxns", c.max_client_cnxns.to_string()),
+        (
+            "zw_global_outstanding_limit",
+            c.global_outstanding_limit.to_string(),
+        ),
+    ];
+    for (k, v) in rows {
+        out.push_str(&format!("{k}\t{v}\n"));
+    }
+    out
 }
 
 /// One line per connection, as ZooKeeper's `cons` (the fields this server keeps), then
@@ -189,6 +248,15 @@ mod tests {
             view: &v,
             conns: &conns,
             watches: (1, 2, 3),
+            figures: ClientPortFigures {
+                connections: 1,
+                sessions: 1,
+                outstanding: 0,
+                throttled: 0,
+                packets_received: 3,
+                packets_sent: 4,
+                connections_rejected: 2,
+            },
         };
         let get = |w: &[u8]| answer(w, &port).unwrap();
         assert_eq!(get(b"ruok"), "imok");
@@ -207,7 +275,25 @@ mod tests {
             stat.contains("Clients:\n /127.0.0.1:5000[1]") && stat.contains("Mode: leader"),
             "{stat}"
         );
-        assert!(get(b"srvr").contains("Connections: 1"));
+        let srvr = get(b"srvr");
+        assert!(
+            srvr.contains("Connections: 1\n")
+                && srvr.contains("Received: 3\nSent: 4\n")
+                && srvr.contains("Outstanding: 0\n"),
+            "{srvr}"
+        );
+        let mntr = get(b"mntr");
+        for row in [
+            "zk_packets_received\t3\n",
+            "zk_packets_sent\t4\n",
+            "zk_outstanding_requests\t0\n",
+            "zk_num_alive_connections\t1\n",
+            "zk_global_sessions\t1\n",
+            "zk_connection_rejected\t2\n",
+            "zw_max_client_cnxns\t60\n",
+        ] {
+            assert!(mntr.contains(row), "{row:?} in {mntr}");
+        }
         assert!(get(b"envi").starts_with("Environment:\nzookeeper.version="));
         assert!(get(b"mntr").contains("zk_server_state\tleader"));
         assert!(answer(b"kill", &port).is_none());

@@ -46,7 +46,7 @@ print("anon set", outcome(lambda: anon.set("/secret", b"x")))
 print("anon create child", outcome(lambda: anon.create("/secret/c", b"")))
 print("anon delete child", outcome(lambda: anon.delete("/secret/kid")))
 print("anon children", outcome(lambda: anon.get_children("/secret")))
-print("anon exists", outcome(lambda: anon.exists("/secret")))
+print("anon exists", outcome(lambda: anon.exists("/secret")))  # not checked, as 3.8.0
 print("anon get_acls", outcome(lambda: anon.get_acls("/secret")))
 print("bob sees", bob.get("/secret")[0].decode(), bob.exists("/secret/kid") is not None)
 

@@ -9,6 +9,8 @@
 //! It starts its own servers (the `zooweeper` binary beside it) on a private loopback
 //! address with temporary data dirs, and stops them (by pid) when it is done.
 
+mod plot;
+
 use std::error::Error;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,8 +25,11 @@ USAGE:
     zw-bench seed-table [--sizes 3,5,7,9]
     zw-bench goals [--sizes 3,5,7,9] [--target leader|follower]
     zw-bench load [--servers N] [--clients N] [--seconds N]
+    zw-bench reads [--servers N] [--clients N] [--seconds N] [--sync]
+    zw-bench recovery [--servers N] [--txns N]
     zw-bench machine [--dir DIR]
     zw-bench rss [--servers N] [--znodes N]
+    zw-bench plot [--results DIR]
 
 latency      N sequential znode creates (each waits for its 201) against a fresh ensemble;
              prints p50, p90, p99, max and throughput. Default: 3 servers, 1000 writes,
@@ -42,8 +47,21 @@ load         N concurrent clients create znodes on the servers in turn for a whi
              and whether the leader or epoch changed under the load (it should not).
              Default: 3 servers, 32 clients, 10 seconds.
 
+reads        N concurrent keep-alive clients (spread over the servers) GET 1,000 znodes
+             of 100 bytes for a while: local reads, or linearizable ones with --sync
+             (?sync=true). Default: 3 servers, 32 clients, 10 seconds.
+
+recovery     Writes N creates (default 100,000) with 64 clients, SIGKILLs every server,
+             restarts them all on the same data, and times until the first and then
+             every server serves again with every znode (snapshot load + log replay +
+             election).
+
 rss          Resident memory of each server before and after N creates of 100-byte
              znodes (default 3 servers, 100,000 znodes) by 8 keep-alive clients.
+
+plot         SVG charts from a run's CSV files in DIR (default bench/results):
+             latency_cdf.svg from zookeeper_cdf.csv, throughput.svg from
+             zookeeper_load.csv and load_<clients>.csv.
 
 machine      This machine's facts as JSON: cores, memory, kernel, date, the latency of
              a 4 KiB write + fdatasync in DIR (default the temp dir, where the servers'
@@ -64,6 +82,8 @@ const SEED_TABLE: [(usize, [f64; 3]); 4] = [
 
 struct Ensemble {
     children: Vec<Child>,
+    /// Each server's command line, kept to restart it.
+    commands: Vec<Vec<String>>,
     http: Vec<SocketAddr>,
     peer: Vec<SocketAddr>,
     dir: PathBuf,
@@ -104,30 +124,33 @@ fn server_binary() -> Result<PathBuf, Box<dyn Error>> {
 
 impl Ensemble {
     fn start(n: usize) -> Result<Ensemble, Box<dyn Error>> {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` servers with `extra` arguments each, and waits until all serve.
+    fn start_with(n: usize, extra: &[&str]) -> Result<Ensemble, Box<dyn Error>> {
         let dir = std::env::temp_dir().join(format!("zw-bench-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let mut members = Vec::new();
         for id in 1..=n {
             members.push((id, free_port()?, free_port()?));
         }
-        let bin = server_binary()?;
-        let mut children = Vec::new();
-        for &(id, _, _) in &members {
-            let mut cmd = Command::new(&bin);
-            cmd.arg("--id").arg(id.to_string());
-            for &(mid, http, peer) in &members {
-                cmd.arg("--server")
-                    .arg(format!("{mid}=127.0.0.1:{http}:{peer}"));
-            }
-            let log = std::fs::File::create(dir.join(format!("zw-{id}.log")))?;
-            cmd.arg("--data-dir")
-                .arg(dir.join(format!("data-{id}")))
-                .arg("--log")
-                .arg(std::env::var("ZW_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
-                .stdout(Stdio::null())
-                .stderr(log);
-            children.push(cmd.spawn()?);
-        }
+        let level = std::env::var("ZW_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+        let commands: Vec<Vec<String>> = members
+            .iter()
+            .map(|&(id, _, _)| {
+                let mut args = vec!["--id".to_string(), id.to_string()];
+                for &(mid, http, peer) in &members {
+                    args.push("--server".into());
+                    args.push(format!("{mid}=127.0.0.1:{http}:{peer}"));
+                }
+                let data = dir.join(format!("data-{id}"));
+                args.extend(["--data-dir".into(), data.display().to_string()]);
+                args.extend(["--log".into(), level.clone()]);
+                args.extend(extra.iter().map(|a| a.to_string()));
+                args
+            })
+            .collect();
         let http = members
             .iter()
             .map(|&(_, h, _)| SocketAddr::from(([127, 0, 0, 1], h)))
@@ -136,14 +159,44 @@ impl Ensemble {
             .iter()
             .map(|&(_, _, p)| SocketAddr::from(([127, 0, 0, 1], p)))
             .collect();
-        let ens = Ensemble {
-            children,
+        let mut ens = Ensemble {
+            children: Vec::new(),
+            commands,
             http,
             peer,
             dir,
         };
+        for i in 0..n {
+            let child = ens.spawn(i)?;
+            ens.children.push(child);
+        }
         ens.wait_serving(Duration::from_secs(30))?;
         Ok(ens)
+    }
+
+    /// Starts server `i` (0-based) from its command line, its log appended to zw-<id>.log.
+    fn spawn(&self, i: usize) -> Result<Child, Box<dyn Error>> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("zw-{}.log", i + 1)))?;
+        Ok(Command::new(server_binary()?)
+            .args(&self.commands[i])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?)
+    }
+
+    /// SIGKILLs every server, then starts them all again on the same data.
+    fn kill_and_restart_all(&mut self) -> Result<(), Box<dyn Error>> {
+        for c in &mut self.children {
+            c.kill()?;
+            c.wait()?;
+        }
+        for i in 0..self.children.len() {
+            self.children[i] = self.spawn(i)?;
+        }
+        Ok(())
     }
 
     fn status(&self, i: usize) -> Option<serde_json::Value> {
@@ -261,6 +314,170 @@ fn load(servers: usize, clients: usize, seconds: u64) -> Result<(), Box<dyn Erro
         if leader_after != leader || after["epoch"] != before["epoch"] { "YES" } else { "no" }
     );
     Ok(())
+}
+
+/// Creates `count` znodes `/{prefix}-<k>` of `size` bytes with 8 keep-alive clients
+/// spread over the servers.
+fn preload(ens: &Ensemble, prefix: &str, count: usize, size: usize) -> Result<(), Box<dyn Error>> {
+    let workers: Vec<_> = (0..8)
+        .map(|c| {
+            let (http, prefix) = (ens.http.clone(), prefix.to_string());
+            std::thread::spawn(move || -> Result<(), String> {
+                let agent = keep_alive_agent();
+                let body = vec![b'x'; size];
+                for k in (c..count).step_by(8) {
+                    let url = format!("http://{}/znodes/{prefix}-{k}", http[k % http.len()]);
+                    agent
+                        .post(&url)
+                        .send_bytes(&body)
+                        .map_err(|e| format!("create {prefix}-{k}: {e}"))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "a client thread panicked")??;
+    }
+    Ok(())
+}
+
+/// Read throughput: `clients` keep-alive clients GET 1,000 znodes of 100 bytes in a
+/// scrambled order, each client on one server (spread), for `seconds`; local reads, or
+/// linearizable ones (`?sync=true`) with `sync`.
+fn reads(servers: usize, clients: usize, seconds: u64, sync: bool) -> Result<(), Box<dyn Error>> {
+    const ZNODES: usize = 1000;
+    let ens = Ensemble::start(servers)?;
+    preload(&ens, "read", ZNODES, 100)?;
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let query = if sync { "?sync=true" } else { "" };
+    let workers: Vec<_> = (0..clients)
+        .map(|c| {
+            let addr = ens.http[c % ens.http.len()];
+            std::thread::spawn(move || {
+                let agent = keep_alive_agent();
+                let (mut ms, mut failed) = (Vec::new(), 0u64);
+                // A multiplicative step through the znodes: every client reads all of them,
+                // each from a different starting point.
+                let mut k = c * 7919;
+                while Instant::now() < until {
+                    k = (k + 7919) % ZNODES;
+                    let url = format!("http://{addr}/znodes/read-{k}{query}");
+                    let t = Instant::now();
+                    let body = match agent.get(&url).call() {
+                        Ok(r) => r.into_string().ok(),
+                        Err(_) => None,
+                    };
+                    match body {
+                        Some(_) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
+                        None => failed += 1,
+                    }
+                }
+                (ms, failed)
+            })
+        })
+        .collect();
+    let (mut ms, mut failed) = (Vec::new(), 0);
+    for w in workers {
+        let (m, f) = w.join().map_err(|_| "a client thread panicked")?;
+        ms.extend(m);
+        failed += f;
+    }
+    if ms.is_empty() {
+        return Err("no read succeeded".into());
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    println!("| servers | clients | read | s | reads ok | failed | reads/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {servers} | {clients} | {} | {seconds} | {} | {failed} | {:.0} | {:.3} | {:.3} |",
+        if sync { "sync=true" } else { "local" },
+        ms.len(),
+        ms.len() as f64 / seconds as f64,
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+    );
+    Ok(())
+}
+
+/// Recovery: writes `txns` creates (64 keep-alive clients), SIGKILLs every server,
+/// restarts them all, and times until every server serves again with every znode.
+fn recovery(servers: usize, txns: usize) -> Result<(), Box<dyn Error>> {
+    let mut ens = Ensemble::start(servers)?;
+    let t = Instant::now();
+    let per = txns.div_ceil(64);
+    let workers: Vec<_> = (0..64)
+        .map(|c| {
+            let http = ens.http.clone();
+            std::thread::spawn(move || -> Result<(), String> {
+                let agent = keep_alive_agent();
+                for k in (c * per)..((c + 1) * per).min(txns) {
+                    let url = format!("http://{}/znodes/r-{k}", http[k % http.len()]);
+                    agent
+                        .post(&url)
+                        .send_bytes(b"x")
+                        .map_err(|e| format!("create r-{k}: {e}"))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "a client thread panicked")??;
+    }
+    let wrote = t.elapsed().as_secs_f64();
+    let want = (0..servers)
+        .filter_map(|i| ens.status(i))
+        .map(|s| s["znodes"].as_u64().unwrap_or(0))
+        .max()
+        .ok_or("no server answers /status")?;
+    let disk_mib = dir_bytes(&ens.dir) as f64 / (1024.0 * 1024.0) / servers as f64;
+    let t = Instant::now();
+    ens.kill_and_restart_all()?;
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let ready = (0..servers)
+            .filter(|&i| {
+                ens.status(i).is_some_and(|s| {
+                    s["serving"] == true && s["znodes"].as_u64().unwrap_or(0) >= want
+                })
+            })
+            .count();
+        if ready > 0 && first.is_none() {
+            first = Some(t.elapsed().as_secs_f64());
+        }
+        if ready == servers {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {ready} of {servers} servers recovered in 600 s").into());
+        }
+        // Polling other processes' HTTP status: pause briefly between polls.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let all = t.elapsed().as_secs_f64();
+    println!("| servers | txns | written in s | data per server MiB | first serving again s | all serving again s |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {servers} | {txns} | {wrote:.1} | {disk_mib:.1} | {:.2} | {all:.2} |",
+        first.unwrap_or(all)
+    );
+    Ok(())
+}
+
+/// Bytes in the files under `dir`, recursively.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// An HTTP client that keeps its connections open between requests.
@@ -562,25 +779,7 @@ fn rss(servers: usize, znodes: usize) -> Result<(), Box<dyn Error>> {
     let ens = Ensemble::start(servers)?;
     let before: Vec<u64> = ens.children.iter().map(|c| vm_rss_kib(c.id())).collect();
     let t = Instant::now();
-    let workers: Vec<_> = (0..8)
-        .map(|c| {
-            let http = ens.http.clone();
-            std::thread::spawn(move || -> Result<(), String> {
-                let agent = keep_alive_agent();
-                for k in (c..znodes).step_by(8) {
-                    let url = format!("http://{}/znodes/rss-{k}", http[k % http.len()]);
-                    agent
-                        .post(&url)
-                        .send_bytes(&[b'x'; 100])
-                        .map_err(|e| format!("create {k}: {e}"))?;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().map_err(|_| "a client thread panicked")??;
-    }
+    preload(&ens, "rss", znodes, 100)?;
     let secs = t.elapsed().as_secs_f64();
     let after: Vec<u64> = ens.children.iter().map(|c| vm_rss_kib(c.id())).collect();
     println!("| servers | znodes of 100 B | created in s | RSS before MiB (each) | RSS after MiB (each) | max after MiB |");
@@ -620,6 +819,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut sizes = vec![3, 5, 7, 9];
     let mut dir = std::env::temp_dir();
     let mut znodes = 100_000usize;
+    let (mut sync, mut txns) = (false, 100_000usize);
+    let mut results = PathBuf::from("bench/results");
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => {
@@ -633,6 +834,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             Long("dir") => dir = parser.value()?.into(),
             Long("znodes") => znodes = parser.value()?.parse()?,
             Long("seconds") => seconds = parser.value()?.parse()?,
+            Long("sync") => sync = true,
+            Long("txns") => txns = parser.value()?.parse()?,
+            Long("results") => results = parser.value()?.into(),
             Long("sizes") => {
                 sizes = parser
                     .value()?
@@ -661,9 +865,35 @@ fn main() -> Result<(), Box<dyn Error>> {
             load(servers, clients, seconds)
         }
         Some("load") => Err("--servers, --clients and --seconds must be at least 1".into()),
+        Some("reads") if servers > 0 && clients > 0 && seconds > 0 => {
+            reads(servers, clients, seconds, sync)
+        }
+        Some("reads") => Err("--servers, --clients and --seconds must be at least 1".into()),
+        Some("recovery") if servers > 0 && txns > 0 => recovery(servers, txns),
+        Some("recovery") => Err("--servers and --txns must be at least 1".into()),
+        Some("plot") => {
+            let mut failed = 0;
+            for (name, svg) in [
+                ("latency_cdf.svg", plot::latency_cdf(&results)),
+                ("throughput.svg", plot::throughput(&results)),
+            ] {
+                let path = results.join(name);
+                match svg.and_then(|svg| Ok(std::fs::write(&path, svg)?)) {
+                    Ok(()) => println!("wrote {}", path.display()),
+                    Err(e) => {
+                        eprintln!("{name}: not drawn: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            match failed {
+                0 => Ok(()),
+                n => Err(format!("{n} of 2 charts not drawn").into()),
+            }
+        }
         _ => {
             eprint!("{USAGE}");
-            Err("say which benchmark: latency, seed-table, goals, load, rss or machine".into())
+            Err("say which benchmark: latency, seed-table, goals, load, reads, recovery, rss, machine or plot".into())
         }
     }
 }
