@@ -62,6 +62,10 @@ pub struct Config {
     /// Where ZooKeeper's client protocol is served (port 0 picks a free one), on this
     /// server's HTTP host; `None` serves HTTP only.
     pub client_port: Option<u16>,
+    /// The superuser's digest id, `user:<base64 sha1>` (ZooKeeper's
+    /// `zookeeper.DigestAuthenticationProvider.superDigest`): a client that authenticates
+    /// with that user's password passes every ACL check.
+    pub super_digest: Option<String>,
     /// How the client port (and the four-letter words) behave.
     pub client: ClientOptions,
     /// Peer authentication and client tokens (`docs/security.md`).
@@ -307,6 +311,7 @@ impl Config {
             limits: Limits::default(),
             http_conns: ConnLimits::default(),
             client_port: None,
+            super_digest: None,
             security: Security::default(),
             client: ClientOptions::defaults(DEFAULT_TICK_MS),
         }
@@ -467,6 +472,10 @@ SERVER:
   --client-port N     also serve ZooKeeper's client protocol (kazoo, zkCli.sh, the Java
                       client) on this port of the HTTP host; 0 picks a free port; off
                       unless given (docs/zk-protocol.md)
+  --super-digest USER:HASH
+                      the superuser's digest id (ZooKeeper's superDigest): a client that
+                      authenticates as USER with the password whose digest is HASH
+                      (base64 of the SHA-1 of USER:PASSWORD) passes every ACL check
   --peer-secret-file PATH
                       authenticate peers with the ensemble secret in PATH (at least 16
                       bytes; the file must be readable by its owner only). Every member
@@ -499,6 +508,23 @@ The peer port also answers ZooKeeper's four-letter words: ruok, srvr, stat, mntr
 (e.g. `echo ruok | nc 127.0.0.1 18080`); --4lw-whitelist applies there too.
 ";
 
+/// A superuser digest must be `user:hash` with the hash the base64 of a SHA-1 (20 bytes),
+/// as `acl::digest` makes them.
+fn check_super_digest(d: &str) -> Result<(), ConfigError> {
+    use base64::Engine;
+    let ok = d.split_once(':').is_some_and(|(user, hash)| {
+        !user.is_empty()
+            && base64::engine::general_purpose::STANDARD
+                .decode(hash)
+                .is_ok_and(|b| b.len() == 20)
+    });
+    if ok {
+        Ok(())
+    } else {
+        err("--super-digest: expected USER:HASH, HASH the base64 of the SHA-1 of \"USER:PASSWORD\" (28 characters)")
+    }
+}
+
 /// Flags as given, before they are combined.
 #[derive(Default)]
 struct Raw {
@@ -526,6 +552,7 @@ struct Raw {
     http_idle_timeout_ms: Option<u64>,
     http_header_timeout_ms: Option<u64>,
     client_port: Option<u16>,
+    super_digest: Option<String>,
     peer_secret_file: Option<PathBuf>,
     client_token_file: Option<PathBuf>,
     tokens_for_reads: bool,
@@ -571,6 +598,7 @@ pub fn parse(
             Long("host") => raw.host = Some(text(&mut p, "--host")?),
             Long("data-dir") => raw.data_dir = Some(text(&mut p, "--data-dir")?.into()),
             Long("cluster") => raw.cluster = Some(text(&mut p, "--cluster")?),
+            Long("super-digest") => raw.super_digest = Some(text(&mut p, "--super-digest")?),
             Long("tick-ms") => raw.tick_ms = Some(num(&mut p, "--tick-ms")?),
             Long("init-limit") => raw.init_limit = Some(num(&mut p, "--init-limit")?),
             Long("sync-limit") => raw.sync_limit = Some(num(&mut p, "--sync-limit")?),
@@ -745,6 +773,7 @@ impl Raw {
             http_idle_timeout_ms: self.http_idle_timeout_ms.or(base.http_idle_timeout_ms),
             http_header_timeout_ms: self.http_header_timeout_ms.or(base.http_header_timeout_ms),
             client_port: self.client_port.or(base.client_port),
+            super_digest: self.super_digest.or(base.super_digest),
             client_address: self.client_address.or(base.client_address),
             max_client_cnxns: self.max_client_cnxns.or(base.max_client_cnxns),
             max_cnxns: self.max_cnxns.or(base.max_cnxns),
@@ -805,7 +834,11 @@ impl Raw {
         if cluster.is_empty() || cluster.len() > 255 {
             return err("--cluster: the name must be 1..=255 bytes");
         }
+        if let Some(d) = &self.super_digest {
+            check_super_digest(d)?;
+        }
         let config = Config {
+            super_digest: self.super_digest.clone(),
             id,
             data_dir: self
                 .data_dir

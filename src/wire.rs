@@ -18,4 +18,4 @@ pub use frame::{
 };
 pub use hexdump::hexdump_c;
 pub use peer::{PeerMsg, PeerState, Vote};
-pub use txn::{Origin, Txn, TxnOp};
+pub use txn::{perms, AclEntry, Id, Origin, Txn, TxnOp};

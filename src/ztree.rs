@@ -6,6 +6,7 @@
 //! - `process`: the original ZooWeeper's `/metadata` process znodes ([`Process`]).
 //! - `event_log`: the events `/metadata` carries, one znode each ([`EventRecord`]).
 //! - `digest`: the order-independent tree digest, kept up to date on every change.
+//! - [`acl`]: ACLs, identities and ZooKeeper's permission rules.
 //! - `codec`: the snapshot format ([`ZTree::encode`], [`ZTree::decode`]).
 
 use std::fmt;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+pub mod acl;
 mod codec;
 mod digest;
 mod event_log;
@@ -49,6 +51,9 @@ pub struct Stat {
     pub version: i32,
     /// How many times its children changed (also the next sequential suffix).
     pub cversion: i32,
+    /// How many times its ACL changed.
+    #[serde(default)]
+    pub aversion: i32,
     /// The owning session for an ephemeral znode, 0 for a persistent one.
     pub ephemeral_owner: u64,
     /// Length of its data in bytes.
@@ -64,6 +69,8 @@ pub enum OpOk {
     Created { path: String, stat: Stat },
     /// Replaced a znode's data.
     Set { stat: Stat },
+    /// Replaced a znode's ACL (no watch fires for it, as in ZooKeeper).
+    AclSet { stat: Stat },
     /// Deleted a znode.
     Deleted,
     /// Recorded a broker's process znode; `version` is its metadata version.
@@ -107,6 +114,10 @@ pub enum ZError {
     BadArguments(String),
     /// The session is not open (never was, closed or expired).
     SessionExpired,
+    /// The requester may not do this to the znode (ZooKeeper's NoAuth).
+    NoAuth,
+    /// The ACL given is not one that can be stored (ZooKeeper's InvalidACL).
+    InvalidAcl,
     /// Op `index` of a multi failed with `cause`; nothing of the multi was applied.
     Multi { index: usize, cause: Box<ZError> },
 }
@@ -117,7 +128,8 @@ pub type ApplyResult = Result<OpOk, ZError>;
 /// The replicated tree. Cloning is cheap (structural sharing), so a clone serves readers
 /// and snapshots while the original keeps changing.
 ///
-/// Two trees are equal when they hold the same znodes (paths, data and stats).
+/// Two trees are equal when they hold the same znodes (paths, data, stats and ACLs) and
+/// sessions.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ZTree {
     /// Every znode, keyed by its full path (so iteration is in path order). Keys are
@@ -127,6 +139,8 @@ pub struct ZTree {
     digest: u64,
     /// Open sessions, and which znodes die with them or by themselves.
     sessions: session::Sessions,
+    /// The distinct ACLs the znodes share (not part of the tree's value).
+    acls: acl::AclCache,
 }
 
 impl Default for ZTree {
@@ -156,6 +170,8 @@ impl fmt::Display for ZError {
             ZError::NoChildrenForEphemerals => f.write_str("ephemeral nodes cannot have children"),
             ZError::BadArguments(why) => write!(f, "bad arguments: {why}"),
             ZError::SessionExpired => f.write_str("session expired or unknown"),
+            ZError::NoAuth => f.write_str("not authorized by the znode's ACL"),
+            ZError::InvalidAcl => f.write_str("invalid ACL"),
             ZError::Multi { index, cause } => write!(f, "op {index} of the multi failed: {cause}"),
         }
     }

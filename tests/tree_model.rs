@@ -250,7 +250,7 @@ fn op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
         6 => simple_op(),
         1 => prop::collection::vec(simple_op(), 1..4).prop_map(|ops| TxnOp::Multi { ops }),
-        1 => Just(TxnOp::CreateSession { timeout_ms: 1000 }),
+        1 => Just(TxnOp::CreateSession { timeout_ms: 1000, password: [0; 16] }),
         1 => (1..=6u64).prop_map(|session| TxnOp::CloseSession {
             session,
             expired: false,

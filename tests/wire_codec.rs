@@ -5,8 +5,8 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use zooweeper::wire::{
-    decode_frame, encode_frame, msg_type_code, DecodeError, FrameDecoder, Origin, PeerMsg,
-    PeerState, Txn, TxnOp, Vote, HEADER_BYTES, MAX_FRAME_BYTES, VERSION,
+    decode_frame, encode_frame, msg_type_code, AclEntry, DecodeError, FrameDecoder, Id, Origin,
+    PeerMsg, PeerState, Txn, TxnOp, Vote, HEADER_BYTES, MAX_FRAME_BYTES, VERSION,
 };
 use zooweeper::zab::Zxid;
 
@@ -33,9 +33,58 @@ fn op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
         4 => simple_op(),
         1 => vec(multi_op(), 0..5).prop_map(|ops| TxnOp::Multi { ops }),
-        1 => any::<u32>().prop_map(|timeout_ms| TxnOp::CreateSession { timeout_ms }),
+        1 => (any::<u32>(), any::<[u8; 16]>()).prop_map(|(timeout_ms, password)| {
+            TxnOp::CreateSession { timeout_ms, password }
+        }),
+        1 => (ids(), client_op()).prop_map(|(ids, op)| op.made_by(ids)),
+        1 => client_op(),
         1 => (any::<u64>(), any::<bool>())
             .prop_map(|(session, expired)| TxnOp::CloseSession { session, expired }),
+    ]
+}
+
+fn id() -> impl Strategy<Value = Id> {
+    (text(), text()).prop_map(|(scheme, id)| Id { scheme, id })
+}
+
+fn ids() -> impl Strategy<Value = Vec<Id>> {
+    vec(id(), 0..4)
+}
+
+fn acl() -> impl Strategy<Value = Vec<AclEntry>> {
+    vec(
+        (0..=31u8, id()).prop_map(|(perms, id)| AclEntry { perms, id }),
+        0..4,
+    )
+}
+
+/// A create with an ACL.
+fn with_acl() -> impl Strategy<Value = TxnOp> {
+    (
+        acl(),
+        simple_op().prop_filter("a create", |o| o.allowed_in_multi()),
+    )
+        .prop_filter_map("a create", |(acl, op)| {
+            matches!(
+                op,
+                TxnOp::Create { .. } | TxnOp::CreateContainer { .. } | TxnOp::CreateTtl { .. }
+            )
+            .then(|| TxnOp::WithAcl {
+                acl,
+                op: Box::new(op),
+            })
+        })
+}
+
+/// The ops a client makes with its identities (`as`).
+fn client_op() -> impl Strategy<Value = TxnOp> {
+    prop_oneof![
+        2 => multi_op(),
+        1 => with_acl(),
+        1 => (text(), acl(), version()).prop_map(|(path, acl, expected_version)| {
+            TxnOp::SetAcl { path, acl, expected_version }
+        }),
+        1 => vec(multi_op(), 0..4).prop_map(|ops| TxnOp::Multi { ops }),
     ]
 }
 
@@ -47,6 +96,7 @@ fn multi_op() -> impl Strategy<Value = TxnOp> {
             path,
             expected_version
         }),
+        with_acl(),
     ]
 }
 

@@ -11,11 +11,16 @@
 mod support;
 
 use zooweeper::wire::{
-    decode_frame, encode_frame, hexdump_c, Origin, PeerMsg, PeerState, Txn, TxnOp, Vote,
+    decode_frame, encode_frame, hexdump_c, AclEntry, Id, Origin, PeerMsg, PeerState, Txn, TxnOp,
+    Vote,
 };
 use zooweeper::zab::Zxid;
 
 const LEADER_TIME_MS: u64 = 1_700_000_000_000;
+/// What section 11 shows in place of a session's random password.
+const PASSWORD_STAND_IN: [u8; 16] = [
+    0x28, 0x0f, 0x83, 0x52, 0x49, 0xd3, 0x84, 0xc8, 0x7a, 0xf2, 0x1a, 0xc8, 0xd4, 0x71, 0x1f, 0x1e,
+];
 
 /// The example ensemble secret of `wire-spec.md` section 3, "Peer authentication".
 const EXAMPLE_SECRET: &[u8] = b"example-ensemble-secret";
@@ -217,7 +222,64 @@ fn samples() -> Vec<(&'static str, PeerMsg)> {
             "request-createsession",
             PeerMsg::Request {
                 req: 20,
-                op: TxnOp::CreateSession { timeout_ms: 10_000 },
+                op: TxnOp::CreateSession {
+                    timeout_ms: 10_000,
+                    password: [0; 16],
+                },
+            },
+        ),
+        (
+            "request-createsession-password",
+            PeerMsg::Request {
+                req: 24,
+                op: TxnOp::CreateSession {
+                    timeout_ms: 10_000,
+                    password: *b"0123456789abcdef",
+                },
+            },
+        ),
+        (
+            "request-create-acl",
+            PeerMsg::Request {
+                req: 25,
+                op: TxnOp::As {
+                    ids: vec![Id::new("digest", "bob:3hzq7w==")],
+                    op: Box::new(TxnOp::WithAcl {
+                        acl: vec![
+                            AclEntry {
+                                perms: 31,
+                                id: Id::new("digest", "bob:3hzq7w=="),
+                            },
+                            AclEntry {
+                                perms: 1,
+                                id: Id::new("world", "anyone"),
+                            },
+                        ],
+                        op: Box::new(TxnOp::Create {
+                            path: "/s".into(),
+                            data: b"x".to_vec(),
+                            sequential: false,
+                            ephemeral_owner: 0,
+                        }),
+                    }),
+                },
+            },
+        ),
+        (
+            "request-setacl",
+            PeerMsg::Request {
+                req: 26,
+                op: TxnOp::As {
+                    ids: vec![Id::new("ip", "10.0.0.7")],
+                    op: Box::new(TxnOp::SetAcl {
+                        path: "/s".into(),
+                        acl: vec![AclEntry {
+                            perms: 3,
+                            id: Id::new("ip", "10.0.0.0/8"),
+                        }],
+                        expected_version: Some(0),
+                    }),
+                },
             },
         ),
         (
@@ -536,6 +598,12 @@ fn zk_exchange() -> Vec<(&'static str, Vec<u8>)> {
         out.push((req, bytes));
         out.push((resp, read_zk_frame(&mut s)));
     }
+    // The session's password is 16 random bytes: after the frame length, protocolVersion,
+    // timeOut, sessionId and the buffer's length (4 + 4 + 4 + 8 + 4); the spec shows a
+    // stand-in.
+    let passwd = &mut out[1].1[24..40];
+    assert_ne!(passwd, &[0u8; 16][..], "a real password");
+    passwd.copy_from_slice(&PASSWORD_STAND_IN);
     // The stat of the getData answer: after the frame length (4), the reply header
     // (16) and the data (4 + 8), czxid and mzxid (16), then ctime and mtime.
     let answer = &mut out[5].1;

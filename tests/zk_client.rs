@@ -114,19 +114,19 @@ fn kazoo_against_a_three_server_ensemble() {
     big.write_all(&(2u32 << 20).to_be_bytes()).unwrap();
     assert!(read_to_close(&mut big).is_empty());
 
-    // An op this server does not implement (getACL) answers Unimplemented (-6) and the
+    // An op this server does not implement (sasl, 102) answers Unimplemented (-6) and the
     // session goes on: a ping after it is answered.
     {
         let (mut s, opened) = connect(client, 0, vec![0; 16]);
         assert_ne!(opened.session_id, 0);
         let mut req = Vec::new();
-        RequestHeader { xid: 7, op: 6 }.encode(&mut req);
+        RequestHeader { xid: 7, op: 102 }.encode(&mut req);
         req.extend_from_slice(&[0, 0, 0, 2, b'/', b'x']);
         s.write_all(&frame(&req)).unwrap();
         let mut ping = Vec::new();
         RequestHeader { xid: -2, op: 11 }.encode(&mut ping);
         s.write_all(&frame(&ping)).unwrap();
-        let a = read_frame(&mut s).expect("the getACL answer");
+        let a = read_frame(&mut s).expect("the sasl answer");
         assert_eq!(
             (&a[..4], &a[12..16]),
             (&7i32.to_be_bytes()[..], &(-6i32).to_be_bytes()[..])
@@ -156,12 +156,40 @@ fn kazoo_against_a_three_server_ensemble() {
     let resp = ConnectResponse::decode(&answer[4..]).unwrap();
     assert_eq!((resp.timeout_ms, resp.session_id), (0, 0));
 
-    // A session opened on server 1 resumes on server 3 with its id and password; a
-    // closeSession there ends it, and resuming it again gets the expired answer.
+    // An auth request of a scheme ZooKeeper does not know answers AuthFailed (-115, xid
+    // -4) and closes the connection, as ZooKeeper does.
+    {
+        let (mut s, _) = connect(client, 0, vec![0; 16]);
+        let mut req = Vec::new();
+        RequestHeader { xid: -4, op: 100 }.encode(&mut req);
+        Request::Auth {
+            scheme: "kerberos".into(),
+            auth: b"me".to_vec(),
+        }
+        .encode(&mut req);
+        s.write_all(&frame(&req)).unwrap();
+        let a = read_frame(&mut s).expect("the auth answer");
+        let h = ReplyHeader::read(&mut Reader::new(&a)).unwrap();
+        assert_eq!((h.xid, h.err), (-4, -115));
+        assert!(read_to_close(&mut s).is_empty());
+    }
+
+    // A session opened on server 1 resumes on server 3 with its id and password (16
+    // random bytes: two sessions do not share one); a wrong password gets the expired
+    // answer and leaves the session open; a closeSession ends it, and resuming it again
+    // gets the expired answer.
     let (_s1, opened) = connect(client, 0, vec![0; 16]);
     assert_ne!(opened.session_id, 0);
     assert_eq!(opened.timeout_ms, 3000);
+    let (_s2, another) = connect(client, 0, vec![0; 16]);
+    assert_eq!(opened.passwd.len(), 16);
+    assert_ne!(opened.passwd, another.passwd);
     let third = SocketAddr::from((ip, ports[2]));
+    let mut wrong = opened.passwd.clone();
+    wrong[0] ^= 1;
+    let (mut w, refused) = connect(third, opened.session_id, wrong);
+    assert_eq!((refused.session_id, refused.timeout_ms), (0, 0));
+    assert!(read_to_close(&mut w).is_empty());
     let (mut s3, resumed) = connect(third, opened.session_id, opened.passwd.clone());
     assert_eq!(
         (resumed.session_id, resumed.timeout_ms),
@@ -281,7 +309,7 @@ fn create(path: &str, flags: i32) -> Request {
         op: 1,
         path: path.into(),
         data: vec![],
-        acls: 1,
+        acl: zooweeper::ztree::acl::open_acl(),
         flags,
         ttl_ms: 0,
     })
@@ -314,7 +342,7 @@ fn persistent_watches_new_ops_and_four_letter_words() {
         .insert(1, vec!["--client-port".to_string(), port.to_string()]);
     c.start_all();
     let addr = SocketAddr::from((ip, port));
-    let (mut a, _) = Raw::open(addr);
+    let (mut a, a_session) = Raw::open(addr);
 
     // A persistent recursive watch on /rw sees /rw, its child and its grandchild being
     // created, the grandchild changed and deleted, each by its own path, and no
@@ -497,4 +525,35 @@ fn persistent_watches_new_ops_and_four_letter_words() {
     // The sessions were not disturbed.
     a.ok(&Request::Ping);
     b.ok(&Request::Ping);
+
+    // Identities belong to the connection, as in ZooKeeper: the same session resumed on a
+    // new connection is refused bob's znode until it authenticates again.
+    let bob = zooweeper::wire::Id::new("digest", &zooweeper::ztree::acl::digest("bob:pw"));
+    let auth = Request::Auth {
+        scheme: "digest".into(),
+        auth: b"bob:pw".to_vec(),
+    };
+    a.ok(&auth);
+    a.ok(&Request::Create(CreateRequest {
+        op: 1,
+        path: "/bobs".into(),
+        data: b"b".to_vec(),
+        acl: vec![zooweeper::wire::AclEntry { perms: 31, id: bob }],
+        flags: 0,
+        ttl_ms: 0,
+    }));
+    let get = Request::GetData {
+        path: "/bobs".into(),
+        watch: false,
+    };
+    let (s, resumed) = connect(addr, a_session.session_id, a_session.passwd.clone());
+    assert_eq!(resumed.session_id, a_session.session_id);
+    let mut again = Raw {
+        s,
+        xid: 0,
+        events: Vec::new(),
+    };
+    assert_eq!(again.call(&get).0, -102, "NoAuth before auth");
+    again.ok(&auth);
+    assert_eq!(&again.ok(&get)[..5], &[0, 0, 0, 1, b'b']);
 }

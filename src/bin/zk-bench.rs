@@ -135,7 +135,7 @@ impl Session {
             op: op::CREATE,
             path: path.to_string(),
             data: vec![b'z'; DATA_LEN],
-            acls: 1,
+            acl: zooweeper::ztree::acl::open_acl(),
             flags: 0,
             ttl_ms: 0,
         }))

@@ -139,6 +139,20 @@ impl ApiError {
                 "no_session",
                 "the session is not open (unknown, closed or expired)",
             ),
+            ZError::NoAuth => ApiError::new(
+                403,
+                "no_auth",
+                format!(
+                    "NoAuth: the ACL of {path:?} (or, for a create or delete, of its parent) \
+                     does not allow this to an HTTP request, which acts as world:anyone and \
+                     ip:<its address>"
+                ),
+            ),
+            ZError::InvalidAcl => ApiError::new(
+                400,
+                "invalid_acl",
+                "InvalidACL: the ACL given cannot be stored",
+            ),
             ZError::Multi { index, cause } => {
                 let mut e = ApiError::from_tree_error(cause, path);
                 e.message = format!(
@@ -193,6 +207,21 @@ pub struct ZnodeJson {
     pub stat: StatJson,
     /// Its children's names (not full paths), sorted.
     pub children: Vec<String>,
+    /// Its ACL (ZooKeeper's): who may do what.
+    #[serde(default)]
+    pub acl: Vec<AclJson>,
+}
+
+/// One ACL entry: `{"scheme", "id", "perms"}`, `perms` as ZooKeeper's letters (`cdrwa`:
+/// create, delete, read, write, admin).
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AclJson {
+    /// `world`, `digest`, `ip`.
+    pub scheme: String,
+    /// The id within the scheme (`anyone`, `user:hash`, an address).
+    pub id: String,
+    /// The permissions granted.
+    pub perms: String,
 }
 
 impl ZnodeJson {
@@ -211,6 +240,15 @@ impl ZnodeJson {
             data_base64,
             stat: node.stat.clone(),
             children: node.children.clone(),
+            acl: node
+                .acl
+                .iter()
+                .map(|e| AclJson {
+                    scheme: e.id.scheme.clone(),
+                    id: e.id.id.clone(),
+                    perms: crate::wire::txn::perms_letters(e.perms),
+                })
+                .collect(),
         }
     }
 
@@ -431,6 +469,7 @@ mod tests {
             data: vec![0xff, 0x00, 0x80],
             stat: Stat::default(),
             children: vec![],
+            acl: vec![],
         };
         let z = ZnodeJson::new("/a", &node);
         assert_eq!(z.data, None);

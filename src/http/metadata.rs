@@ -120,6 +120,7 @@ pub(crate) mod tests {
             limits: Default::default(),
             http_conns: Default::default(),
             client_port: None,
+            super_digest: None,
             client: crate::config::ClientOptions::defaults(100),
             security: Default::default(),
         })

@@ -136,8 +136,11 @@ pub fn create_mode(query: &[(String, String)]) -> Result<CreateMode, ApiError> {
 pub fn session_route(method: &Method, rest: &str, body: &[u8]) -> Result<Route, ApiError> {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match (method, segments.as_slice()) {
+        // An HTTP session is named by its id alone (heartbeats, ephemerals): it has no
+        // password, so ZooKeeper's protocol cannot resume it.
         (Method::Post, []) => Ok(Route::Write(TxnOp::CreateSession {
             timeout_ms: session_timeout(body)?,
+            password: [0; 16],
         })),
         (_, []) => Err(ApiError::method_not_allowed(
             method.as_str(),
@@ -450,18 +453,23 @@ mod tests {
     fn session_routes_and_timeouts() {
         assert_eq!(
             session_route(&Method::Post, "", b"{\"timeout_ms\": 5000}"),
-            Ok(Route::Write(TxnOp::CreateSession { timeout_ms: 5000 }))
+            Ok(Route::Write(TxnOp::CreateSession {
+                timeout_ms: 5000,
+                password: [0; 16]
+            }))
         );
         assert_eq!(
             session_route(&Method::Post, "", b""),
             Ok(Route::Write(TxnOp::CreateSession {
-                timeout_ms: DEFAULT_SESSION_TIMEOUT_MS
+                timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+                password: [0; 16],
             }))
         );
         assert_eq!(
             session_route(&Method::Post, "", b"{\"timeout_ms\": 1}"),
             Ok(Route::Write(TxnOp::CreateSession {
-                timeout_ms: MIN_SESSION_TIMEOUT_MS
+                timeout_ms: MIN_SESSION_TIMEOUT_MS,
+                password: [0; 16],
             })),
             "granted within bounds, as ZooKeeper negotiates"
         );

@@ -69,7 +69,7 @@ GET    /metrics                       figures in Prometheus' text format
 GET    /metadata                      the original ZooWeeper's view: server row, then one row per broker process
 POST   /metadata                      record a broker process: {\"Metadata\": {\"SenderIp\", \"ReceiverIp\", \"Timestamp\", \"Clients\"}};
                                       with \"GameResults\": {...} also append it to /zooweeper/events
-GET    /znodes/<path>                 read a znode: {path, data, stat, children};
+GET    /znodes/<path>                 read a znode: {path, data, stat, children, acl};
                                       ?sync=true linearizable, ?min_zxid=Z at least Z applied
 POST   /znodes/<path>                 create a znode; body = data; query: sequential=true,
                                       ephemeral=true&session=<id>, container=true, ttl_ms=N

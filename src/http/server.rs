@@ -30,8 +30,8 @@ use super::watch::{self, Notifier, Watch};
 use super::HttpConfig;
 use crate::channels::Handle;
 use crate::types::Zxid;
-use crate::wire::TxnOp;
-use crate::ztree::OpOk;
+use crate::wire::{perms, Id, TxnOp};
+use crate::ztree::{OpOk, ZError};
 
 /// How often an idle worker checks the stop flag.
 const IDLE_POLL: Duration = Duration::from_millis(200);
@@ -265,12 +265,16 @@ impl Worker {
                     None => Served::Park(w, after),
                 }
             }
-            Ok(r) => Served::Now(self.execute(r).unwrap_or_else(|e| Answer::error(&e))),
+            Ok(r) => {
+                let ids = http_ids(request);
+                Served::Now(self.execute(r, &ids).unwrap_or_else(|e| Answer::error(&e)))
+            }
             Err(e) => Served::Now(Answer::error(&e)),
         }
     }
 
-    fn execute(&self, r: Route) -> Result<Answer, ApiError> {
+    /// Answers a route for a requester with identities `ids` (see [`http_ids`]).
+    fn execute(&self, r: Route, ids: &[Id]) -> Result<Answer, ApiError> {
         match r {
             Route::Index => Ok(Answer {
                 status: 200,
@@ -297,7 +301,14 @@ impl Worker {
             )),
             Route::GetZnode { path, freshness } => {
                 self.fresh_enough(freshness)?;
-                match self.handle.view().tree.get(&path) {
+                let view = self.handle.view();
+                if !view.tree.allows(&path, perms::READ, ids) {
+                    return Err(ApiError::from_client_error(
+                        &crate::zab::ClientError::Tree(ZError::NoAuth),
+                        &path,
+                    ));
+                }
+                match view.tree.get(&path) {
                     Some(node) => Ok(Answer::json(200, &ZnodeJson::new(&path, &node))),
                     None => Err(ApiError::new(
                         404,
@@ -320,7 +331,7 @@ impl Worker {
                         self.handle.touch(*ephemeral_owner);
                     }
                 }
-                self.write(op)
+                self.write(as_requester(op, ids))
             }
             Route::Heartbeat { session } => self.heartbeat(session),
             Route::Watch(_) => Err(ApiError::new(
@@ -468,6 +479,30 @@ impl Worker {
     }
 }
 
+/// An HTTP request's identities: it has no ZooKeeper authentication, so it is
+/// world:anyone (everyone's) and `ip:<its address>`.
+fn http_ids(request: &Request) -> Vec<Id> {
+    request
+        .remote_addr()
+        .map(|a| vec![crate::ztree::acl::ip_id(a.ip())])
+        .unwrap_or_default()
+}
+
+/// A znode write made as `ids`, so the tree checks it against the ACLs; session and
+/// `/metadata` writes are not checked.
+fn as_requester(op: TxnOp, ids: &[Id]) -> TxnOp {
+    match op {
+        TxnOp::Create { .. }
+        | TxnOp::CreateContainer { .. }
+        | TxnOp::CreateTtl { .. }
+        | TxnOp::Delete { .. }
+        | TxnOp::SetData { .. }
+        | TxnOp::Check { .. }
+        | TxnOp::Multi { .. } => op.made_by(ids.to_vec()),
+        other => other,
+    }
+}
+
 /// Sends `answer`.
 pub(super) fn send(request: Request, answer: Answer) {
     let mut response = Response::from_data(answer.body).with_status_code(answer.status);
@@ -503,6 +538,15 @@ fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
             &WrittenJson {
                 path: requested_path.to_string(),
                 zxid: stat.mzxid,
+                stat,
+            },
+        ),
+        // Not asked over HTTP (setACL is ZooKeeper's protocol's), answered alike.
+        OpOk::AclSet { stat } => Answer::json(
+            200,
+            &WrittenJson {
+                path: requested_path.to_string(),
+                zxid,
                 stat,
             },
         ),

@@ -111,7 +111,15 @@ impl Clients {
     fn session_op(&mut self, rng: &mut Rng, data: &[u8]) -> Option<TxnOp> {
         if rng.chance(30) {
             let timeout_ms = 300 + rng.below(2_000) as u32;
-            return Some(TxnOp::CreateSession { timeout_ms });
+            let mut password = [0u8; 16];
+            for b in &mut password {
+                *b = rng.below(256) as u8;
+            }
+            password[0] |= 1;
+            return Some(TxnOp::CreateSession {
+                timeout_ms,
+                password,
+            });
         }
         let session = *rng.pick(&self.sessions)?;
         if rng.chance(80) {

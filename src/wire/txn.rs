@@ -14,6 +14,87 @@ use crate::types::{PeerId, Zxid};
 pub const MAX_PATH_BYTES: usize = 1024;
 /// Largest znode data accepted in a txn, in bytes (ZooKeeper's jute.maxbuffer default is 1 MiB).
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+/// Most entries in one ACL.
+pub const MAX_ACL_ENTRIES: usize = 256;
+/// Most identities one requester carries.
+pub const MAX_IDS: usize = 64;
+/// Longest scheme or id of an identity, in bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// An identity (ZooKeeper's `Id`): an authentication scheme and an id within it, such as
+/// `world:anyone`, `digest:bob:<base64 of sha1("bob:secret")>`, `ip:10.0.0.0/8` or
+/// `super:` (the superuser, who passes every ACL check).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Id {
+    /// `world`, `digest`, `ip`, `super` (and `auth` in a request, never in a txn).
+    pub scheme: String,
+    /// The id within the scheme.
+    pub id: String,
+}
+
+impl Id {
+    /// The identity `scheme:id`.
+    pub fn new(scheme: &str, id: &str) -> Id {
+        Id {
+            scheme: scheme.to_string(),
+            id: id.to_string(),
+        }
+    }
+}
+
+/// One ACL entry (ZooKeeper's `ACL`): the permissions granted to an identity, as bits of
+/// [`perms`].
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct AclEntry {
+    /// Bits of [`perms`]; bits above [`perms::ALL`] are invalid.
+    pub perms: u8,
+    /// Who gets them.
+    pub id: Id,
+}
+
+/// ZooKeeper's permission bits (`ZooDefs.Perms`).
+pub mod perms {
+    /// getData, getChildren, exists, getACL.
+    pub const READ: u8 = 1;
+    /// setData.
+    pub const WRITE: u8 = 2;
+    /// Create children.
+    pub const CREATE: u8 = 4;
+    /// Delete children.
+    pub const DELETE: u8 = 8;
+    /// setACL.
+    pub const ADMIN: u8 = 16;
+    /// All of them ("cdrwa").
+    pub const ALL: u8 = 31;
+}
+
+/// Permission bits as ZooKeeper's tools write them: `cdrwa` order, a letter per bit.
+pub fn perms_letters(p: u8) -> String {
+    [
+        (perms::CREATE, 'c'),
+        (perms::DELETE, 'd'),
+        (perms::READ, 'r'),
+        (perms::WRITE, 'w'),
+        (perms::ADMIN, 'a'),
+    ]
+    .iter()
+    .filter(|(bit, _)| p & bit != 0)
+    .map(|(_, c)| *c)
+    .collect()
+}
+
+impl std::fmt::Display for AclEntry {
+    /// `scheme:id:perms`, as zkCli.sh prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}",
+            self.id.scheme,
+            self.id.id,
+            perms_letters(self.perms)
+        )
+    }
+}
 
 /// The server and request a txn came from, so that server can answer its client when it
 /// applies the txn. `server == 0` means no client waits for it.
@@ -88,12 +169,30 @@ pub enum TxnOp {
         sequential: bool,
         ttl_ms: u64,
     },
-    /// Open a session (op code 110; ZooKeeper's createSession is -10). Its id is the zxid
-    /// of this txn.
-    CreateSession { timeout_ms: u32 },
+    /// Open a session (op code 112, or 110 when `password` is all zeros; ZooKeeper's
+    /// createSession is -10). Its id is the zxid of this txn; `password` is the secret a
+    /// ZooKeeper client resumes it with, chosen at random by the server that asked for
+    /// it (all zeros: none, as in txns written before passwords were; such a session
+    /// cannot be resumed).
+    CreateSession { timeout_ms: u32, password: [u8; 16] },
     /// Close a session and delete its ephemeral znodes, in this one txn (op code 111;
     /// ZooKeeper's closeSession is -11). `expired`: the leader closed it for silence.
     CloseSession { session: u64, expired: bool },
+    /// Replace a znode's ACL (op code 7, ZooKeeper's setACL), if its `aversion` matches
+    /// when given.
+    SetAcl {
+        path: String,
+        acl: Vec<AclEntry>,
+        expected_version: Option<i32>,
+    },
+    /// A create, createContainer or createTTL whose znode gets `acl` (op code 120). A
+    /// create without it gets world:anyone:cdrwa.
+    WithAcl { acl: Vec<AclEntry>, op: Box<TxnOp> },
+    /// A client's write, made as these identities (op code 121): the tree checks the
+    /// ACLs of the znodes the op touches against `ids` (world:anyone is everyone's).
+    /// An op without it is the servers' own (expiring sessions and znodes) and is not
+    /// checked.
+    As { ids: Vec<Id>, op: Box<TxnOp> },
 }
 
 /// Most ops in one multi.
@@ -127,6 +226,10 @@ const OP_PUT_PROCESS: u8 = 101;
 const OP_PUT_EVENT: u8 = 102;
 const OP_CREATE_SESSION: u8 = 110;
 const OP_CLOSE_SESSION: u8 = 111;
+const OP_CREATE_SESSION_PASSWORD: u8 = 112;
+const OP_SET_ACL: u8 = 7;
+const OP_WITH_ACL: u8 = 120;
+const OP_AS: u8 = 121;
 
 const FLAG_SEQUENTIAL: u8 = 1;
 
@@ -143,8 +246,28 @@ impl TxnOp {
             TxnOp::Multi { .. } => OP_MULTI,
             TxnOp::CreateContainer { .. } => OP_CREATE_CONTAINER,
             TxnOp::CreateTtl { .. } => OP_CREATE_TTL,
-            TxnOp::CreateSession { .. } => OP_CREATE_SESSION,
+            TxnOp::CreateSession { password, .. } if *password == [0; 16] => OP_CREATE_SESSION,
+            TxnOp::CreateSession { .. } => OP_CREATE_SESSION_PASSWORD,
             TxnOp::CloseSession { .. } => OP_CLOSE_SESSION,
+            TxnOp::SetAcl { .. } => OP_SET_ACL,
+            TxnOp::WithAcl { .. } => OP_WITH_ACL,
+            TxnOp::As { .. } => OP_AS,
+        }
+    }
+
+    /// The op itself, without the identities and ACL it may be wrapped in.
+    pub fn inner(&self) -> &TxnOp {
+        match self {
+            TxnOp::As { op, .. } | TxnOp::WithAcl { op, .. } => op.inner(),
+            other => other,
+        }
+    }
+
+    /// This op made by a client with identities `ids` (see [`TxnOp::As`]).
+    pub fn made_by(self, ids: Vec<Id>) -> TxnOp {
+        TxnOp::As {
+            ids,
+            op: Box::new(self),
         }
     }
 
@@ -156,7 +279,9 @@ impl TxnOp {
             | TxnOp::SetData { path, .. }
             | TxnOp::Check { path, .. }
             | TxnOp::CreateContainer { path, .. }
-            | TxnOp::CreateTtl { path, .. } => Some(path),
+            | TxnOp::CreateTtl { path, .. }
+            | TxnOp::SetAcl { path, .. } => Some(path),
+            TxnOp::As { op, .. } | TxnOp::WithAcl { op, .. } => op.path(),
             TxnOp::PutProcess { sender, .. } | TxnOp::PutEvent { sender, .. } => Some(sender),
             TxnOp::Multi { .. } | TxnOp::CreateSession { .. } | TxnOp::CloseSession { .. } => None,
         }
@@ -172,6 +297,7 @@ impl TxnOp {
                 | TxnOp::Delete { .. }
                 | TxnOp::SetData { .. }
                 | TxnOp::Check { .. }
+                | TxnOp::WithAcl { .. }
         )
     }
 
@@ -189,6 +315,8 @@ impl TxnOp {
             TxnOp::CreateTtl { .. } => "createTTL",
             TxnOp::CreateSession { .. } => "createSession",
             TxnOp::CloseSession { .. } => "closeSession",
+            TxnOp::SetAcl { .. } => "setACL",
+            TxnOp::WithAcl { op, .. } | TxnOp::As { op, .. } => op.name(),
         }
     }
 
@@ -276,12 +404,39 @@ impl TxnOp {
                 out.push(if *sequential { FLAG_SEQUENTIAL } else { 0 });
                 out.write_u64::<BigEndian>(*ttl_ms).unwrap();
             }
-            TxnOp::CreateSession { timeout_ms } => {
+            TxnOp::CreateSession {
+                timeout_ms,
+                password,
+            } => {
                 out.write_u32::<BigEndian>(*timeout_ms).unwrap();
+                if *password != [0; 16] {
+                    out.extend_from_slice(password);
+                }
             }
             TxnOp::CloseSession { session, expired } => {
                 out.write_u64::<BigEndian>(*session).unwrap();
                 out.push(u8::from(*expired));
+            }
+            TxnOp::SetAcl {
+                path,
+                acl,
+                expected_version,
+            } => {
+                put_str(out, path);
+                out.write_i32::<BigEndian>(expected_version.unwrap_or(-1))
+                    .unwrap();
+                put_acl(out, acl);
+            }
+            TxnOp::WithAcl { acl, op } => {
+                put_acl(out, acl);
+                op.encode(out);
+            }
+            TxnOp::As { ids, op } => {
+                out.write_u16::<BigEndian>(ids.len() as u16).unwrap();
+                for id in ids {
+                    put_id(out, id);
+                }
+                op.encode(out);
             }
         }
     }
@@ -291,18 +446,23 @@ impl TxnOp {
     /// # Errors
     /// `Malformed` on a short buffer, an unknown op code, bad UTF-8 or a field over its limit.
     pub fn decode(r: &mut Reader<'_>) -> Result<TxnOp, DecodeError> {
-        Self::decode_one(r, false)
+        Self::decode_one(r, Within::Top)
     }
 
-    /// Decodes one op; inside a multi only the codes a multi may hold are accepted, checked
-    /// before anything nested is read (so no input can recurse).
-    fn decode_one(r: &mut Reader<'_>, in_multi: bool) -> Result<TxnOp, DecodeError> {
+    /// Decodes one op; inside a multi, a withACL or an as only the codes they may hold
+    /// are accepted, checked before anything nested is read (so nesting is bounded: at
+    /// most as > multi > withACL > create).
+    fn decode_one(r: &mut Reader<'_>, within: Within) -> Result<TxnOp, DecodeError> {
         let code = r.u8()?;
-        let multi_op = matches!(
-            code,
-            OP_CREATE | OP_CREATE_CONTAINER | OP_CREATE_TTL | OP_DELETE | OP_SET_DATA | OP_CHECK
-        );
-        if in_multi && !multi_op {
+        let create = matches!(code, OP_CREATE | OP_CREATE_CONTAINER | OP_CREATE_TTL);
+        let multi_op = create || matches!(code, OP_DELETE | OP_SET_DATA | OP_CHECK | OP_WITH_ACL);
+        let allowed = match within {
+            Within::Top => true,
+            Within::As => multi_op || code == OP_MULTI || code == OP_SET_ACL,
+            Within::Multi => multi_op,
+            Within::WithAcl => create,
+        };
+        if !allowed {
             return Err(DecodeError::Malformed);
         }
         Ok(match code {
@@ -354,7 +514,7 @@ impl TxnOp {
                 }
                 let mut ops = Vec::with_capacity(n);
                 for _ in 0..n {
-                    ops.push(Self::decode_one(r, true)?);
+                    ops.push(Self::decode_one(r, Within::Multi)?);
                 }
                 TxnOp::Multi { ops }
             }
@@ -382,7 +542,43 @@ impl TxnOp {
             }
             OP_CREATE_SESSION => TxnOp::CreateSession {
                 timeout_ms: r.u32()?,
+                password: [0; 16],
             },
+            OP_CREATE_SESSION_PASSWORD => {
+                let timeout_ms = r.u32()?;
+                let mut password = [0; 16];
+                password.copy_from_slice(r.take(16)?);
+                if password == [0; 16] {
+                    return Err(DecodeError::Malformed);
+                }
+                TxnOp::CreateSession {
+                    timeout_ms,
+                    password,
+                }
+            }
+            OP_SET_ACL => TxnOp::SetAcl {
+                path: r.str(MAX_PATH_BYTES)?,
+                expected_version: version(r.i32()?)?,
+                acl: read_acl(r)?,
+            },
+            OP_WITH_ACL => TxnOp::WithAcl {
+                acl: read_acl(r)?,
+                op: Box::new(Self::decode_one(r, Within::WithAcl)?),
+            },
+            OP_AS => {
+                let n = r.u16()? as usize;
+                if n > MAX_IDS {
+                    return Err(DecodeError::Malformed);
+                }
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(read_id(r)?);
+                }
+                TxnOp::As {
+                    ids,
+                    op: Box::new(Self::decode_one(r, Within::As)?),
+                }
+            }
             OP_CLOSE_SESSION => TxnOp::CloseSession {
                 session: r.u64()?,
                 expired: match r.u8()? {
@@ -394,6 +590,61 @@ impl TxnOp {
             _ => return Err(DecodeError::Malformed),
         })
     }
+}
+
+/// Where an op is being decoded: what it may be is decided by what holds it.
+#[derive(Copy, Clone)]
+enum Within {
+    Top,
+    As,
+    Multi,
+    WithAcl,
+}
+
+/// Appends an identity: scheme and id, each a string.
+fn put_id(out: &mut Vec<u8>, id: &Id) {
+    put_str(out, &id.scheme);
+    put_str(out, &id.id);
+}
+
+/// Appends an ACL: a `u16` count, then per entry the perms byte and the identity.
+fn put_acl(out: &mut Vec<u8>, acl: &[AclEntry]) {
+    out.write_u16::<BigEndian>(acl.len() as u16).unwrap();
+    for e in acl {
+        out.push(e.perms);
+        put_id(out, &e.id);
+    }
+}
+
+fn read_id(r: &mut Reader<'_>) -> Result<Id, DecodeError> {
+    Ok(Id {
+        scheme: r.str(MAX_ID_BYTES)?,
+        id: r.str(MAX_ID_BYTES)?,
+    })
+}
+
+fn read_acl(r: &mut Reader<'_>) -> Result<Vec<AclEntry>, DecodeError> {
+    let n = r.u16()? as usize;
+    if n > MAX_ACL_ENTRIES || n > r.remaining() / 9 {
+        return Err(DecodeError::Malformed);
+    }
+    let mut acl = Vec::with_capacity(n);
+    for _ in 0..n {
+        let perms = r.u8()?;
+        if perms & !perms::ALL != 0 {
+            return Err(DecodeError::Malformed);
+        }
+        acl.push(AclEntry {
+            perms,
+            id: read_id(r)?,
+        });
+    }
+    Ok(acl)
+}
+
+fn show_acl(acl: &[AclEntry]) -> String {
+    let parts: Vec<String> = acl.iter().map(|e| e.to_string()).collect();
+    format!("[{}]", parts.join(","))
 }
 
 /// One readable line, as `zw-wire` and `zw-log` print it:
@@ -469,7 +720,28 @@ impl std::fmt::Display for TxnOp {
             let seq = if *sequential { " sequential" } else { "" };
             format!("createTTL {path} data={}{seq} ttl_ms={ttl_ms}", show_data(data))
         }
-        TxnOp::CreateSession { timeout_ms } => format!("createSession timeout_ms={timeout_ms}"),
+        // The password is a secret: logs and tools say only whether there is one.
+        TxnOp::CreateSession {
+            timeout_ms,
+            password,
+        } => {
+            let with = if *password == [0; 16] { "" } else { " password=(16 bytes)" };
+            format!("createSession timeout_ms={timeout_ms}{with}")
+        }
+        TxnOp::SetAcl {
+            path,
+            acl,
+            expected_version,
+        } => format!(
+            "setACL {path} acl={} version={}",
+            show_acl(acl),
+            version(expected_version)
+        ),
+        TxnOp::WithAcl { acl, op } => format!("{op} acl={}", show_acl(acl)),
+        TxnOp::As { ids, op } => {
+            let ids: Vec<String> = ids.iter().map(|i| format!("{}:{}", i.scheme, i.id)).collect();
+            format!("as [{}] {op}", ids.join(","))
+        }
         TxnOp::CloseSession { session, expired } => {
             let why = if *expired { " expired" } else { "" };
             format!("closeSession {session:#x}{why}")
@@ -575,7 +847,8 @@ impl<'a> Reader<'a> {
         self.buf.len()
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() < n {
             return Err(DecodeError::Malformed);
         }

@@ -14,6 +14,7 @@ use std::fmt;
 
 use byteorder::{BigEndian, ByteOrder};
 
+use crate::wire::{AclEntry, Id};
 use crate::ztree::{NodeKind, Stat};
 
 /// Op codes of [`RequestHeader::op`].
@@ -45,6 +46,8 @@ pub mod op {
     pub const SET_WATCHES2: i32 = 105;
     pub const ADD_WATCH: i32 = 106;
     pub const WHO_AM_I: i32 = 107;
+    pub const AUTH: i32 = 100;
+    pub const SASL: i32 = 102;
     pub const CLOSE_SESSION: i32 = -11;
     pub const ERROR: i32 = -1;
 }
@@ -59,11 +62,14 @@ pub mod code {
     pub const UNIMPLEMENTED: i32 = -6;
     pub const BAD_ARGUMENTS: i32 = -8;
     pub const NO_NODE: i32 = -101;
+    pub const NO_AUTH: i32 = -102;
     pub const BAD_VERSION: i32 = -103;
     pub const NO_CHILDREN_FOR_EPHEMERALS: i32 = -108;
     pub const NODE_EXISTS: i32 = -110;
     pub const NOT_EMPTY: i32 = -111;
     pub const SESSION_EXPIRED: i32 = -112;
+    pub const INVALID_ACL: i32 = -114;
+    pub const AUTH_FAILED: i32 = -115;
     pub const NO_WATCHER: i32 = -121;
     pub const RECONFIG_DISABLED: i32 = -123;
     pub const QUOTA_EXCEEDED: i32 = -125;
@@ -97,6 +103,8 @@ pub mod add_watch_mode {
 pub const XID_NOTIFICATION: i32 = -1;
 /// The xid clients use for pings.
 pub const XID_PING: i32 = -2;
+/// The xid of an auth request (addauth) and of its answer.
+pub const XID_AUTH: i32 = -4;
 
 /// `CreateMode` flags: bit 0 ephemeral, bit 1 sequential; 4 is a container, 5 and 6
 /// persistent (sequential) with a TTL.
@@ -203,6 +211,24 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// A `vector<ACL>` (null read as empty). Permission bits outside ZooKeeper's five
+    /// are kept as a bit above them, so the ACL is refused as InvalidACL, not misread.
+    pub fn acl(&mut self, what: &str) -> Result<Vec<AclEntry>, DecodeError> {
+        let n = self.count(what, 12)?;
+        let mut acl = Vec::with_capacity(n);
+        for _ in 0..n {
+            let perms = self.int(what)?;
+            let perms = u8::try_from(perms).ok().filter(|p| *p <= 31).unwrap_or(32);
+            let scheme = self.ustring(what)?;
+            let id = self.ustring(what)?;
+            acl.push(AclEntry {
+                perms,
+                id: Id { scheme, id },
+            });
+        }
+        Ok(acl)
+    }
+
     /// Fails unless every byte was read.
     pub fn finish(&self, what: &str) -> Result<(), DecodeError> {
         if self.remaining() != 0 {
@@ -244,8 +270,18 @@ pub fn put_strings(out: &mut Vec<u8>, v: &[String]) {
     }
 }
 
-/// A znode's stat as ZooKeeper's 11-field `Stat` (68 bytes; `aversion` is always 0: this
-/// server keeps no ACLs).
+/// An ACL as jute's `vector<ACL>`: a count, then per entry perms (int) and the `Id`
+/// (scheme and id, ustrings).
+pub fn put_acl(out: &mut Vec<u8>, acl: &[AclEntry]) {
+    put_int(out, acl.len() as i32);
+    for e in acl {
+        put_int(out, i32::from(e.perms));
+        put_ustring(out, &e.id.scheme);
+        put_ustring(out, &e.id.id);
+    }
+}
+
+/// A znode's stat as ZooKeeper's 11-field `Stat` (68 bytes).
 pub fn put_stat(out: &mut Vec<u8>, s: &Stat) {
     // A container's or TTL znode's ephemeralOwner holds its kind's marker, which
     // ZooKeeper's clients never see: it answers 0 for them.
@@ -259,7 +295,7 @@ pub fn put_stat(out: &mut Vec<u8>, s: &Stat) {
     put_long(out, s.mtime as i64);
     put_int(out, s.version);
     put_int(out, s.cversion);
-    put_int(out, 0);
+    put_int(out, s.aversion);
     put_long(out, s.ephemeral_owner as i64);
     put_int(out, s.data_length as i32);
     put_int(out, s.num_children as i32);
@@ -277,7 +313,7 @@ pub fn client_owner(owner: u64) -> u64 {
 /// Bytes of an encoded stat.
 pub const STAT_LEN: usize = 68;
 
-/// Reads a `Stat` back (tests and tools); `aversion` is dropped.
+/// Reads a `Stat` back (tests and tools).
 pub fn read_stat(r: &mut Reader) -> Result<Stat, DecodeError> {
     let czxid = r.long("stat")? as u64;
     let mzxid = r.long("stat")? as u64;
@@ -285,7 +321,7 @@ pub fn read_stat(r: &mut Reader) -> Result<Stat, DecodeError> {
     let mtime = r.long("stat")? as u64;
     let version = r.int("stat")?;
     let cversion = r.int("stat")?;
-    let _aversion = r.int("stat")?;
+    let aversion = r.int("stat")?;
     let ephemeral_owner = r.long("stat")? as u64;
     let data_length = r.int("stat")? as u32;
     let num_children = r.int("stat")? as u32;
@@ -298,6 +334,7 @@ pub fn read_stat(r: &mut Reader) -> Result<Stat, DecodeError> {
         mtime,
         version,
         cversion,
+        aversion,
         ephemeral_owner,
         data_length,
         num_children,
@@ -498,16 +535,15 @@ impl MultiHeader {
     }
 }
 
-/// A create request (create, create2, createContainer, createTTL). The ACL list is read
-/// and dropped: this server keeps no ACLs.
+/// A create request (create, create2, createContainer, createTTL).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct CreateRequest {
     /// The op code it came with (decides the response record).
     pub op: i32,
     pub path: String,
     pub data: Vec<u8>,
-    /// How many ACL entries came with it (ignored).
-    pub acls: usize,
+    /// The ACL asked for the new znode.
+    pub acl: Vec<AclEntry>,
     pub flags: i32,
     /// The TTL of a createTTL request, else 0.
     pub ttl_ms: i64,
@@ -595,6 +631,21 @@ pub enum Request {
     /// multiRead: getData, getChildren (and exists) ops, each answered on its own.
     MultiRead(Vec<Request>),
     WhoAmI,
+    /// getACL: a znode's ACL and stat.
+    GetAcl {
+        path: String,
+    },
+    /// setACL: replaces a znode's ACL if its aversion is `version` (-1: any).
+    SetAcl {
+        path: String,
+        acl: Vec<AclEntry>,
+        version: i32,
+    },
+    /// auth (addauth): adds an identity of `scheme` proven by `auth` to the connection.
+    Auth {
+        scheme: String,
+        auth: Vec<u8>,
+    },
     /// reconfig (the record is read and dropped: dynamic reconfiguration is disabled).
     Reconfig,
     /// An op code this server does not implement (answered Unimplemented).
@@ -617,12 +668,7 @@ impl Request {
             op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
                 let path = r.ustring("create path")?;
                 let data = r.buffer("create data")?;
-                let acls = r.count("create acl", 12)?;
-                for _ in 0..acls {
-                    r.int("acl perms")?;
-                    r.ustring("acl scheme")?;
-                    r.ustring("acl id")?;
-                }
+                let acl = r.acl("create acl")?;
                 let flags = r.int("create flags")?;
                 let ttl_ms = if op_code == op::CREATE_TTL {
                     r.long("create ttl")?
@@ -633,7 +679,7 @@ impl Request {
                     op: op_code,
                     path,
                     data,
-                    acls,
+                    acl,
                     flags,
                     ttl_ms,
                 })
@@ -772,6 +818,21 @@ impl Request {
                 Request::MultiRead(ops)
             }
             op::WHO_AM_I => Request::WhoAmI,
+            op::GET_ACL => Request::GetAcl {
+                path: r.ustring("getACL path")?,
+            },
+            op::SET_ACL => Request::SetAcl {
+                path: r.ustring("setACL path")?,
+                acl: r.acl("setACL acl")?,
+                version: r.int("setACL version")?,
+            },
+            op::AUTH => {
+                r.int("auth type")?;
+                Request::Auth {
+                    scheme: r.ustring("auth scheme")?,
+                    auth: r.buffer("auth data")?,
+                }
+            }
             op::RECONFIG => {
                 for what in ["joining", "leaving", "newMembers"] {
                     r.ustring(what)?;
@@ -807,6 +868,9 @@ impl Request {
             Request::GetAllChildrenNumber { .. } => op::GET_ALL_CHILDREN_NUMBER,
             Request::MultiRead(_) => op::MULTI_READ,
             Request::WhoAmI => op::WHO_AM_I,
+            Request::GetAcl { .. } => op::GET_ACL,
+            Request::SetAcl { .. } => op::SET_ACL,
+            Request::Auth { .. } => op::AUTH,
             Request::Reconfig => op::RECONFIG,
             Request::Unsupported(op) => *op,
         }
@@ -818,13 +882,7 @@ impl Request {
             Request::Create(c) => {
                 put_ustring(out, &c.path);
                 put_buffer(out, &c.data);
-                put_int(out, c.acls as i32);
-                for _ in 0..c.acls {
-                    // world:anyone, all permissions: what clients send by default.
-                    put_int(out, 31);
-                    put_ustring(out, "world");
-                    put_ustring(out, "anyone");
-                }
+                put_acl(out, &c.acl);
                 put_int(out, c.flags);
                 if c.op == op::CREATE_TTL {
                     put_long(out, c.ttl_ms);
@@ -850,7 +908,17 @@ impl Request {
                 put_buffer(out, data);
                 put_int(out, *version);
             }
-            Request::Sync { path } => put_ustring(out, path),
+            Request::Sync { path } | Request::GetAcl { path } => put_ustring(out, path),
+            Request::SetAcl { path, acl, version } => {
+                put_ustring(out, path);
+                put_acl(out, acl);
+                put_int(out, *version);
+            }
+            Request::Auth { scheme, auth } => {
+                put_int(out, 0);
+                put_ustring(out, scheme);
+                put_buffer(out, auth);
+            }
             Request::Ping | Request::CloseSession | Request::WhoAmI | Request::Unsupported(_) => {}
             Request::Reconfig => {
                 for _ in 0..3 {
@@ -1080,7 +1148,7 @@ mod tests {
                 op: op::CREATE,
                 path: "/a".into(),
                 data: b"x".to_vec(),
-                acls: 1,
+                acl: crate::ztree::acl::open_acl(),
                 flags: 3,
                 ttl_ms: 0,
             })
@@ -1157,6 +1225,7 @@ mod tests {
             mtime: 5,
             version: 6,
             cversion: 7,
+            aversion: 11,
             ephemeral_owner: 8,
             data_length: 9,
             num_children: 10,
@@ -1168,7 +1237,7 @@ mod tests {
             out,
             hex(
                 "0000000000000001 0000000000000002 0000000000000004 0000000000000005
-                 00000006 00000007 00000000 0000000000000008 00000009 0000000a
+                 00000006 00000007 0000000b 0000000000000008 00000009 0000000a
                  0000000000000003"
             )
         );
@@ -1205,7 +1274,7 @@ mod tests {
                 op: op::CREATE,
                 path: "/a".into(),
                 data: b"x".to_vec(),
-                acls: 1,
+                acl: crate::ztree::acl::open_acl(),
                 flags: 0,
                 ttl_ms: 0,
             }),
@@ -1253,8 +1322,8 @@ mod tests {
     #[test]
     fn unknown_ops_are_unsupported_not_errors() {
         assert_eq!(
-            Request::decode(op::GET_ACL, &[1, 2, 3]).unwrap(),
-            Request::Unsupported(op::GET_ACL)
+            Request::decode(op::SASL, &[1, 2, 3]).unwrap(),
+            Request::Unsupported(op::SASL)
         );
         // Truncated bodies are errors.
         assert!(Request::decode(op::GET_DATA, &hex("00000005 2f61")).is_err());
@@ -1407,7 +1476,7 @@ mod tests {
                         op: op_code,
                         path,
                         data,
-                        acls: 1,
+                        acl: crate::ztree::acl::open_acl(),
                         flags,
                         ttl_ms: if op_code == op::CREATE_TTL { ttl } else { 0 },
                     })

@@ -1,43 +1,20 @@
-//! What ZooKeeper's requests mean here, pure: session passwords,
-//! requests to [`TxnOp`]s, outcomes to error codes and response records, reads answered
-//! from a tree (reads, multiRead, getEphemerals, getAllChildrenNumber, whoAmI), and what
-//! a reconnecting client's setWatches fires.
+//! What ZooKeeper's requests mean here, pure: session timeout negotiation, requests to
+//! [`TxnOp`]s (made as the connection's identities, ACLs expanded), outcomes to error
+//! codes and response records, reads answered from a tree with their ACL checks (reads,
+//! getACL, multiRead, getEphemerals, getAllChildrenNumber, whoAmI), authentication, and
+//! what a reconnecting client's setWatches fires.
 
 use crate::types::Zxid;
 use crate::wire::txn::MAX_TTL_MS;
-use crate::wire::TxnOp;
+use crate::wire::{perms, AclEntry, Id, TxnOp};
 use crate::zab::ClientError;
+use crate::ztree::acl;
 use crate::ztree::{validate_path, OpOk, ZError, ZTree};
 
 use super::jute::{
-    code, create_flags, event, op, put_buffer, put_client_infos, put_int, put_multi_response,
-    put_stat, put_strings, put_ustring, CreateRequest, MultiResult, Request,
+    code, create_flags, event, op, put_acl, put_buffer, put_client_infos, put_int,
+    put_multi_response, put_stat, put_strings, put_ustring, CreateRequest, MultiResult, Request,
 };
-
-/// The password of `session`: 16 bytes derived from the session id and the ensemble's
-/// `secret`, the same on every server. Not a security boundary (nor is ZooKeeper's): it
-/// keeps one client from resuming another's session by accident.
-pub fn password(session: u64, secret: &str) -> [u8; 16] {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in secret.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut out = [0u8; 16];
-    let mut x = session ^ h;
-    for chunk in out.chunks_mut(8) {
-        x = splitmix(x);
-        chunk.copy_from_slice(&x.to_be_bytes());
-    }
-    out
-}
-
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// ZooKeeper's code for a tree error.
 pub fn tree_code(e: &ZError) -> i32 {
@@ -49,6 +26,8 @@ pub fn tree_code(e: &ZError) -> i32 {
         ZError::NoChildrenForEphemerals => code::NO_CHILDREN_FOR_EPHEMERALS,
         ZError::BadArguments(_) => code::BAD_ARGUMENTS,
         ZError::SessionExpired => code::SESSION_EXPIRED,
+        ZError::NoAuth => code::NO_AUTH,
+        ZError::InvalidAcl => code::INVALID_ACL,
         ZError::Multi { cause, .. } => tree_code(cause),
     }
 }
@@ -75,9 +54,34 @@ fn version(v: i32) -> Option<i32> {
     (v != -1).then_some(v)
 }
 
-fn one_txn(req: &Request, session: u64) -> Result<TxnOp, i32> {
+/// The ACL a create or setACL stores ([`acl::fixup`]), or InvalidACL.
+fn stored_acl(asked: &[AclEntry], ids: &[Id]) -> Result<Vec<AclEntry>, i32> {
+    acl::fixup(asked, ids).map_err(|_| code::INVALID_ACL)
+}
+
+fn one_txn(req: &Request, session: u64, ids: &[Id]) -> Result<TxnOp, i32> {
     Ok(match req {
-        Request::Create(c) => create_txn(c, session)?,
+        Request::Create(c) => {
+            let create = create_txn(c, session)?;
+            let acl = stored_acl(&c.acl, ids)?;
+            if acl::is_open(&acl) {
+                create
+            } else {
+                TxnOp::WithAcl {
+                    acl,
+                    op: Box::new(create),
+                }
+            }
+        }
+        Request::SetAcl {
+            path,
+            acl,
+            version: v,
+        } => TxnOp::SetAcl {
+            path: path.clone(),
+            acl: stored_acl(acl, ids)?,
+            expected_version: version(*v),
+        },
         Request::Delete { path, version: v } => TxnOp::Delete {
             path: path.clone(),
             expected_version: version(*v),
@@ -137,21 +141,24 @@ fn create_txn(c: &CreateRequest, session: u64) -> Result<TxnOp, i32> {
     })
 }
 
-/// The txn a write request (create, delete, setData, check, multi) of `session` asks for.
-pub fn write_txn(req: &Request, session: u64) -> Result<TxnOp, Refused> {
-    match req {
+/// The txn a write request (create, delete, setData, setACL, check, multi) of `session`
+/// asks for, made as the connection's identities `ids` (the tree checks the ACLs
+/// against them when it applies the txn).
+pub fn write_txn(req: &Request, session: u64, ids: &[Id]) -> Result<TxnOp, Refused> {
+    let op = match req {
         Request::Multi(ops) => {
             let mut txns = Vec::with_capacity(ops.len());
             for (i, o) in ops.iter().enumerate() {
-                txns.push(one_txn(o, session).map_err(|code| Refused {
+                txns.push(one_txn(o, session, ids).map_err(|code| Refused {
                     index: Some(i),
                     code,
                 })?);
             }
-            Ok(TxnOp::Multi { ops: txns })
+            TxnOp::Multi { ops: txns }
         }
-        other => one_txn(other, session).map_err(|code| Refused { index: None, code }),
-    }
+        other => one_txn(other, session, ids).map_err(|code| Refused { index: None, code })?,
+    };
+    Ok(op.made_by(ids.to_vec()))
 }
 
 /// Whether `req` changes the tree (goes through the core) rather than reads it.
@@ -162,6 +169,7 @@ pub fn is_write(req: &Request) -> bool {
             | Request::Delete { .. }
             | Request::SetData { .. }
             | Request::Check { .. }
+            | Request::SetAcl { .. }
             | Request::Multi(_)
     )
 }
@@ -208,7 +216,7 @@ pub fn write_response(req: &Request, result: Result<OpOk, ClientError>) -> (i32,
             }
             (code::OK, out)
         }
-        (_, Ok(OpOk::Set { stat })) => {
+        (_, Ok(OpOk::Set { stat } | OpOk::AclSet { stat })) => {
             put_stat(&mut out, &stat);
             (code::OK, out)
         }
@@ -251,8 +259,10 @@ pub struct ReadAnswer {
     pub watch: Option<(WatchOn, String)>,
 }
 
-/// Answers exists, getData, getChildren and getChildren2 from `tree`.
-pub fn read(tree: &ZTree, req: &Request) -> ReadAnswer {
+/// Answers exists, getData, getChildren and getChildren2 from `tree`, as `ids`: each but
+/// exists needs READ on the znode, else NoAuth and no watch. exists is not checked, as in
+/// ZooKeeper 3.8.0 (whose answers the differential test records; 3.8.4 checks READ).
+pub fn read(tree: &ZTree, req: &Request, ids: &[Id]) -> ReadAnswer {
     let (path, watch) = match req {
         Request::Exists { path, watch }
         | Request::GetData { path, watch }
@@ -270,6 +280,14 @@ pub fn read(tree: &ZTree, req: &Request) -> ReadAnswer {
     if validate_path(path).is_err() {
         return ReadAnswer {
             err: code::BAD_ARGUMENTS,
+            body: out,
+            watch: None,
+        };
+    }
+    let exists = matches!(req, Request::Exists { .. });
+    if !exists && !tree.allows(path, perms::READ, ids) {
+        return ReadAnswer {
+            err: code::NO_AUTH,
             body: out,
             watch: None,
         };
@@ -322,6 +340,56 @@ pub fn read(tree: &ZTree, req: &Request) -> ReadAnswer {
     }
 }
 
+/// getACL: the znode's ACL and stat. Needs READ or ADMIN on it; without ADMIN the
+/// digest hashes are shown as `x`, as ZooKeeper does.
+pub fn get_acl(tree: &ZTree, path: &str, ids: &[Id]) -> (i32, Vec<u8>) {
+    if validate_path(path).is_err() {
+        return (code::BAD_ARGUMENTS, Vec::new());
+    }
+    let Some((acl, stat)) = tree.acl(path) else {
+        return (code::NO_NODE, Vec::new());
+    };
+    if !tree.allows(path, perms::READ | perms::ADMIN, ids) {
+        return (code::NO_AUTH, Vec::new());
+    }
+    let shown = if tree.allows(path, perms::ADMIN, ids) {
+        acl
+    } else {
+        acl::redacted(&acl)
+    };
+    let mut out = Vec::new();
+    put_acl(&mut out, &shown);
+    put_stat(&mut out, &stat);
+    (code::OK, out)
+}
+
+/// An auth request's outcome: the identities it adds to the connection, or None for
+/// AuthFailed (an unknown scheme; ZooKeeper then closes the connection). `digest`
+/// adds `digest:user:hash`, and `super:` too when the hash is the superuser's
+/// (`super_digest`, `super:<hash>`); `ip` adds the client's own address, which it has
+/// already.
+pub fn authenticate(
+    scheme: &str,
+    auth: &[u8],
+    client: std::net::IpAddr,
+    super_digest: Option<&str>,
+) -> Option<Vec<Id>> {
+    match scheme {
+        "digest" => {
+            let user_password = String::from_utf8_lossy(auth);
+            let id = acl::digest(&user_password);
+            let mut ids = Vec::new();
+            if super_digest == Some(id.as_str()) {
+                ids.push(acl::super_id());
+            }
+            ids.push(Id::new("digest", &id));
+            Some(ids)
+        }
+        "ip" => Some(vec![acl::ip_id(client)]),
+        _ => None,
+    }
+}
+
 /// getEphemerals: `session`'s ephemeral znodes whose path starts with `prefix` (plain
 /// string prefix, as ZooKeeper; an empty or `/` prefix means all), sorted.
 pub fn get_ephemerals(tree: &ZTree, session: u64, prefix: &str) -> Vec<u8> {
@@ -337,14 +405,17 @@ pub fn get_ephemerals(tree: &ZTree, session: u64, prefix: &str) -> Vec<u8> {
 }
 
 /// getAllChildrenNumber: how many znodes are below `path` (all descendants, not only
-/// children); NoNode when it is missing.
-pub fn all_children_number(tree: &ZTree, path: &str) -> (i32, Vec<u8>) {
+/// children); NoNode when it is missing, NoAuth without READ on it.
+pub fn all_children_number(tree: &ZTree, path: &str, ids: &[Id]) -> (i32, Vec<u8>) {
     if validate_path(path).is_err() {
         return (code::BAD_ARGUMENTS, Vec::new());
     }
     let Some(node) = tree.get(path) else {
         return (code::NO_NODE, Vec::new());
     };
+    if !tree.allows(path, perms::READ, ids) {
+        return (code::NO_AUTH, Vec::new());
+    }
     let count = if path == "/" {
         tree.len() - 1
     } else {
@@ -369,11 +440,11 @@ pub fn all_children_number(tree: &ZTree, path: &str) -> (i32, Vec<u8>) {
     (code::OK, out)
 }
 
-/// multiRead: each op answered on its own (an error result for a failing one, the others
-/// unaffected). A write among them refuses the whole request with MarshallingError, as
-/// ZooKeeper. The ops' watch flags are ignored and no watch is left: ZooKeeper 3.8
-/// rebuilds a multiRead's ops from their paths alone.
-pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>) {
+/// multiRead: each op answered on its own (an error result for a failing one, NoAuth
+/// for one without READ, the others unaffected). A write among them refuses the whole
+/// request with MarshallingError, as ZooKeeper. The ops' watch flags are ignored and no
+/// watch is left: ZooKeeper 3.8 rebuilds a multiRead's ops from their paths alone.
+pub fn multi_read(tree: &ZTree, ops: &[Request], ids: &[Id]) -> (i32, Vec<u8>) {
     let mut results = Vec::with_capacity(ops.len());
     for o in ops {
         let path = match o {
@@ -384,6 +455,10 @@ pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>) {
         };
         if validate_path(path).is_err() {
             results.push(MultiResult::Error(code::BAD_ARGUMENTS));
+            continue;
+        }
+        if !tree.allows(path, perms::READ, ids) {
+            results.push(MultiResult::Error(code::NO_AUTH));
             continue;
         }
         let node = tree.get(path);
@@ -399,11 +474,22 @@ pub fn multi_read(tree: &ZTree, ops: &[Request]) -> (i32, Vec<u8>) {
     (code::OK, out)
 }
 
-/// whoAmI: the connection's identities. Without authentication ZooKeeper gives every
-/// connection one, the `ip` scheme with the client's address.
-pub fn who_am_i(client_ip: &str) -> Vec<u8> {
+/// whoAmI: the connection's identities, as ZooKeeper shows them: the scheme and the
+/// user (a digest's user name, an ip's address). Every connection has `ip` with the
+/// client's address; auth adds the others.
+pub fn who_am_i(ids: &[Id]) -> Vec<u8> {
+    let infos: Vec<(String, String)> = ids
+        .iter()
+        .map(|i| {
+            let user = match i.scheme.as_str() {
+                "digest" => i.id.split(':').next().unwrap_or_default(),
+                _ => i.id.as_str(),
+            };
+            (i.scheme.clone(), user.to_string())
+        })
+        .collect();
     let mut out = Vec::new();
-    put_client_infos(&mut out, &[("ip".to_string(), client_ip.to_string())]);
+    put_client_infos(&mut out, &infos);
     out
 }
 
@@ -473,11 +559,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn passwords_are_deterministic_and_differ_by_session_and_secret() {
-        assert_eq!(password(7, "a"), password(7, "a"));
-        assert_ne!(password(7, "a"), password(8, "a"));
-        assert_ne!(password(7, "a"), password(7, "b"));
+    /// A read by a connection with no identities.
+    fn rd(t: &ZTree, req: &Request) -> ReadAnswer {
+        read(t, req, &[])
+    }
+
+    /// The txn of a request from a connection with no identities, unwrapped.
+    fn bare_txn(req: &Request, s: u64) -> Result<TxnOp, Refused> {
+        write_txn(req, s, &[]).map(|op| op.inner().clone())
     }
 
     fn cr(op_code: i32, flags: i32, ttl: i64) -> Request {
@@ -485,7 +574,7 @@ mod tests {
             op: op_code,
             path: "/n".into(),
             data: vec![],
-            acls: 0,
+            acl: acl::open_acl(),
             flags,
             ttl_ms: ttl,
         })
@@ -495,7 +584,7 @@ mod tests {
     fn create_modes_map_to_txns() {
         let s = 0x42;
         assert!(matches!(
-            write_txn(&cr(op::CREATE, 3, 0), s),
+            bare_txn(&cr(op::CREATE, 3, 0), s),
             Ok(TxnOp::Create {
                 sequential: true,
                 ephemeral_owner: 0x42,
@@ -503,7 +592,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            write_txn(&cr(op::CREATE2, 2, 0), s),
+            bare_txn(&cr(op::CREATE2, 2, 0), s),
             Ok(TxnOp::Create {
                 sequential: true,
                 ephemeral_owner: 0,
@@ -511,11 +600,11 @@ mod tests {
             })
         ));
         assert!(matches!(
-            write_txn(&cr(op::CREATE_CONTAINER, 4, 0), s),
+            bare_txn(&cr(op::CREATE_CONTAINER, 4, 0), s),
             Ok(TxnOp::CreateContainer { .. })
         ));
         assert!(matches!(
-            write_txn(&cr(op::CREATE_TTL, 6, 500), s),
+            bare_txn(&cr(op::CREATE_TTL, 6, 500), s),
             Ok(TxnOp::CreateTtl {
                 sequential: true,
                 ttl_ms: 500,
@@ -530,7 +619,7 @@ mod tests {
             cr(op::CREATE, 9, 0),
         ] {
             assert_eq!(
-                write_txn(&bad, s).unwrap_err().code,
+                bare_txn(&bad, s).unwrap_err().code,
                 code::BAD_ARGUMENTS,
                 "{bad:?}"
             );
@@ -574,7 +663,7 @@ mod tests {
     #[test]
     fn reads_answer_from_the_tree_and_leave_watches() {
         let t = tree_with(vec![create("/a", b"hi"), create("/a/b", b"")]);
-        let a = read(
+        let a = rd(
             &t,
             &Request::GetData {
                 path: "/a".into(),
@@ -585,7 +674,7 @@ mod tests {
         assert_eq!(&a.body[..6], &[0, 0, 0, 2, b'h', b'i']);
         assert_eq!(a.body.len(), 6 + 68);
         assert_eq!(a.watch, Some((WatchOn::Data, "/a".into())));
-        let missing = read(
+        let missing = rd(
             &t,
             &Request::Exists {
                 path: "/z".into(),
@@ -594,7 +683,7 @@ mod tests {
         );
         assert_eq!(missing.err, code::NO_NODE);
         assert_eq!(missing.watch, Some((WatchOn::Data, "/z".into())));
-        let missing = read(
+        let missing = rd(
             &t,
             &Request::GetData {
                 path: "/z".into(),
@@ -602,7 +691,7 @@ mod tests {
             },
         );
         assert_eq!((missing.err, missing.watch), (code::NO_NODE, None));
-        let kids = read(
+        let kids = rd(
             &t,
             &Request::GetChildren {
                 path: "/a".into(),
@@ -610,7 +699,7 @@ mod tests {
             },
         );
         assert_eq!(kids.body, [0, 0, 0, 1, 0, 0, 0, 1, b'b']);
-        let bad = read(
+        let bad = rd(
             &t,
             &Request::GetData {
                 path: "a/".into(),
@@ -627,7 +716,10 @@ mod tests {
             zxid: Zxid(3),
             time_ms: 1000,
             origin: Default::default(),
-            op: TxnOp::CreateSession { timeout_ms: 4000 },
+            op: TxnOp::CreateSession {
+                timeout_ms: 4000,
+                password: [0; 16],
+            },
         }) {
             Ok(OpOk::SessionCreated { session, .. }) => session,
             other => panic!("{other:?}"),
@@ -660,11 +752,11 @@ mod tests {
         assert_eq!(names(get_ephemerals(&t, session, "")).len(), 3);
         assert!(names(get_ephemerals(&t, session + 1, "/")).is_empty());
 
-        assert_eq!(all_children_number(&t, "/a"), (0, vec![0, 0, 0, 3]));
-        assert_eq!(all_children_number(&t, "/"), (0, vec![0, 0, 0, 5]));
-        assert_eq!(all_children_number(&t, "/x"), (0, vec![0, 0, 0, 0]));
-        assert_eq!(all_children_number(&t, "/nope").0, code::NO_NODE);
-        assert_eq!(all_children_number(&t, "nope").0, code::BAD_ARGUMENTS);
+        assert_eq!(all_children_number(&t, "/a", &[]), (0, vec![0, 0, 0, 3]));
+        assert_eq!(all_children_number(&t, "/", &[]), (0, vec![0, 0, 0, 5]));
+        assert_eq!(all_children_number(&t, "/x", &[]), (0, vec![0, 0, 0, 0]));
+        assert_eq!(all_children_number(&t, "/nope", &[]).0, code::NO_NODE);
+        assert_eq!(all_children_number(&t, "nope", &[]).0, code::BAD_ARGUMENTS);
     }
 
     #[test]
@@ -727,7 +819,7 @@ mod tests {
                 watch: true,
             },
         ];
-        let (err, body) = multi_read(&t, &ops);
+        let (err, body) = multi_read(&t, &ops, &[]);
         assert_eq!(err, code::OK);
         let mut expected = Vec::new();
         put_multi_response(
@@ -744,9 +836,9 @@ mod tests {
             path: "/a".into(),
             version: -1,
         }];
-        assert_eq!(multi_read(&t, &with_write).0, code::MARSHALLING_ERROR);
+        assert_eq!(multi_read(&t, &with_write, &[]).0, code::MARSHALLING_ERROR);
         assert_eq!(
-            who_am_i("127.0.0.1"),
+            who_am_i(&[Id::new("ip", "127.0.0.1")]),
             [
                 0, 0, 0, 1, 0, 0, 0, 2, b'i', b'p', 0, 0, 0, 9, b'1', b'2', b'7', b'.', b'0', b'.',
                 b'0', b'.', b'1'

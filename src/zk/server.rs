@@ -32,7 +32,7 @@ use super::words;
 use crate::channels::{ClientPortStats, Handle, View, WriteReply};
 use crate::config::{ClientOptions, FourLetterWords};
 use crate::types::Zxid;
-use crate::wire::TxnOp;
+use crate::wire::{Id, TxnOp};
 use crate::zab::ClientError;
 use crate::ztree::OpOk;
 
@@ -165,16 +165,15 @@ enum Slot {
     Creating {
         rx: Receiver<WriteReply>,
         got: Option<WriteReply>,
+        password: [u8; 16],
     },
     Resuming {
         id: u64,
         deadline: Instant,
+        password: Vec<u8>,
     },
     /// Not started yet.
-    Queued {
-        xid: i32,
-        req: Request,
-    },
+    Queued { xid: i32, req: Request },
     /// Handed to the event loop (a write, a sync or a closeSession).
     Waiting {
         xid: i32,
@@ -193,6 +192,9 @@ struct Conn {
     /// The ConnectRequest has been read.
     greeted: bool,
     session: Option<Session>,
+    /// Who the client is: `ip:<its address>`, and what auth requests added (lost when
+    /// the connection closes, as in ZooKeeper: clients send their auth again).
+    ids: Vec<Id>,
     queue: VecDeque<Slot>,
     /// Flush what is queued, then close.
     closing: bool,
@@ -387,6 +389,7 @@ impl Front {
                             wpos: 0,
                             greeted: false,
                             session: None,
+                            ids: vec![crate::ztree::acl::ip_id(addr.ip())],
                             queue: VecDeque::new(),
                             closing: false,
                             paused: false,
@@ -641,25 +644,27 @@ impl Front {
                 ));
             }
             let timeout_ms = view.config.client.negotiate_timeout(req.timeout_ms);
+            let password =
+                new_password().map_err(|e| format!("cannot draw a session password: {e}"))?;
             let rx = handle
-                .submit(TxnOp::CreateSession { timeout_ms })
+                .submit(TxnOp::CreateSession {
+                    timeout_ms,
+                    password,
+                })
                 .ok_or_else(|| "the event loop is busy; cannot open a session".to_string())?;
-            conn.queue.push_back(Slot::Creating { rx, got: None });
+            conn.queue.push_back(Slot::Creating {
+                rx,
+                got: None,
+                password,
+            });
             return Ok(());
         }
         let id = req.session_id as u64;
-        if req.passwd.as_slice() != ops::password(id, &view.config.cluster) {
-            info!(
-                "client port: {} gave a wrong password for session {id:#x}",
-                conn.addr
-            );
-            expired(conn);
-            return Ok(());
-        }
         let wait = u64::from(view.config.client.negotiate_timeout(req.timeout_ms));
         conn.queue.push_back(Slot::Resuming {
             id,
             deadline: Instant::now() + Duration::from_millis(wait),
+            password: req.passwd.clone(),
         });
         Ok(())
     }
@@ -670,7 +675,7 @@ impl Front {
         for t in self.busy.iter() {
             if let Some(conn) = self.conns.get_mut(t) {
                 for slot in conn.queue.iter_mut() {
-                    if let Slot::Creating { rx, got } | Slot::Waiting { rx, got, .. } = slot {
+                    if let Slot::Creating { rx, got, .. } | Slot::Waiting { rx, got, .. } = slot {
                         if got.is_none() {
                             match rx.try_recv() {
                                 Ok(reply) => *got = Some(reply),
@@ -839,9 +844,11 @@ impl Front {
                     i += 1;
                 }
                 Slot::Creating {
-                    got: Some(reply), ..
+                    got: Some(reply),
+                    password,
+                    ..
                 } => {
-                    let reply = reply.clone();
+                    let (reply, password) = (reply.clone(), *password);
                     conn.queue.pop_front();
                     match reply {
                         (
@@ -856,20 +863,35 @@ impl Front {
                                 timeout_ms,
                             });
                             debug!("client port: {} opened session {session:#x}", conn.addr);
-                            conn.send(&connected(session, timeout_ms, &view.config.cluster));
+                            conn.send(&connected(session, timeout_ms, &password));
                         }
                         (_, Ok(other)) => return Err(format!("createSession answered {other:?}")),
                         (_, Err(e)) => return Err(format!("cannot open a session: {e:?}")),
                     }
                 }
-                Slot::Resuming { id, deadline } => {
+                Slot::Resuming {
+                    id,
+                    deadline,
+                    password,
+                } => {
                     let (id, deadline) = (*id, *deadline);
-                    if let Some(timeout_ms) = view.tree.session_timeout(id) {
+                    let known = view.tree.session_password(id);
+                    // The password is the one chosen when the session opened; a session
+                    // opened without one (all zeros) cannot be resumed.
+                    let right = known.is_some_and(|p| p != [0; 16] && p[..] == password[..]);
+                    if let (Some(timeout_ms), true) = (view.tree.session_timeout(id), right) {
                         conn.queue.pop_front();
                         conn.session = Some(Session { id, timeout_ms });
                         self.handle.touch(id);
                         debug!("client port: {} resumed session {id:#x}", conn.addr);
-                        conn.send(&connected(id, timeout_ms, &view.config.cluster));
+                        let password = known.unwrap_or_default();
+                        conn.send(&connected(id, timeout_ms, &password));
+                    } else if known.is_some() {
+                        info!(
+                            "client port: {} gave a wrong password for session {id:#x}",
+                            conn.addr
+                        );
+                        expired(conn);
                     } else if id <= view.status.last_applied.0 || Instant::now() >= deadline {
                         info!(
                             "client port: {} asked for session {id:#x}, which is not open",
@@ -923,6 +945,18 @@ impl Front {
                         // Still connecting: nothing after the connect may start.
                         return Ok(());
                     };
+                    if matches!(req, Request::Auth { .. }) && at_head {
+                        let Some(Slot::Queued {
+                            xid,
+                            req: Request::Auth { scheme, auth },
+                        }) = conn.queue.pop_front()
+                        else {
+                            unreachable!("the head was just matched as an auth request");
+                        };
+                        let super_digest = view.config.super_digest.as_deref();
+                        authenticate(conn, xid, &scheme, &auth, super_digest);
+                        continue;
+                    }
                     let submitted = ops::is_write(req)
                         || matches!(req, Request::Sync { .. } | Request::CloseSession);
                     if submitted {
@@ -959,9 +993,10 @@ impl Front {
                 session: session.id,
                 expired: false,
             })),
-            other => {
-                Some(ops::write_txn(other, session.id).and_then(|op| within_limits(&op, view)))
-            }
+            other => Some(
+                ops::write_txn(other, session.id, &conn.ids)
+                    .and_then(|op| within_limits(&op, view)),
+            ),
         };
         let (rx, got) = match op {
             None => match self.handle.sync() {
@@ -991,7 +1026,7 @@ impl Front {
             return;
         };
         let session = conn.session.map_or(0, |s| s.id);
-        let client_ip = conn.addr.ip().to_string();
+        let ids = conn.ids.clone();
         let answer = |err: i32, body: Vec<u8>| reply_frame(header(err), &body);
         let (bytes, arm) = match req {
             Request::Ping => (answer(code::OK, Vec::new()), Vec::new()),
@@ -1037,7 +1072,7 @@ impl Front {
             | Request::GetData { .. }
             | Request::GetChildren { .. }
             | Request::GetChildren2 { .. } => {
-                let a = ops::read(&view.tree, req);
+                let a = ops::read(&view.tree, req, &ids);
                 (answer(a.err, a.body), a.watch.into_iter().collect())
             }
             Request::AddWatch { path, mode } => {
@@ -1077,14 +1112,18 @@ impl Front {
                 Vec::new(),
             ),
             Request::GetAllChildrenNumber { path } => {
-                let (err, body) = ops::all_children_number(&view.tree, path);
+                let (err, body) = ops::all_children_number(&view.tree, path, &ids);
                 (answer(err, body), Vec::new())
             }
             Request::MultiRead(rops) => {
-                let (err, body) = ops::multi_read(&view.tree, rops);
+                let (err, body) = ops::multi_read(&view.tree, rops, &ids);
                 (answer(err, body), Vec::new())
             }
-            Request::WhoAmI => (answer(code::OK, ops::who_am_i(&client_ip)), Vec::new()),
+            Request::WhoAmI => (answer(code::OK, ops::who_am_i(&ids)), Vec::new()),
+            Request::GetAcl { path } => {
+                let (err, body) = ops::get_acl(&view.tree, path, &ids);
+                (answer(err, body), Vec::new())
+            }
             Request::Reconfig => (answer(code::RECONFIG_DISABLED, Vec::new()), Vec::new()),
             other => {
                 debug!("client port: op {} is not implemented", other.op_code());
@@ -1169,6 +1208,8 @@ fn code_error(c: i32) -> crate::ztree::ZError {
         code::NODE_EXISTS => ZError::NodeExists,
         code::BAD_VERSION => ZError::BadVersion,
         code::NOT_EMPTY => ZError::NotEmpty,
+        code::NO_AUTH => ZError::NoAuth,
+        code::INVALID_ACL => ZError::InvalidAcl,
         _ => ZError::BadArguments(format!("refused with code {c}")),
     }
 }
@@ -1176,8 +1217,9 @@ fn code_error(c: i32) -> crate::ztree::ZError {
 /// The tree limits (--max-znodes, --max-path-depth) a ZooKeeper client also obeys.
 fn within_limits(op: &TxnOp, view: &View) -> Result<TxnOp, ops::Refused> {
     let limits = view.config.limits;
-    let ops_list: Vec<&TxnOp> = match op {
-        TxnOp::Multi { ops } => ops.iter().collect(),
+    let is_multi = matches!(op.inner(), TxnOp::Multi { .. });
+    let ops_list: Vec<&TxnOp> = match op.inner() {
+        TxnOp::Multi { ops } => ops.iter().map(TxnOp::inner).collect(),
         other => vec![other],
     };
     let mut creates = 0;
@@ -1191,7 +1233,7 @@ fn within_limits(op: &TxnOp, view: &View) -> Result<TxnOp, ops::Refused> {
             let depth = path.split('/').filter(|s| !s.is_empty()).count();
             if depth > limits.max_path_depth {
                 return Err(ops::Refused {
-                    index: matches!(op, TxnOp::Multi { .. }).then_some(i),
+                    index: is_multi.then_some(i),
                     code: code::BAD_ARGUMENTS,
                 });
             }
@@ -1199,21 +1241,58 @@ fn within_limits(op: &TxnOp, view: &View) -> Result<TxnOp, ops::Refused> {
     }
     if creates > 0 && view.tree.len() + creates > limits.max_znodes {
         return Err(ops::Refused {
-            index: matches!(op, TxnOp::Multi { .. }).then_some(0),
+            index: is_multi.then_some(0),
             code: code::QUOTA_EXCEEDED,
         });
     }
     Ok(op.clone())
 }
 
+/// Answers an auth request (xid -4): adds the identities it proves to the connection,
+/// or answers AuthFailed and closes, as ZooKeeper does for a scheme it does not know.
+fn authenticate(conn: &mut Conn, xid: i32, scheme: &str, auth: &[u8], super_digest: Option<&str>) {
+    // ZooKeeper answers an auth with zxid 0.
+    let header = |err| ReplyHeader { xid, zxid: 0, err };
+    match ops::authenticate(scheme, auth, conn.addr.ip(), super_digest) {
+        Some(ids) => {
+            for id in ids {
+                if !conn.ids.contains(&id) && conn.ids.len() < crate::wire::txn::MAX_IDS {
+                    conn.ids.push(id);
+                }
+            }
+            debug!("client port: {} authenticated ({scheme})", conn.addr);
+            conn.send(&reply_frame(header(code::OK), &[]));
+        }
+        None => {
+            info!(
+                "client port: {} asked for auth scheme {scheme:?}, which is not supported",
+                conn.addr
+            );
+            conn.send(&reply_frame(header(code::AUTH_FAILED), &[]));
+            conn.queue.clear();
+            conn.closing = true;
+        }
+    }
+}
+
+/// 16 random bytes from the OS, never all zeros: a new session's password.
+fn new_password() -> io::Result<[u8; 16]> {
+    let mut p = [0u8; 16];
+    let mut f = std::fs::File::open("/dev/urandom")?;
+    while p == [0; 16] {
+        f.read_exact(&mut p)?;
+    }
+    Ok(p)
+}
+
 /// The framed ConnectResponse of an open session.
-fn connected(session: u64, timeout_ms: u32, secret: &str) -> Vec<u8> {
+fn connected(session: u64, timeout_ms: u32, password: &[u8; 16]) -> Vec<u8> {
     let mut body = Vec::new();
     ConnectResponse {
         protocol_version: 0,
         timeout_ms: timeout_ms as i32,
         session_id: session as i64,
-        passwd: ops::password(session, secret).to_vec(),
+        passwd: password.to_vec(),
         read_only: false,
     }
     .encode(&mut body);

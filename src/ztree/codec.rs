@@ -5,10 +5,10 @@
 //!
 //! ```text
 //! snapshot := magic:u32 = 0x5A57534E ("ZWSN")
-//!             version:u32 = 2
+//!             version:u32 = 3
 //!             count:u64                  number of znodes, root included (>= 1)
 //!             node * count               in ascending byte order of path, root first
-//!             scount:u64                 number of open sessions (version 2 only)
+//!             scount:u64                 number of open sessions (version 2 and later)
 //!             session * scount           in ascending order of id
 //!             digest:u64                 ZTree::digest() of the tree
 //! node     := path:str                   full path, at most MAX_PATH_BYTES (1024)
@@ -16,10 +16,17 @@
 //!             czxid:u64 mzxid:u64 pzxid:u64 ctime:u64 mtime:u64
 //!             version:i32 cversion:i32 ephemeral_owner:u64
 //!             data_length:u32 num_children:u32
+//!             aversion:i32               (version 3)
+//!             acl                        (version 3)
+//! acl      := n:u16                      0: world:anyone:cdrwa; else n entries, at most 256
+//!             (perms:u8 scheme:str id:str) * n
 //! session  := id:u64 timeout_ms:u32
+//!             password:16 bytes          (version 3; all zeros: none)
 //! ```
 //!
-//! Version 1 (written before sessions existed) has no session section and still reads.
+//! Version 2 (written before ACLs and session passwords) reads as if every znode had
+//! aversion 0 and world:anyone:cdrwa and no session a password; version 1 (before
+//! sessions) also has no session section. Both still read.
 //!
 //! Children lists are not stored: they follow from the paths. Equal trees encode to equal
 //! bytes. [`ZTree::decode`] accepts exactly this layout and nothing else: a wrong magic
@@ -35,18 +42,21 @@ use std::sync::Arc;
 use byteorder::{BigEndian, WriteBytesExt};
 use imbl::OrdMap;
 
+use super::acl::{self, AclEntry, Id};
 use super::digest::session_hash;
 use super::path::{name_of, parent_of, validate_path};
 use super::session::NodeKind;
 use super::tree::Node;
 use super::{Stat, ZTree};
-use crate::wire::txn::{put_bytes, put_str, Reader, MAX_DATA_BYTES, MAX_PATH_BYTES};
+use crate::wire::txn::{
+    put_bytes, put_str, Reader, MAX_ACL_ENTRIES, MAX_DATA_BYTES, MAX_ID_BYTES, MAX_PATH_BYTES,
+};
 use crate::wire::DecodeError;
 
 /// First four bytes of a snapshot: "ZWSN".
 pub const SNAPSHOT_MAGIC: u32 = 0x5A57_534E;
-/// The snapshot layout version this code writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// The snapshot layout version this code writes (it reads 1 and 2 too).
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// The fewest bytes one encoded node can take (a 1-byte path, empty data).
 const MIN_NODE_BYTES: u64 = 4 + 1 + 4 + 5 * 8 + 4 + 4 + 8 + 4 + 4;
 
@@ -58,9 +68,7 @@ impl ZTree {
         out.write_u32::<BigEndian>(SNAPSHOT_VERSION).unwrap();
         out.write_u64::<BigEndian>(self.nodes.len() as u64).unwrap();
         for (path, node) in self.nodes.iter() {
-            put_str(out, path);
-            put_bytes(out, &node.data);
-            encode_stat(&node.stat, out);
+            encode_node(path, node, out);
         }
         self.encode_sessions(out);
         out.write_u64::<BigEndian>(self.digest).unwrap();
@@ -72,6 +80,7 @@ impl ZTree {
         for (id, timeout) in self.sessions.timeouts.iter() {
             out.write_u64::<BigEndian>(*id).unwrap();
             out.write_u32::<BigEndian>(*timeout).unwrap();
+            out.extend_from_slice(&self.password_of(*id));
         }
     }
 
@@ -102,9 +111,7 @@ impl ZTree {
         out.write_u32::<BigEndian>(SNAPSHOT_VERSION).unwrap();
         out.write_u64::<BigEndian>(self.nodes.len() as u64).unwrap();
         for (path, node) in self.nodes.iter() {
-            put_str(&mut out, path);
-            put_bytes(&mut out, &node.data);
-            encode_stat(&node.stat, &mut out);
+            encode_node(path, node, &mut out);
             if !drain(&mut out, false) {
                 return false;
             }
@@ -125,7 +132,7 @@ impl ZTree {
             return Err(DecodeError::BadMagic);
         }
         let version = r.u32()?;
-        if version != SNAPSHOT_VERSION && version != 1 {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(DecodeError::BadVersion);
         }
         let count = r.u64()?;
@@ -136,10 +143,16 @@ impl ZTree {
             nodes: OrdMap::new(),
             digest: 0,
             sessions: Default::default(),
+            acls: Default::default(),
         };
         let mut last: Option<Arc<str>> = None;
         for _ in 0..count {
-            let (path, node) = decode_node(&mut r)?;
+            let (path, mut node) = decode_node(&mut r)?;
+            if version >= 3 {
+                node.stat.aversion = r.i32()?;
+                let acl = decode_acl(&mut r)?;
+                node.acl = acl.and_then(|a| tree.acls.intern(&a));
+            }
             tree.link(last.as_deref(), &path)?;
             tree.digest = tree.digest.wrapping_add(node.hash(&path));
             let path: Arc<str> = Arc::from(path);
@@ -148,7 +161,7 @@ impl ZTree {
             last = Some(path);
         }
         if version >= 2 {
-            tree.decode_sessions(&mut r)?;
+            tree.decode_sessions(&mut r, version)?;
         }
         let stored = r.u64()?;
         r.finish()?;
@@ -169,20 +182,30 @@ impl ZTree {
         Ok(tree)
     }
 
-    fn decode_sessions(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    fn decode_sessions(&mut self, r: &mut Reader<'_>, version: u32) -> Result<(), DecodeError> {
         let count = r.u64()?;
-        if count > r.remaining() as u64 / 12 {
+        let each = if version >= 3 { 28 } else { 12 };
+        if count > r.remaining() as u64 / each {
             return Err(DecodeError::Malformed);
         }
         let mut last = None;
         for _ in 0..count {
             let (id, timeout) = (r.u64()?, r.u32()?);
+            let mut password = [0; 16];
+            if version >= 3 {
+                password.copy_from_slice(r.take(16)?);
+            }
             if last.is_some_and(|l| id <= l) || timeout == 0 {
                 return Err(DecodeError::Malformed);
             }
             last = Some(id);
             self.sessions.timeouts.insert(id, timeout);
-            self.digest = self.digest.wrapping_add(session_hash(id, timeout));
+            if password != [0; 16] {
+                self.sessions.passwords.insert(id, password);
+            }
+            self.digest = self
+                .digest
+                .wrapping_add(session_hash(id, timeout, &password));
         }
         Ok(())
     }
@@ -211,6 +234,47 @@ impl ZTree {
     }
 }
 
+/// One node: path, data, the stat's ten fields, aversion, ACL.
+fn encode_node(path: &str, node: &Node, out: &mut Vec<u8>) {
+    put_str(out, path);
+    put_bytes(out, &node.data);
+    encode_stat(&node.stat, out);
+    out.write_i32::<BigEndian>(node.stat.aversion).unwrap();
+    let acl = acl::slice(&node.acl).unwrap_or_default();
+    out.write_u16::<BigEndian>(acl.len() as u16).unwrap();
+    for e in acl {
+        out.push(e.perms);
+        put_str(out, &e.id.scheme);
+        put_str(out, &e.id.id);
+    }
+}
+
+/// A node's ACL: `None` for world:anyone:cdrwa (count 0). Each entry must be one a
+/// create could have stored.
+fn decode_acl(r: &mut Reader<'_>) -> Result<Option<Vec<AclEntry>>, DecodeError> {
+    let n = r.u16()? as usize;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n > MAX_ACL_ENTRIES || n > r.remaining() / 9 {
+        return Err(DecodeError::Malformed);
+    }
+    let mut acl = Vec::with_capacity(n);
+    for _ in 0..n {
+        acl.push(AclEntry {
+            perms: r.u8()?,
+            id: Id {
+                scheme: r.str(MAX_ID_BYTES)?,
+                id: r.str(MAX_ID_BYTES)?,
+            },
+        });
+    }
+    if acl::validate(&acl).is_err() || acl::is_open(&acl) {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(Some(acl))
+}
+
 fn encode_stat(s: &Stat, out: &mut Vec<u8>) {
     for v in [s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime] {
         out.write_u64::<BigEndian>(v).unwrap();
@@ -236,6 +300,7 @@ fn decode_node(r: &mut Reader<'_>) -> Result<(String, Node), DecodeError> {
         ephemeral_owner: r.u64()?,
         data_length: r.u32()?,
         num_children: r.u32()?,
+        aversion: 0,
     };
     if stat.data_length as usize != data.len() {
         return Err(DecodeError::Malformed);
@@ -318,26 +383,52 @@ mod tests {
     #[test]
     fn the_empty_tree_encodes_to_the_documented_bytes() {
         let b = bytes(&ZTree::new());
-        assert_eq!(&b[..8], b"ZWSN\x00\x00\x00\x02");
+        assert_eq!(&b[..8], b"ZWSN\x00\x00\x00\x03");
         assert_eq!(&b[8..16], &1u64.to_be_bytes());
         assert_eq!(&b[16..21], b"\x00\x00\x00\x01/");
-        // magic, version, count, the root, no sessions, digest
+        // magic, version, count, the root (path, data, stat, aversion, the open ACL as
+        // count 0), no sessions, digest
         assert_eq!(
             b.len(),
-            8 + 8 + (4 + 1) + 4 + 5 * 8 + 4 + 4 + 8 + 4 + 4 + 8 + 8
+            8 + 8 + (4 + 1) + 4 + 5 * 8 + 4 + 4 + 8 + 4 + 4 + 4 + 2 + 8 + 8
         );
         assert_eq!(&b[b.len() - 16..b.len() - 8], &0u64.to_be_bytes());
         assert_eq!(&b[b.len() - 8..], &ZTree::new().digest().to_be_bytes());
     }
 
+    /// `t` in the layout of version 1 or 2 (no aversion, ACLs or passwords; version 1
+    /// without sessions either), for a tree that has none of those.
+    fn legacy_bytes(t: &ZTree, version: u32) -> Vec<u8> {
+        let mut out = b"ZWSN".to_vec();
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&(t.nodes.len() as u64).to_be_bytes());
+        for (path, node) in t.nodes.iter() {
+            put_str(&mut out, path);
+            put_bytes(&mut out, &node.data);
+            encode_stat(&node.stat, &mut out);
+        }
+        if version == 2 {
+            out.extend_from_slice(&(t.session_count() as u64).to_be_bytes());
+            for (id, timeout) in t.sessions() {
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&timeout.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&t.digest().to_be_bytes());
+        out
+    }
+
     #[test]
-    fn a_version_1_snapshot_without_sessions_still_reads() {
+    fn version_1_and_2_snapshots_still_read_with_the_same_digest() {
         let t = ZTree::new();
-        let mut v1 = bytes(&t);
-        v1[7] = 1;
-        let n = v1.len();
-        v1.drain(n - 16..n - 8);
-        assert_eq!(ZTree::decode(&v1), Ok(t));
+        assert_eq!(ZTree::decode(&legacy_bytes(&t, 1)), Ok(t));
+        // A tree with sessions and znodes but no ACLs or passwords: the digest a version
+        // 2 server wrote still matches.
+        let t = sample();
+        let back = ZTree::decode(&legacy_bytes(&t, 2)).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.digest(), t.digest());
+        assert_eq!(back.acl("/a").unwrap().0, super::super::acl::open_acl());
     }
 
     #[test]
@@ -350,9 +441,9 @@ mod tests {
         assert_eq!(back.session_timeout(0xabcd), Some(5000));
         let mut no_sessions = bytes(&t);
         let n = no_sessions.len();
-        // Drop the one session (12 bytes) and set the count to 0: the digest disagrees.
-        no_sessions.drain(n - 20..n - 8);
-        no_sessions[n - 28..n - 20].copy_from_slice(&0u64.to_be_bytes());
+        // Drop the one session (28 bytes) and set the count to 0: the digest disagrees.
+        no_sessions.drain(n - 36..n - 8);
+        no_sessions[n - 44..n - 36].copy_from_slice(&0u64.to_be_bytes());
         assert_eq!(ZTree::decode(&no_sessions), Err(DecodeError::BadChecksum));
     }
 
@@ -374,7 +465,7 @@ mod tests {
         m[0] ^= 1;
         assert_eq!(ZTree::decode(&m), Err(DecodeError::BadMagic));
         let mut v = b.clone();
-        v[7] = 3;
+        v[7] = 4;
         assert_eq!(ZTree::decode(&v), Err(DecodeError::BadVersion));
         let mut d = b.clone();
         let n = d.len();
@@ -414,8 +505,9 @@ mod tests {
         let mut rootless = b.clone();
         rootless[20] = b'r';
         assert_eq!(ZTree::decode(&rootless), Err(DecodeError::Malformed));
-        // "/a" (path, data "beta", five u64s, two i32s) made ephemeral, with "/a/b" under it.
-        let owner_at = root_end + (4 + 2) + (4 + 4) + 5 * 8 + 2 * 4;
+        // "/a" (after the root's aversion and ACL count; path, data "beta", five u64s,
+        // two i32s) made ephemeral, with "/a/b" under it.
+        let owner_at = root_end + 6 + (4 + 2) + (4 + 4) + 5 * 8 + 2 * 4;
         assert_eq!(&b[owner_at..owner_at + 8], &[0; 8]);
         let mut eph = b.clone();
         eph[owner_at + 7] = 1;

@@ -3,6 +3,7 @@
 //! total does not depend on the order nodes were added. Pure and stable across builds
 //! and platforms, so servers can compare digests.
 
+use super::acl::AclEntry;
 use super::Stat;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -31,8 +32,10 @@ pub(crate) fn data_hash(data: &[u8]) -> u64 {
     mix(fnv1a(h, data))
 }
 
-/// The hash of one znode: its path, its data's hash and every stat field.
-pub(crate) fn node_hash(path: &str, data_hash: u64, stat: &Stat) -> u64 {
+/// The hash of one znode: its path, its data's hash, every stat field and its ACL
+/// (`None`: world:anyone:cdrwa). A znode with that ACL and aversion 0 hashes as it did
+/// before znodes had ACLs, so digests of trees without ACLs did not change.
+pub(crate) fn node_hash(path: &str, data_hash: u64, stat: &Stat, acl: Option<&[AclEntry]>) -> u64 {
     let mut h = fnv1a(FNV_OFFSET, &(path.len() as u64).to_be_bytes());
     h = fnv1a(h, path.as_bytes());
     h = fnv1a(h, &data_hash.to_be_bytes());
@@ -44,15 +47,30 @@ pub(crate) fn node_hash(path: &str, data_hash: u64, stat: &Stat) -> u64 {
     h = fnv1a(h, &stat.ephemeral_owner.to_be_bytes());
     h = fnv1a(h, &stat.data_length.to_be_bytes());
     h = fnv1a(h, &stat.num_children.to_be_bytes());
+    if stat.aversion != 0 || acl.is_some() {
+        h = fnv1a(h, b"\0acl");
+        h = fnv1a(h, &stat.aversion.to_be_bytes());
+        for e in acl.unwrap_or_default() {
+            h = fnv1a(h, &[e.perms]);
+            for s in [&e.id.scheme, &e.id.id] {
+                h = fnv1a(h, &(s.len() as u64).to_be_bytes());
+                h = fnv1a(h, s.as_bytes());
+            }
+        }
+    }
     mix(h)
 }
 
-/// The hash of one open session: its id and timeout (distinct from any node's hash by a
-/// leading tag no path can produce).
-pub(crate) fn session_hash(id: u64, timeout_ms: u32) -> u64 {
+/// The hash of one open session: its id, timeout and password (distinct from any node's
+/// hash by a leading tag no path can produce). A session without a password (all zeros)
+/// hashes as sessions did before they had one.
+pub(crate) fn session_hash(id: u64, timeout_ms: u32, password: &[u8; 16]) -> u64 {
     let mut h = fnv1a(FNV_OFFSET, b"\0session");
     h = fnv1a(h, &id.to_be_bytes());
     h = fnv1a(h, &timeout_ms.to_be_bytes());
+    if *password != [0; 16] {
+        h = fnv1a(h, password);
+    }
     mix(h)
 }
 
@@ -70,10 +88,18 @@ mod tests {
     #[test]
     fn node_hash_changes_with_every_field() {
         let stat = Stat::default();
-        let base = node_hash("/a", data_hash(b"x"), &stat);
-        assert_ne!(base, node_hash("/b", data_hash(b"x"), &stat));
-        assert_ne!(base, node_hash("/a", data_hash(b"y"), &stat));
-        let bumps: [fn(&mut Stat); 10] = [
+        let base = node_hash("/a", data_hash(b"x"), &stat, None);
+        assert_ne!(base, node_hash("/b", data_hash(b"x"), &stat, None));
+        assert_ne!(base, node_hash("/a", data_hash(b"y"), &stat, None));
+        let read_only = [AclEntry {
+            perms: 1,
+            id: super::super::acl::Id::new("world", "anyone"),
+        }];
+        assert_ne!(
+            base,
+            node_hash("/a", data_hash(b"x"), &stat, Some(&read_only))
+        );
+        let bumps: [fn(&mut Stat); 11] = [
             |s| s.czxid += 1,
             |s| s.mzxid += 1,
             |s| s.pzxid += 1,
@@ -84,11 +110,12 @@ mod tests {
             |s| s.ephemeral_owner += 1,
             |s| s.data_length += 1,
             |s| s.num_children += 1,
+            |s| s.aversion += 1,
         ];
         for bump in bumps {
             let mut s = stat.clone();
             bump(&mut s);
-            assert_ne!(base, node_hash("/a", data_hash(b"x"), &s), "{s:?}");
+            assert_ne!(base, node_hash("/a", data_hash(b"x"), &s, None), "{s:?}");
         }
     }
 

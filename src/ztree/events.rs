@@ -56,6 +56,8 @@ pub fn events_of(txn: &Txn, result: &ApplyResult) -> Vec<WatchEvent> {
 }
 
 fn collect(zxid: Zxid, op: &TxnOp, done: &OpOk, out: &mut Vec<WatchEvent>) {
+    // What the op did, whoever made it and with whatever ACL.
+    let op = op.inner();
     let mut push = |path: &str, kind| {
         out.push(WatchEvent {
             zxid,
@@ -195,7 +197,29 @@ mod tests {
                 ("/a".into(), Children)
             ]
         );
-        let s = match t.apply(&txn(5, TxnOp::CreateSession { timeout_ms: 9 })) {
+        // The same made by a client (with its identities) fires the same; a setACL fires
+        // nothing.
+        let by_client = TxnOp::Multi {
+            ops: vec![create("/a/c", b"")],
+        }
+        .made_by(vec![]);
+        assert_eq!(
+            run(&mut t, 40, by_client),
+            vec![("/a/c".into(), Created), ("/a".into(), Children)]
+        );
+        let set_acl = TxnOp::SetAcl {
+            path: "/a/c".into(),
+            acl: crate::ztree::acl::open_acl(),
+            expected_version: None,
+        };
+        assert_eq!(run(&mut t, 41, set_acl.made_by(vec![])), vec![]);
+        let s = match t.apply(&txn(
+            5,
+            TxnOp::CreateSession {
+                timeout_ms: 9,
+                password: [0; 16],
+            },
+        )) {
             Ok(OpOk::SessionCreated { session, .. }) => session,
             other => panic!("{other:?}"),
         };

@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
+use super::acl::{self, perms};
 use super::digest::session_hash;
 use super::path::{name_of, parent_of, validate_path};
+use super::tree::Who;
 use super::{ApplyResult, OpOk, ZError, ZTree};
 use crate::wire::txn::MAX_TTL_MS;
 use crate::wire::{Txn, TxnOp};
@@ -74,6 +76,8 @@ impl NodeKind {
 pub(crate) struct Sessions {
     /// Session id -> timeout in ms.
     pub(crate) timeouts: OrdMap<u64, u32>,
+    /// Session id -> password, for the open sessions that have one (not all zeros).
+    pub(crate) passwords: OrdMap<u64, [u8; 16]>,
     /// Session id -> the paths of its ephemeral znodes.
     pub(crate) ephemerals: OrdMap<u64, OrdSet<Arc<str>>>,
     /// Container and TTL znodes.
@@ -84,6 +88,17 @@ impl ZTree {
     /// The timeout of session `id`, if it is open.
     pub fn session_timeout(&self, id: u64) -> Option<u32> {
         self.sessions.timeouts.get(&id).copied()
+    }
+
+    /// The password of session `id` if it is open (all zeros: it has none, and cannot be
+    /// resumed by ZooKeeper's protocol).
+    pub fn session_password(&self, id: u64) -> Option<[u8; 16]> {
+        self.sessions.timeouts.get(&id)?;
+        Some(self.password_of(id))
+    }
+
+    pub(crate) fn password_of(&self, id: u64) -> [u8; 16] {
+        self.sessions.passwords.get(&id).copied().unwrap_or([0; 16])
     }
 
     /// Every open session and its timeout (ms), by id.
@@ -188,7 +203,12 @@ impl ZTree {
         })
     }
 
-    pub(crate) fn create_session(&mut self, txn: &Txn, timeout_ms: u32) -> ApplyResult {
+    pub(crate) fn create_session(
+        &mut self,
+        txn: &Txn,
+        timeout_ms: u32,
+        password: &[u8; 16],
+    ) -> ApplyResult {
         let id = txn.zxid.0;
         if timeout_ms == 0 {
             return Err(ZError::BadArguments(
@@ -203,7 +223,12 @@ impl ZTree {
         if self.sessions.timeouts.insert(id, timeout_ms).is_some() {
             return Err(ZError::BadArguments(format!("session {id:#x} exists")));
         }
-        self.digest = self.digest.wrapping_add(session_hash(id, timeout_ms));
+        if *password != [0; 16] {
+            self.sessions.passwords.insert(id, *password);
+        }
+        self.digest = self
+            .digest
+            .wrapping_add(session_hash(id, timeout_ms, password));
         Ok(OpOk::SessionCreated {
             session: id,
             timeout_ms,
@@ -215,7 +240,11 @@ impl ZTree {
         let Some(timeout) = self.sessions.timeouts.remove(&session) else {
             return Err(ZError::SessionExpired);
         };
-        self.digest = self.digest.wrapping_sub(session_hash(session, timeout));
+        let password = self.password_of(session);
+        self.sessions.passwords.remove(&session);
+        self.digest = self
+            .digest
+            .wrapping_sub(session_hash(session, timeout, &password));
         let paths = self.ephemerals_of(session);
         for p in &paths {
             self.remove_leaf(p, txn.zxid.0);
@@ -227,17 +256,20 @@ impl ZTree {
         })
     }
 
-    pub(crate) fn check(&self, path: &str, expected: Option<i32>) -> ApplyResult {
+    /// A check: the znode exists (and `who` may read it) at the version, if given.
+    pub(crate) fn check(&self, path: &str, expected: Option<i32>, who: Who<'_>) -> ApplyResult {
         validate_path(path).map_err(ZError::BadArguments)?;
         let node = self.nodes.get(path).ok_or(ZError::NoNode)?;
+        acl::check(&node.acl, perms::READ, who)?;
         match expected {
             Some(v) if v != node.stat.version => Err(ZError::BadVersion),
             _ => Ok(OpOk::Checked),
         }
     }
 
-    /// Applies `ops` in order on a copy; keeps the copy only if every op succeeded.
-    pub(crate) fn multi(&mut self, txn: &Txn, ops: &[TxnOp]) -> ApplyResult {
+    /// Applies `ops` in order on a copy, as `who`; keeps the copy only if every op
+    /// succeeded.
+    pub(crate) fn multi(&mut self, txn: &Txn, ops: &[TxnOp], who: Who<'_>) -> ApplyResult {
         let mut next = self.clone();
         let mut results = Vec::with_capacity(ops.len());
         for (index, op) in ops.iter().enumerate() {
@@ -248,7 +280,7 @@ impl ZTree {
                     cause: Box::new(ZError::BadArguments(why)),
                 });
             }
-            match next.apply_op(txn, op) {
+            match next.apply_as(txn, op, who) {
                 Ok(done) => results.push(done),
                 Err(cause) => {
                     return Err(ZError::Multi {
@@ -286,7 +318,13 @@ mod tests {
     use crate::ztree::tree::tests::{check_invariants, create, txn};
 
     fn open(t: &mut ZTree, n: u32, timeout_ms: u32) -> u64 {
-        match t.apply(&txn(n, TxnOp::CreateSession { timeout_ms })) {
+        match t.apply(&txn(
+            n,
+            TxnOp::CreateSession {
+                timeout_ms,
+                password: [0; 16],
+            },
+        )) {
             Ok(OpOk::SessionCreated { session, .. }) => session,
             other => panic!("{other:?}"),
         }
@@ -403,7 +441,10 @@ mod tests {
         }
         check_invariants(&t);
         let nested = TxnOp::Multi {
-            ops: vec![TxnOp::CreateSession { timeout_ms: 1 }],
+            ops: vec![TxnOp::CreateSession {
+                timeout_ms: 1,
+                password: [0; 16],
+            }],
         };
         assert!(matches!(
             t.apply(&txn(4, nested)),

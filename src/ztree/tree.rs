@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
+use super::acl::{self, perms, AclEntry, Id, StoredAcl};
 use super::digest::{data_hash, node_hash};
 use super::path::{name_of, parent_of, validate_path};
 use super::session::{NodeKind, Sessions, CONTAINER_OWNER};
@@ -12,30 +13,37 @@ use super::{ApplyResult, OpOk, Stat, ZError, ZTree};
 use crate::wire::txn::MAX_DATA_BYTES;
 use crate::wire::{Txn, TxnOp};
 
-/// One znode as stored: its data (with the data's hash, for the digest), its stat and the
-/// names of its children.
+/// Who applies an op: `None` for the servers themselves (expiring sessions and znodes;
+/// not checked), else a client's identities, checked against the ACLs.
+pub(crate) type Who<'a> = Option<&'a [Id]>;
+
+/// One znode as stored: its data (with the data's hash, for the digest), its stat, its
+/// ACL and the names of its children.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) struct Node {
     pub(crate) data: Arc<[u8]>,
     pub(crate) data_hash: u64,
     pub(crate) stat: Stat,
+    /// `None`: world:anyone:cdrwa; else a list shared with every znode that has it.
+    pub(crate) acl: StoredAcl,
     pub(crate) children: OrdSet<Arc<str>>,
 }
 
 impl Node {
-    /// A childless node holding `data`.
+    /// A childless node holding `data`, open to everyone (world:anyone:cdrwa).
     pub(crate) fn new(data: &[u8], stat: Stat) -> Node {
         Node {
             data: Arc::from(data),
             data_hash: data_hash(data),
             stat,
+            acl: None,
             children: OrdSet::new(),
         }
     }
 
     /// This node's share of the tree digest when it lives at `path`.
     pub(crate) fn hash(&self, path: &str) -> u64 {
-        node_hash(path, self.data_hash, &self.stat)
+        node_hash(path, self.data_hash, &self.stat, acl::slice(&self.acl))
     }
 }
 
@@ -48,6 +56,8 @@ pub struct NodeView {
     pub stat: Stat,
     /// The names (last segments) of its children, sorted.
     pub children: Vec<String>,
+    /// Its ACL.
+    pub acl: Vec<AclEntry>,
 }
 
 /// The stat of a node created by the txn with this zxid and time.
@@ -60,6 +70,7 @@ pub(crate) fn new_stat(zxid: u64, time_ms: u64, data_len: usize, owner: u64) -> 
         mtime: time_ms,
         version: 0,
         cversion: 0,
+        aversion: 0,
         ephemeral_owner: owner,
         data_length: data_len as u32,
         num_children: 0,
@@ -80,6 +91,14 @@ pub(crate) fn check_data(data: &[u8]) -> Result<(), ZError> {
     Ok(())
 }
 
+/// How a create makes its znode: sequential or not, its `ephemeral_owner` (kind) and its
+/// ACL (`None`: world:anyone:cdrwa).
+pub(crate) struct NewNode<'a> {
+    seq: bool,
+    owner: u64,
+    acl: Option<&'a [AclEntry]>,
+}
+
 fn check_version(stat: &Stat, expected: Option<i32>) -> Result<(), ZError> {
     match expected {
         Some(v) if v != stat.version => Err(ZError::BadVersion),
@@ -96,6 +115,7 @@ impl ZTree {
             nodes: OrdMap::unit(Arc::from("/"), Arc::new(root)),
             digest,
             sessions: Sessions::default(),
+            acls: Default::default(),
         }
     }
 
@@ -107,11 +127,22 @@ impl ZTree {
     /// The client-visible outcome (`NoNode`, `NodeExists`, `BadVersion`, `NotEmpty`,
     /// `NoChildrenForEphemerals`, `BadArguments` with the reason).
     pub fn apply(&mut self, txn: &Txn) -> ApplyResult {
-        self.apply_op(txn, &txn.op)
+        self.apply_as(txn, &txn.op, None)
     }
 
-    /// Applies `op` as part of `txn` (the txn's own op, or one op of its multi).
-    pub(crate) fn apply_op(&mut self, txn: &Txn, op: &TxnOp) -> ApplyResult {
+    /// Applies `op` as part of `txn` (the txn's own op, or one op of its multi), as
+    /// `who`.
+    pub(crate) fn apply_as(&mut self, txn: &Txn, op: &TxnOp, who: Who<'_>) -> ApplyResult {
+        self.apply_with(txn, op, who, None)
+    }
+
+    fn apply_with(
+        &mut self,
+        txn: &Txn,
+        op: &TxnOp,
+        who: Who<'_>,
+        acl: Option<&[AclEntry]>,
+    ) -> ApplyResult {
         match op {
             TxnOp::Create {
                 path,
@@ -120,10 +151,20 @@ impl ZTree {
                 ephemeral_owner,
             } => {
                 self.check_owner(*ephemeral_owner)?;
-                self.create(txn, path, data, *sequential, *ephemeral_owner)
+                let new = NewNode {
+                    seq: *sequential,
+                    owner: *ephemeral_owner,
+                    acl,
+                };
+                self.create(txn, path, data, new, who)
             }
             TxnOp::CreateContainer { path, data } => {
-                self.create(txn, path, data, false, CONTAINER_OWNER)
+                let new = NewNode {
+                    seq: false,
+                    owner: CONTAINER_OWNER,
+                    acl,
+                };
+                self.create(txn, path, data, new, who)
             }
             TxnOp::CreateTtl {
                 path,
@@ -134,25 +175,47 @@ impl ZTree {
                 if *ttl_ms == 0 || *ttl_ms > crate::wire::txn::MAX_TTL_MS {
                     return Err(bad(format!("ttl_ms {ttl_ms} is not in 1..=2^40-1")));
                 }
-                let owner = NodeKind::Ttl { ttl_ms: *ttl_ms }.owner();
-                self.create(txn, path, data, *sequential, owner)
+                let new = NewNode {
+                    seq: *sequential,
+                    owner: NodeKind::Ttl { ttl_ms: *ttl_ms }.owner(),
+                    acl,
+                };
+                self.create(txn, path, data, new, who)
             }
+            _ if acl.is_some() => Err(bad(format!("{} cannot carry an ACL", op.name()))),
+            TxnOp::WithAcl { acl, op } => {
+                acl::validate(acl)?;
+                self.apply_with(txn, op, who, Some(acl))
+            }
+            TxnOp::As { ids, op } => match who {
+                None => self.apply_with(txn, op, Some(ids), None),
+                Some(_) => Err(bad("identities are given twice".into())),
+            },
             TxnOp::Check {
                 path,
                 expected_version,
-            } => self.check(path, *expected_version),
-            TxnOp::Multi { ops } => self.multi(txn, ops),
-            TxnOp::CreateSession { timeout_ms } => self.create_session(txn, *timeout_ms),
-            TxnOp::CloseSession { session, .. } => self.close_session(txn, *session),
+            } => self.check(path, *expected_version, who),
+            TxnOp::Multi { ops } => self.multi(txn, ops, who),
             TxnOp::SetData {
                 path,
                 data,
                 expected_version,
-            } => self.set_data(txn, path, data, *expected_version),
+            } => self.set_data(txn, path, data, *expected_version, who),
             TxnOp::Delete {
                 path,
                 expected_version,
-            } => self.delete(txn, path, *expected_version),
+            } => self.delete(txn, path, *expected_version, who),
+            TxnOp::SetAcl {
+                path,
+                acl,
+                expected_version,
+            } => self.set_acl(path, acl, *expected_version, who),
+            _ if who.is_some() => Err(bad(format!("{} is not a client's write", op.name()))),
+            TxnOp::CreateSession {
+                timeout_ms,
+                password,
+            } => self.create_session(txn, *timeout_ms, password),
+            TxnOp::CloseSession { session, .. } => self.close_session(txn, *session),
             TxnOp::PutProcess {
                 sender,
                 receiver,
@@ -193,7 +256,24 @@ impl ZTree {
             data: n.data.to_vec(),
             stat: n.stat.clone(),
             children: n.children.iter().map(|c| c.to_string()).collect(),
+            acl: acl::entries(&n.acl),
         })
+    }
+
+    /// The ACL and stat of the znode at `path` (getACL), if there is one.
+    pub fn acl(&self, path: &str) -> Option<(Vec<AclEntry>, Stat)> {
+        self.nodes
+            .get(path)
+            .map(|n| (acl::entries(&n.acl), n.stat.clone()))
+    }
+
+    /// Whether `ids` may do `perm` (any one of its bits) to the znode at `path`; true
+    /// when there is no such znode (the caller answers NoNode). Reads are checked with
+    /// this by the fronts, against their local tree.
+    pub fn allows(&self, path: &str, perm: u8, ids: &[Id]) -> bool {
+        self.nodes
+            .get(path)
+            .map_or(true, |n| acl::check(&n.acl, perm, Some(ids)).is_ok())
     }
 
     /// The stat of the znode at `path` (cheaper than [`ZTree::get`]).
@@ -206,11 +286,18 @@ impl ZTree {
         self.nodes.contains_key(path)
     }
 
-    fn create(&mut self, txn: &Txn, path: &str, data: &[u8], seq: bool, owner: u64) -> ApplyResult {
+    fn create(
+        &mut self,
+        txn: &Txn,
+        path: &str,
+        data: &[u8],
+        new: NewNode<'_>,
+        who: Who<'_>,
+    ) -> ApplyResult {
         check_data(data)?;
         // As ZooKeeper: a sequential path is checked with a digit appended, so "/a/" is a
         // valid sequential prefix naming children of "/a".
-        let probe = if seq {
+        let probe = if new.seq {
             format!("{path}0")
         } else {
             path.to_string()
@@ -221,7 +308,8 @@ impl ZTree {
         }
         let parent_path = parent_of(&probe);
         let parent = self.nodes.get(parent_path).ok_or(ZError::NoNode)?;
-        let full = if seq {
+        acl::check(&parent.acl, perms::CREATE, who)?;
+        let full = if new.seq {
             format!("{path}{:010}", parent.stat.cversion)
         } else {
             probe.clone()
@@ -234,8 +322,12 @@ impl ZTree {
                 false => ZError::NoChildrenForEphemerals,
             });
         }
-        let stat = new_stat(txn.zxid.0, txn.time_ms, data.len(), owner);
-        self.add_node(&full, Node::new(data, stat.clone()), txn.zxid.0)?;
+        let stat = new_stat(txn.zxid.0, txn.time_ms, data.len(), new.owner);
+        let mut node = Node::new(data, stat.clone());
+        if let Some(acl) = new.acl {
+            node.acl = self.acls.intern(acl);
+        }
+        self.add_node(&full, node, txn.zxid.0)?;
         Ok(OpOk::Created { path: full, stat })
     }
 
@@ -245,20 +337,32 @@ impl ZTree {
         path: &str,
         data: &[u8],
         expected: Option<i32>,
+        who: Who<'_>,
     ) -> ApplyResult {
         validate_path(path).map_err(bad)?;
         check_data(data)?;
         let node = self.nodes.get(path).ok_or(ZError::NoNode)?;
+        acl::check(&node.acl, perms::WRITE, who)?;
         check_version(&node.stat, expected)?;
         let stat = self.replace_data(path, data, txn);
         Ok(OpOk::Set { stat })
     }
 
-    fn delete(&mut self, txn: &Txn, path: &str, expected: Option<i32>) -> ApplyResult {
+    fn delete(
+        &mut self,
+        txn: &Txn,
+        path: &str,
+        expected: Option<i32>,
+        who: Who<'_>,
+    ) -> ApplyResult {
         validate_path(path).map_err(bad)?;
         if path == "/" {
             return Err(bad("the root / cannot be deleted".into()));
         }
+        // As ZooKeeper: the parent's DELETE permission is checked before the node is
+        // looked up.
+        let parent = self.nodes.get(parent_of(path)).ok_or(ZError::NoNode)?;
+        acl::check(&parent.acl, perms::DELETE, who)?;
         let node = self.nodes.get(path).ok_or(ZError::NoNode)?;
         check_version(&node.stat, expected)?;
         if !node.children.is_empty() {
@@ -266,6 +370,32 @@ impl ZTree {
         }
         self.remove_leaf(path, txn.zxid.0);
         Ok(OpOk::Deleted)
+    }
+
+    /// setACL: replaces the ACL of the znode at `path` if `who` has ADMIN on it and its
+    /// aversion matches `expected`; bumps the aversion (the data, version and mzxid stay).
+    fn set_acl(
+        &mut self,
+        path: &str,
+        acl: &[AclEntry],
+        expected: Option<i32>,
+        who: Who<'_>,
+    ) -> ApplyResult {
+        validate_path(path).map_err(bad)?;
+        acl::validate(acl)?;
+        let node = self.nodes.get(path).ok_or(ZError::NoNode)?;
+        acl::check(&node.acl, perms::ADMIN, who)?;
+        if expected.is_some_and(|v| v != node.stat.aversion) {
+            return Err(ZError::BadVersion);
+        }
+        let stored = self.acls.intern(acl);
+        let mut stat = Stat::default();
+        self.modify(path, |n| {
+            n.acl = stored;
+            n.stat.aversion = n.stat.aversion.wrapping_add(1);
+            stat = n.stat.clone();
+        });
+        Ok(OpOk::AclSet { stat })
     }
 
     /// Replaces the data of the existing node at `path` as a setData by `txn` does;
@@ -356,7 +486,10 @@ pub(crate) mod tests {
             zxid: Zxid(id),
             time_ms: 1,
             origin: Origin::default(),
-            op: TxnOp::CreateSession { timeout_ms: 5000 },
+            op: TxnOp::CreateSession {
+                timeout_ms: 5000,
+                password: [0; 16],
+            },
         };
         t.apply(&open).expect("open a session");
     }
@@ -399,7 +532,12 @@ pub(crate) mod tests {
         let mut digest = 0u64;
         for (path, node) in t.nodes.iter() {
             let path: &str = path;
-            digest = digest.wrapping_add(node_hash(path, data_hash(&node.data), &node.stat));
+            digest = digest.wrapping_add(node_hash(
+                path,
+                data_hash(&node.data),
+                &node.stat,
+                acl::slice(&node.acl),
+            ));
             assert_eq!(node.stat.data_length as usize, node.data.len(), "{path}");
             assert_eq!(
                 node.stat.num_children as usize,
@@ -418,7 +556,11 @@ pub(crate) mod tests {
             }
         }
         for (id, timeout) in t.sessions() {
-            digest = digest.wrapping_add(super::super::digest::session_hash(id, timeout));
+            digest = digest.wrapping_add(super::super::digest::session_hash(
+                id,
+                timeout,
+                &t.password_of(id),
+            ));
         }
         for (session, paths) in t.sessions.ephemerals.iter() {
             assert!(
@@ -460,6 +602,7 @@ pub(crate) mod tests {
             mtime: 1007,
             version: 0,
             cversion: 0,
+            aversion: 0,
             ephemeral_owner: 0x55,
             data_length: 0,
             num_children: 0,
@@ -744,8 +887,71 @@ pub(crate) mod tests {
         ]
     }
 
-    /// Random ops over a small set of paths, so they collide often.
+    /// Random ops, some made by clients with identities, some with ACLs.
     pub(crate) fn arb_op() -> impl Strategy<Value = TxnOp> {
+        prop_oneof![
+            5 => arb_plain_op(),
+            3 => (arb_ids(), arb_client_op()).prop_map(|(ids, op)| op.made_by(ids)),
+            1 => arb_client_op(),
+        ]
+    }
+
+    /// ACLs that collide often: open, bob's alone, read-only, both, an ip range, empty.
+    fn arb_acl() -> impl Strategy<Value = Vec<AclEntry>> {
+        let bob = AclEntry {
+            perms: perms::ALL,
+            id: Id::new("digest", &acl::digest("bob:pw")),
+        };
+        let read = AclEntry {
+            perms: perms::READ,
+            id: Id::new("world", "anyone"),
+        };
+        let local = AclEntry {
+            perms: perms::CREATE | perms::DELETE,
+            id: Id::new("ip", "127.0.0.0/8"),
+        };
+        prop::sample::select(vec![
+            acl::open_acl(),
+            vec![bob.clone()],
+            vec![read.clone()],
+            vec![bob, read],
+            vec![local],
+            vec![],
+        ])
+    }
+
+    fn arb_ids() -> impl Strategy<Value = Vec<Id>> {
+        prop::sample::select(vec![
+            vec![],
+            vec![Id::new("digest", &acl::digest("bob:pw"))],
+            vec![Id::new("ip", "127.0.0.1")],
+            vec![acl::super_id()],
+        ])
+    }
+
+    /// Creates with ACLs and setACLs, over the same paths as [`arb_plain_op`].
+    fn arb_client_op() -> impl Strategy<Value = TxnOp> {
+        prop_oneof![
+            3 => arb_plain_op(),
+            2 => (arb_path(), any::<bool>(), arb_acl()).prop_map(|(path, sequential, acl)| {
+                TxnOp::WithAcl {
+                    acl,
+                    op: Box::new(TxnOp::Create {
+                        path,
+                        data: vec![],
+                        sequential,
+                        ephemeral_owner: 0,
+                    }),
+                }
+            }),
+            1 => (arb_path(), arb_acl(), prop::option::of(0..3i32)).prop_map(
+                |(path, acl, expected_version)| TxnOp::SetAcl { path, acl, expected_version }
+            ),
+        ]
+    }
+
+    /// Random ops over a small set of paths, so they collide often.
+    pub(crate) fn arb_plain_op() -> impl Strategy<Value = TxnOp> {
         let data = prop::collection::vec(any::<u8>(), 0..4);
         let version = prop::option::of(0..3i32);
         prop_oneof![

@@ -818,7 +818,14 @@ impl Ens {
 
     /// Opens a session through server `id`; returns its id.
     fn open_session(&mut self, id: PeerId, req: ReqId, timeout_ms: u32) -> u64 {
-        self.submit(id, req, TxnOp::CreateSession { timeout_ms });
+        self.submit(
+            id,
+            req,
+            TxnOp::CreateSession {
+                timeout_ms,
+                password: [0; 16],
+            },
+        );
         self.settle_briefly();
         match self.replied(id, req) {
             Some((_, _, Ok(OpOk::SessionCreated { session, .. }))) => *session,
