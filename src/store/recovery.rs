@@ -34,6 +34,9 @@ pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, Recovered), StoreE
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    #[cfg(any(test, feature = "sim"))]
+    super::faults::from_env(dir)
+        .map_err(|e| StoreError::io(dir, io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     let lock = lock_dir(dir)?;
     remove_temp_files(dir)?;
     let (accepted, current) = epochs::load(dir)?;
