@@ -595,3 +595,36 @@ fn a_server_with_a_flipped_bit_in_its_log_refuses_to_start_and_resyncs_from_a_fr
     assert_has_all(&c, 2, &all);
     let _ = std::fs::remove_dir_all(aside);
 }
+
+/// The header of an empty segment of cluster `zw`, generation 0, named for `first`
+/// (`wire-spec.md` section 9), preallocated with zeros.
+fn empty_segment(first: Zxid) -> Vec<u8> {
+    let mut b = b"ZWLG\x00\x01\x00\x02zw".to_vec();
+    b.extend_from_slice(&0u64.to_be_bytes());
+    b.extend_from_slice(&first.0.to_be_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b.resize(4096, 0);
+    b
+}
+
+#[test]
+fn a_segment_created_just_before_a_crash_does_not_block_the_next_append() {
+    // A crash after a new segment's header was made durable and before its first record
+    // was: recovery finds it empty. Kept, the next append (which may carry a lower zxid
+    // than its name) would go into it, and the next recovery would refuse the dir.
+    let d = fresh_dir();
+    let o = opts(1 << 20);
+    let (mut s, _) = open(d.path(), o.clone()).expect("open");
+    s.append_durable(&(1..=5).map(txn).collect::<Vec<_>>())
+        .expect("append");
+    drop(s);
+    let name = d.path().join(format!("log.{:016x}", Zxid::new(1, 9).0));
+    std::fs::write(&name, empty_segment(Zxid::new(1, 9))).expect("write");
+    let (mut s, rec) = open(d.path(), o.clone()).expect("recover");
+    assert_eq!(rec.log.len(), 5);
+    assert!(!name.exists(), "the empty segment is removed");
+    s.append_durable(&[txn(6)]).expect("append below its name");
+    drop(s);
+    assert_eq!(recovered(d.path(), o), (1..=6).map(txn).collect::<Vec<_>>());
+}
