@@ -11,8 +11,9 @@ use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// What a file operation is, for the fault layer.
+/// What a file operation is, for the fault layer (read only where there is one).
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(any(test, feature = "sim")), allow(dead_code))]
 pub(crate) enum Op {
     /// Writing `len` bytes at `offset` of the file.
     Write { offset: u64, len: u64 },
