@@ -106,7 +106,8 @@ fn round_trip_op(op: &TxnOp) {
     let mut bytes = Vec::new();
     op.encode(&mut bytes);
     let mut r = Reader::new(&bytes);
-    let again = TxnOp::decode(&mut r).expect("an encoded op decodes");
+    let again = TxnOp::decode(&mut r)
+        .unwrap_or_else(|e| panic!("{op:?} encodes to bytes that do not decode: {e:?}"));
     assert_eq!(&again, op, "op round trip");
     assert_eq!(r.remaining(), 0, "op encoding has trailing bytes");
 }

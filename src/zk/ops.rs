@@ -80,8 +80,16 @@ pub struct Refused {
     pub code: i32,
 }
 
-fn version(v: i32) -> Option<i32> {
-    (v != -1).then_some(v)
+/// A request's expected version: -1 is "any"; a version no znode can have (below -1)
+/// never matches, so the write fails with BadVersion, as in ZooKeeper, before it becomes a
+/// txn (the txn encoding has no such version: followers would refuse the proposal and the
+/// leader's own log would not decode on its next start).
+fn version(v: i32) -> Result<Option<i32>, i32> {
+    match v {
+        -1 => Ok(None),
+        v if v >= 0 => Ok(Some(v)),
+        _ => Err(code::BAD_VERSION),
+    }
 }
 
 fn one_txn(req: &Request, session: u64) -> Result<TxnOp, i32> {
@@ -89,7 +97,7 @@ fn one_txn(req: &Request, session: u64) -> Result<TxnOp, i32> {
         Request::Create(c) => create_txn(c, session)?,
         Request::Delete { path, version: v } => TxnOp::Delete {
             path: path.clone(),
-            expected_version: version(*v),
+            expected_version: version(*v)?,
         },
         Request::SetData {
             path,
@@ -98,11 +106,11 @@ fn one_txn(req: &Request, session: u64) -> Result<TxnOp, i32> {
         } => TxnOp::SetData {
             path: path.clone(),
             data: data.clone(),
-            expected_version: version(*v),
+            expected_version: version(*v)?,
         },
         Request::Check { path, version: v } => TxnOp::Check {
             path: path.clone(),
-            expected_version: version(*v),
+            expected_version: version(*v)?,
         },
         _ => return Err(code::UNIMPLEMENTED),
     })
@@ -461,6 +469,46 @@ pub fn set_watches(
 mod tests {
     use super::*;
     use crate::wire::Txn;
+
+    #[test]
+    fn a_version_below_minus_one_is_bad_version_not_a_txn_the_ensemble_cannot_decode() {
+        let set = |version| Request::SetData {
+            path: "/a".into(),
+            data: b"x".to_vec(),
+            version,
+        };
+        let check = |version| Request::Check {
+            path: "/a".into(),
+            version,
+        };
+        let delete = |version| Request::Delete {
+            path: "/a".into(),
+            version,
+        };
+        for v in [-2, -65533, i32::MIN] {
+            for req in [set(v), check(v), delete(v)] {
+                let refused = write_txn(&req, 7).expect_err("refused");
+                assert_eq!((refused.index, refused.code), (None, code::BAD_VERSION));
+            }
+            let multi = Request::Multi(vec![set(3), check(v)]);
+            let refused = write_txn(&multi, 7).expect_err("refused");
+            assert_eq!((refused.index, refused.code), (Some(1), code::BAD_VERSION));
+        }
+        // Every version a write may carry survives the txn encoding, as followers and
+        // recovery read it.
+        for v in [-1, 0, 5, i32::MAX] {
+            for req in [set(v), check(v), delete(v)] {
+                let op = write_txn(&req, 7).expect("a txn");
+                let txn = Txn {
+                    zxid: Zxid(1),
+                    time_ms: 1,
+                    origin: Default::default(),
+                    op,
+                };
+                assert_eq!(Txn::from_bytes(&txn.to_bytes()), Ok(txn));
+            }
+        }
+    }
 
     fn tree_with(ops: Vec<TxnOp>) -> ZTree {
         let mut t = ZTree::new();
