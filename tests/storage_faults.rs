@@ -42,6 +42,10 @@ fn txn(counter: u32) -> Txn {
     }
 }
 
+/// Held while `ZW_STORE_FAULTS` is set in this process's environment (to start a server
+/// with it), and while a test opens a store in this process, which would read it too.
+static ENV: Mutex<()> = Mutex::new(());
+
 /// Opens the store in `dir`. A server process that other tests of this file spawn at the
 /// same moment can hold a copy of the lock's file descriptor between its fork and its exec,
 /// so a refused lock is tried again until a deadline.
@@ -51,7 +55,11 @@ fn open(
 ) -> Result<(store::Store, zooweeper::zab::Recovered), StoreError> {
     let deadline = Instant::now() + WAIT;
     loop {
-        match store::open(dir, o.clone()) {
+        let opened = {
+            let _env = ENV.lock().unwrap_or_else(|p| p.into_inner());
+            store::open(dir, o.clone())
+        };
+        match opened {
             Err(StoreError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
             {
@@ -432,19 +440,22 @@ fn a_flipped_bit_in_a_snapshot_falls_back_to_the_older_one_or_is_refused() {
 
 // ---- Real servers ----
 
-/// Serialises starting servers with `ZW_STORE_FAULTS` in this process's environment.
-static ENV: Mutex<()> = Mutex::new(());
-
-/// Starts every server of `c`, server `faulty` with `ZW_STORE_FAULTS=spec`.
-fn start_with_faults(c: &mut Cluster, faulty: u64, spec: &str) {
+/// Starts every server of `c`, server `faulty` (if any) with `ZW_STORE_FAULTS=spec`.
+fn start_with_faults(c: &mut Cluster, faulty: Option<u64>, spec: &str) {
     let _env = ENV.lock().unwrap_or_else(|p| p.into_inner());
     for id in c.ids() {
-        if id == faulty {
+        if Some(id) == faulty {
             std::env::set_var(faults::ENV, spec);
         }
         c.start_server(id);
         std::env::remove_var(faults::ENV);
     }
+}
+
+/// Starts server `id` without faults (while no other test has `ZW_STORE_FAULTS` set).
+fn start_clean(c: &mut Cluster, id: u64) {
+    let _env = ENV.lock().unwrap_or_else(|p| p.into_inner());
+    c.start_server(id);
 }
 
 /// Writes `/w<i>` through server `via` until server `faulty` exits or `max` writes were
@@ -517,7 +528,7 @@ fn assert_has_all(c: &Cluster, id: u64, acked: &[String]) {
 /// has every acknowledged write.
 fn server_fault_scenario(spec: &str, expect: &str) {
     let mut c = Cluster::new(3, Options::for_tests());
-    start_with_faults(&mut c, 3, spec);
+    start_with_faults(&mut c, Some(3), spec);
     c.wait_all_serving();
     let (acked, exit) = write_until_exit(&mut c, 3, 3, 400);
     let status = exit.unwrap_or_else(|| wait_exit(&mut c, 3));
@@ -535,7 +546,7 @@ fn server_fault_scenario(spec: &str, expect: &str) {
     );
     // The others go on without it.
     c.create_eventually(&[1, 2], "/after", "x", WAIT);
-    c.start_server(3);
+    start_clean(&mut c, 3);
     let mut all = acked;
     all.push("/after".into());
     assert_has_all(&c, 3, &all);
@@ -556,7 +567,8 @@ fn a_server_whose_disk_fills_stops_and_recovers_on_restart() {
 
 #[test]
 fn a_server_with_a_flipped_bit_in_its_log_refuses_to_start_and_resyncs_from_a_fresh_dir() {
-    let mut c = Cluster::start(3, Options::for_tests());
+    let mut c = Cluster::new(3, Options::for_tests());
+    start_with_faults(&mut c, None, "");
     c.wait_all_serving();
     let acked: Vec<String> = (0..30)
         .map(|i| {
@@ -575,7 +587,7 @@ fn a_server_with_a_flipped_bit_in_its_log_refuses_to_start_and_resyncs_from_a_fr
     let written = b.iter().rposition(|&x| x != 0).expect("records") as u64;
     // In the middle of the records, so valid ones follow: not a torn tail.
     flip(&seg, written / 2, 2);
-    c.start_server(2);
+    start_clean(&mut c, 2);
     let status = wait_exit(&mut c, 2);
     assert!(!status.success());
     let log = c.log(2);
@@ -589,7 +601,7 @@ fn a_server_with_a_flipped_bit_in_its_log_refuses_to_start_and_resyncs_from_a_fr
     c.create_eventually(&[1, 3], "/later", "x", WAIT);
     let aside = dir.with_extension("damaged");
     std::fs::rename(&dir, &aside).expect("move the data dir aside");
-    c.start_server(2);
+    start_clean(&mut c, 2);
     let mut all = acked;
     all.push("/later".into());
     assert_has_all(&c, 2, &all);
