@@ -160,14 +160,33 @@ pub fn write_txn(req: &Request, session: u64) -> Result<TxnOp, Refused> {
         Request::Multi(ops) => {
             let mut txns = Vec::with_capacity(ops.len());
             for (i, o) in ops.iter().enumerate() {
-                txns.push(one_txn(o, session).map_err(|code| Refused {
-                    index: Some(i),
-                    code,
-                })?);
+                txns.push(
+                    one_txn(o, session)
+                        .and_then(encodable)
+                        .map_err(|code| Refused {
+                            index: Some(i),
+                            code,
+                        })?,
+                );
             }
             Ok(TxnOp::Multi { ops: txns })
         }
-        other => one_txn(other, session).map_err(|code| Refused { index: None, code }),
+        other => one_txn(other, session)
+            .and_then(encodable)
+            .map_err(|code| Refused { index: None, code }),
+    }
+}
+
+/// `op` if the txn encoding carries it (a path or data within its limits), else
+/// BadArguments: followers refuse a proposal they cannot decode, and the leader's own log
+/// would not decode on its next start.
+fn encodable(op: TxnOp) -> Result<TxnOp, i32> {
+    let mut bytes = Vec::new();
+    op.encode(&mut bytes);
+    let mut r = crate::wire::txn::Reader::new(&bytes);
+    match TxnOp::decode(&mut r) {
+        Ok(_) => Ok(op),
+        Err(_) => Err(code::BAD_ARGUMENTS),
     }
 }
 
@@ -493,6 +512,33 @@ mod tests {
             let multi = Request::Multi(vec![set(3), check(v)]);
             let refused = write_txn(&multi, 7).expect_err("refused");
             assert_eq!((refused.index, refused.code), (Some(1), code::BAD_VERSION));
+        }
+        // A path or data the txn encoding cannot carry is BadArguments, also in a multi.
+        let long = format!("/{}", "a".repeat(crate::wire::txn::MAX_PATH_BYTES));
+        for req in [set(0), check(0), delete(0)] {
+            let req = match req {
+                Request::SetData { data, version, .. } => Request::SetData {
+                    path: long.clone(),
+                    data,
+                    version,
+                },
+                Request::Check { version, .. } => Request::Check {
+                    path: long.clone(),
+                    version,
+                },
+                Request::Delete { version, .. } => Request::Delete {
+                    path: long.clone(),
+                    version,
+                },
+                other => other,
+            };
+            let refused = write_txn(&req, 7).expect_err("refused");
+            assert_eq!((refused.index, refused.code), (None, code::BAD_ARGUMENTS));
+            let refused = write_txn(&Request::Multi(vec![set(1), req]), 7).expect_err("refused");
+            assert_eq!(
+                (refused.index, refused.code),
+                (Some(1), code::BAD_ARGUMENTS)
+            );
         }
         // Every version a write may carry survives the txn encoding, as followers and
         // recovery read it.
