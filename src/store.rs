@@ -18,6 +18,9 @@
 //! and reports `Durable{seq}` once they are written and fsynced, one fsync per batch.
 
 mod epochs;
+#[cfg(any(test, feature = "sim"))]
+pub mod faults;
+mod fs;
 mod header;
 mod incarnation;
 pub mod inspect;
@@ -105,6 +108,29 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What the operator should know about this failure of a running store, beyond the
+    /// error itself: why the server stops and how it comes back.
+    pub fn advice(&self) -> Option<&'static str> {
+        let StoreError::Io { source, .. } = self else {
+            return None;
+        };
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            Some(
+                "the disk is full, so nothing more can be made durable: this server stops \
+                 (the rest of the ensemble goes on without it); free space and restart it, \
+                 recovery keeps every acknowledged txn",
+            )
+        } else if source.to_string().starts_with(fs::FSYNC_FAILED) {
+            Some(
+                "an fsync failed and is not retried: after a failed fsync the kernel may \
+                 have dropped the written pages, and a later fsync can report success \
+                 without them; this server stops, restart it to recover from what is durable",
+            )
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn io(path: &Path, source: io::Error) -> StoreError {
         StoreError::Io {
             path: path.to_path_buf(),
@@ -283,9 +309,7 @@ pub(crate) fn sync_dir(dir: &Path, fsync: bool) -> Result<(), StoreError> {
     if !fsync {
         return Ok(());
     }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+    fs::sync_dir(dir).map_err(|e| StoreError::io(dir, fs::fsync_failed(e)))
 }
 
 /// Writes `bytes` to `dir/name` atomically: to `name.tmp`, fsync, rename, fsync the dir.
@@ -295,7 +319,6 @@ pub(crate) fn write_atomic(
     bytes: &[u8],
     fsync: bool,
 ) -> Result<(), StoreError> {
-    use std::io::Write;
     write_atomic_with(dir, name, fsync, |f| f.write_all(bytes))
 }
 
@@ -304,19 +327,22 @@ pub(crate) fn write_atomic_with(
     dir: &Path,
     name: &str,
     fsync: bool,
-    fill: impl FnOnce(&mut File) -> io::Result<()>,
+    fill: impl FnOnce(&mut fs::SeqFile<'_>) -> io::Result<()>,
 ) -> Result<(), StoreError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
-    let mut f = open_private(&tmp, false, false)
-        .and_then(|f| f.set_len(0).map(|()| f))
-        .map_err(|e| StoreError::io(&tmp, e))?;
-    fill(&mut f).map_err(|e| StoreError::io(&tmp, e))?;
+    let mut f = fs::open(&tmp, || {
+        open_private(&tmp, false, false).and_then(|f| f.set_len(0).map(|()| f))
+    })
+    .map_err(|e| StoreError::io(&tmp, e))?;
+    let mut w = fs::SeqFile::new(&mut f, &tmp);
+    fill(&mut w).map_err(|e| StoreError::io(&tmp, e))?;
     if fsync {
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        w.sync_all()
+            .map_err(|e| StoreError::io(&tmp, fs::fsync_failed(e)))?;
     }
     drop(f);
-    std::fs::rename(&tmp, &target).map_err(|e| StoreError::io(&target, e))?;
+    fs::rename(&tmp, &target).map_err(|e| StoreError::io(&target, e))?;
     sync_dir(dir, fsync)
 }
 
@@ -369,7 +395,7 @@ pub(crate) fn open_private(path: &Path, create_new: bool, read: bool) -> io::Res
 
 /// Removes a file, treating "already gone" as done.
 pub(crate) fn remove_file(path: &Path) -> Result<(), StoreError> {
-    match std::fs::remove_file(path) {
+    match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(path, e)),
         _ => Ok(()),
     }

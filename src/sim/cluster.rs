@@ -496,7 +496,9 @@ impl Cluster {
                 self.cov.sync_crashes += 1;
             }
         }
-        node.store.crash();
+        // What reached the disk unsynced: drawn from the time and the server, so the
+        // run's random stream (and every seed's schedule) stays as it was.
+        node.store.crash_torn(self.now ^ (id << 48));
         node.up.clear();
         node.tick_at = None;
         node.newleader_seq = None;

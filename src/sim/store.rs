@@ -273,6 +273,44 @@ impl MemStore {
     /// Power off: pending operations and snapshots being written are lost; the next
     /// incarnation numbers its operations from 1 again.
     pub fn crash(&mut self) {
+        self.crash_keeping(0, 0);
+    }
+
+    /// Power off as the real disk can leave it ([`crate::store::faults`]): bytes written
+    /// but not yet fsynced may still have reached the disk, in order, up to a torn write
+    /// that recovery cuts. So a prefix of the pending operations survives, chosen by
+    /// `pick`: whole operations, then part of the next one (the first txns of an append;
+    /// for a truncate, the segments after its point deleted but not yet the tail of the one
+    /// that holds it, so only part of the log it drops goes). None of it was reported
+    /// durable, so none of it was acknowledged.
+    pub fn crash_torn(&mut self, pick: u64) {
+        let pick = mix(pick);
+        let whole = (pick % (self.pending.len() as u64 + 1)) as usize;
+        self.crash_keeping(whole, mix(pick));
+    }
+
+    /// Crashes keeping the first `whole` pending operations and part of the next one.
+    fn crash_keeping(&mut self, whole: usize, part: u64) {
+        for _ in 0..whole {
+            let Some((_, op)) = self.pending.pop_front() else {
+                break;
+            };
+            self.durable.apply(op);
+        }
+        match self.pending.pop_front() {
+            Some((_, LogOp::Append(txns))) if whole > 0 || part > 0 => {
+                let n = (part % (txns.len() as u64 + 1)) as usize;
+                self.durable.log.extend(txns.into_iter().take(n));
+            }
+            Some((_, LogOp::Truncate(after))) if whole > 0 || part > 0 => {
+                let log = &mut self.durable.log;
+                let keep = log.partition_point(|t| t.zxid <= after);
+                let dropped = log.len() - keep;
+                let gone = (part % (dropped as u64 + 1)) as usize;
+                log.truncate(log.len() - gone);
+            }
+            _ => {}
+        }
         self.pending.clear();
         self.snapshots.clear();
         self.durable_seq = 0;
@@ -300,10 +338,53 @@ impl MemStore {
     }
 }
 
+/// splitmix64.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::{Origin, TxnOp};
+
+    #[test]
+    fn a_torn_crash_keeps_a_prefix_of_what_was_pending_never_more() {
+        let mut seen = std::collections::BTreeSet::new();
+        for pick in 0..200 {
+            let mut s = MemStore::new();
+            s.issue(1, LogOp::Append(vec![txn(1, 1), txn(1, 2)]))
+                .unwrap();
+            s.flush(1);
+            s.issue(2, LogOp::Append(vec![txn(1, 3), txn(1, 4), txn(1, 5)]))
+                .unwrap();
+            s.issue(3, LogOp::Truncate(Zxid::new(1, 3))).unwrap();
+            s.issue(4, LogOp::Append(vec![txn(2, 1)])).unwrap();
+            s.crash_torn(pick);
+            let got = zxids(&s.recover().log);
+            // Every possible state is a prefix of some order of the ops: the durable
+            // part, then txns 3..5 in order, cut by the truncate to 3, then (2,1).
+            let ok = [
+                vec![(1, 1), (1, 2)],
+                vec![(1, 1), (1, 2), (1, 3)],
+                vec![(1, 1), (1, 2), (1, 3), (1, 4)],
+                vec![(1, 1), (1, 2), (1, 3), (1, 4), (1, 5)],
+                vec![(1, 1), (1, 2), (1, 3), (2, 1)],
+            ]
+            .map(|v| {
+                v.into_iter()
+                    .map(|(e, c)| Zxid::new(e, c))
+                    .collect::<Vec<_>>()
+            });
+            assert!(ok.contains(&got), "pick {pick}: {got:?}");
+            assert_eq!(s.last_logged(), *got.last().unwrap());
+            seen.insert(got);
+        }
+        assert_eq!(seen.len(), 5, "every prefix occurs: {seen:?}");
+    }
 
     fn txn(epoch: u32, counter: u32) -> Txn {
         Txn {

@@ -34,6 +34,9 @@ pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, Recovered), StoreE
         ));
     }
     super::create_private_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    #[cfg(any(test, feature = "sim"))]
+    super::faults::from_env(dir)
+        .map_err(|e| StoreError::io(dir, io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     let lock = lock_dir(dir)?;
     remove_temp_files(dir)?;
     let (accepted, current) = epochs::load(dir)?;
@@ -178,8 +181,22 @@ fn replay(
                 return Err(StoreError::corrupt(&path, *offset, reason));
             }
         };
+        let hl = scan.header_len as u64;
+        if newest && end == hl {
+            // Created for a record that never became durable. Kept as the active segment,
+            // the next append (which may carry a lower zxid than its name, after a new
+            // election) would land in a file named for a later zxid, which recovery then
+            // refuses. It holds nothing: remove it, and the next append starts a segment
+            // named for its own zxid.
+            log::warn!(
+                "removing {}: it holds no durable record (a crash right after creating it)",
+                path.display()
+            );
+            remove_file(&path)?;
+            sync_dir(dir, opts.fsync)?;
+            continue;
+        }
         if newest {
-            let hl = scan.header_len as u64;
             let seg = ActiveSegment::reopen(&path, end, hl, opts.segment_bytes, opts.fsync)?;
             out.active = Some(seg);
         }

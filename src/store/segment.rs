@@ -10,13 +10,12 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use byteorder::{BigEndian, ByteOrder};
 
 use super::header::{FileHeader, Format, HeaderError};
-use super::{sync_dir, StoreError};
+use super::{fs, sync_dir, StoreError};
 use crate::wire::Txn;
 use crate::zab::Zxid;
 
@@ -271,7 +270,7 @@ impl ActiveSegment {
         fsync: bool,
     ) -> Result<ActiveSegment, StoreError> {
         let io = |e| StoreError::io(path, e);
-        let file = super::open_private(path, true, true).map_err(io)?;
+        let file = fs::open(path, || super::open_private(path, true, true)).map_err(io)?;
         let bytes = header.encode();
         let mut seg = ActiveSegment {
             path: path.to_path_buf(),
@@ -284,9 +283,9 @@ impl ActiveSegment {
             dirty: true,
         };
         seg.reserve(seg.pos)?;
-        seg.file.write_all_at(&bytes, 0).map_err(io)?;
+        fs::write_at(&seg.file, path, &bytes, 0).map_err(io)?;
         if fsync {
-            seg.file.sync_all().map_err(io)?;
+            fs::sync_all(&seg.file, path).map_err(|e| io(fs::fsync_failed(e)))?;
         }
         seg.dirty = false;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -303,11 +302,10 @@ impl ActiveSegment {
         fsync: bool,
     ) -> Result<ActiveSegment, StoreError> {
         let io = |e| StoreError::io(path, e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
+        let file = fs::open(path, || {
+            OpenOptions::new().read(true).write(true).open(path)
+        })
+        .map_err(io)?;
         // A segment written before files were owner-only becomes so when appended to.
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
             super::FILE_MODE,
@@ -332,7 +330,8 @@ impl ActiveSegment {
             return Ok(());
         }
         let new_cap = end.div_ceil(self.step) * self.step;
-        preallocate(&self.file, self.cap, new_cap).map_err(|e| StoreError::io(&self.path, e))?;
+        fs::allocate(&self.path, || preallocate(&self.file, self.cap, new_cap))
+            .map_err(|e| StoreError::io(&self.path, e))?;
         self.cap = new_cap;
         Ok(())
     }
@@ -343,8 +342,7 @@ impl ActiveSegment {
             return Ok(());
         }
         self.reserve(self.pos + bytes.len() as u64)?;
-        self.file
-            .write_all_at(bytes, self.pos)
+        fs::write_at(&self.file, &self.path, bytes, self.pos)
             .map_err(|e| StoreError::io(&self.path, e))?;
         self.pos += bytes.len() as u64;
         self.dirty = true;
@@ -359,8 +357,7 @@ impl ActiveSegment {
         let mut at = offset;
         while at < end {
             let n = (end - at).min(zeros.len() as u64) as usize;
-            self.file
-                .write_all_at(&zeros[..n], at)
+            fs::write_at(&self.file, &self.path, &zeros[..n], at)
                 .map_err(|e| StoreError::io(&self.path, e))?;
             at += n as u64;
         }
@@ -372,9 +369,8 @@ impl ActiveSegment {
     /// Makes what was written durable (`fdatasync`).
     pub fn sync(&mut self) -> Result<(), StoreError> {
         if self.dirty && self.fsync {
-            self.file
-                .sync_data()
-                .map_err(|e| StoreError::io(&self.path, e))?;
+            fs::sync_data(&self.file, &self.path)
+                .map_err(|e| StoreError::io(&self.path, fs::fsync_failed(e)))?;
         }
         self.dirty = false;
         Ok(())

@@ -9,7 +9,6 @@
 //! The file layer works on opaque payload bytes; [`encode_tree`] and [`decode_tree`] are
 //! the only places that know the payload is a tree.
 
-use std::io::Write;
 use std::path::Path;
 
 use byteorder::{BigEndian, ByteOrder};

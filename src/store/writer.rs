@@ -215,8 +215,12 @@ impl Writer {
     }
 
     fn fail(&self, e: &StoreError) {
-        log::error!("log writer stopped: {e}");
-        self.send(StoreEvent::Failed(e.to_string()));
+        let reason = match e.advice() {
+            Some(advice) => format!("{e}; {advice}"),
+            None => e.to_string(),
+        };
+        log::error!("log writer stopped: {reason}");
+        self.send(StoreEvent::Failed(reason));
     }
 }
 

@@ -50,8 +50,16 @@ pub struct Refused {
     pub code: i32,
 }
 
-fn version(v: i32) -> Option<i32> {
-    (v != -1).then_some(v)
+/// A request's expected version: -1 is "any"; a version no znode can have (below -1)
+/// never matches, so the write fails with BadVersion, as in ZooKeeper, before it becomes a
+/// txn (the txn encoding has no such version: followers would refuse the proposal and the
+/// leader's own log would not decode on its next start).
+fn version(v: i32) -> Result<Option<i32>, i32> {
+    match v {
+        -1 => Ok(None),
+        v if v >= 0 => Ok(Some(v)),
+        _ => Err(code::BAD_VERSION),
+    }
 }
 
 /// The ACL a create or setACL stores ([`acl::fixup`]), or InvalidACL.
@@ -80,11 +88,11 @@ fn one_txn(req: &Request, session: u64, ids: &[Id]) -> Result<TxnOp, i32> {
         } => TxnOp::SetAcl {
             path: path.clone(),
             acl: stored_acl(acl, ids)?,
-            expected_version: version(*v),
+            expected_version: version(*v)?,
         },
         Request::Delete { path, version: v } => TxnOp::Delete {
             path: path.clone(),
-            expected_version: version(*v),
+            expected_version: version(*v)?,
         },
         Request::SetData {
             path,
@@ -93,11 +101,11 @@ fn one_txn(req: &Request, session: u64, ids: &[Id]) -> Result<TxnOp, i32> {
         } => TxnOp::SetData {
             path: path.clone(),
             data: data.clone(),
-            expected_version: version(*v),
+            expected_version: version(*v)?,
         },
         Request::Check { path, version: v } => TxnOp::Check {
             path: path.clone(),
-            expected_version: version(*v),
+            expected_version: version(*v)?,
         },
         _ => return Err(code::UNIMPLEMENTED),
     })
@@ -149,16 +157,35 @@ pub fn write_txn(req: &Request, session: u64, ids: &[Id]) -> Result<TxnOp, Refus
         Request::Multi(ops) => {
             let mut txns = Vec::with_capacity(ops.len());
             for (i, o) in ops.iter().enumerate() {
-                txns.push(one_txn(o, session, ids).map_err(|code| Refused {
-                    index: Some(i),
-                    code,
-                })?);
+                txns.push(
+                    one_txn(o, session, ids)
+                        .and_then(encodable)
+                        .map_err(|code| Refused {
+                            index: Some(i),
+                            code,
+                        })?,
+                );
             }
             TxnOp::Multi { ops: txns }
         }
-        other => one_txn(other, session, ids).map_err(|code| Refused { index: None, code })?,
+        other => one_txn(other, session, ids)
+            .and_then(encodable)
+            .map_err(|code| Refused { index: None, code })?,
     };
     Ok(op.made_by(ids.to_vec()))
+}
+
+/// `op` if the txn encoding carries it (a path or data within its limits), else
+/// BadArguments: followers refuse a proposal they cannot decode, and the leader's own log
+/// would not decode on its next start.
+fn encodable(op: TxnOp) -> Result<TxnOp, i32> {
+    let mut bytes = Vec::new();
+    op.encode(&mut bytes);
+    let mut r = crate::wire::txn::Reader::new(&bytes);
+    match TxnOp::decode(&mut r) {
+        Ok(_) => Ok(op),
+        Err(_) => Err(code::BAD_ARGUMENTS),
+    }
 }
 
 /// Whether `req` changes the tree (goes through the core) rather than reads it.
@@ -535,6 +562,74 @@ pub fn set_watches(
 mod tests {
     use super::*;
     use crate::wire::Txn;
+
+    #[test]
+    fn a_version_below_minus_one_is_bad_version_not_a_txn_the_ensemble_cannot_decode() {
+        let set = |version| Request::SetData {
+            path: "/a".into(),
+            data: b"x".to_vec(),
+            version,
+        };
+        let check = |version| Request::Check {
+            path: "/a".into(),
+            version,
+        };
+        let delete = |version| Request::Delete {
+            path: "/a".into(),
+            version,
+        };
+        for v in [-2, -65533, i32::MIN] {
+            for req in [set(v), check(v), delete(v)] {
+                let refused = write_txn(&req, 7, &[]).expect_err("refused");
+                assert_eq!((refused.index, refused.code), (None, code::BAD_VERSION));
+            }
+            let multi = Request::Multi(vec![set(3), check(v)]);
+            let refused = write_txn(&multi, 7, &[]).expect_err("refused");
+            assert_eq!((refused.index, refused.code), (Some(1), code::BAD_VERSION));
+        }
+        // A path or data the txn encoding cannot carry is BadArguments, also in a multi.
+        let long = format!("/{}", "a".repeat(crate::wire::txn::MAX_PATH_BYTES));
+        for req in [set(0), check(0), delete(0)] {
+            let req = match req {
+                Request::SetData { data, version, .. } => Request::SetData {
+                    path: long.clone(),
+                    data,
+                    version,
+                },
+                Request::Check { version, .. } => Request::Check {
+                    path: long.clone(),
+                    version,
+                },
+                Request::Delete { version, .. } => Request::Delete {
+                    path: long.clone(),
+                    version,
+                },
+                other => other,
+            };
+            let refused = write_txn(&req, 7, &[]).expect_err("refused");
+            assert_eq!((refused.index, refused.code), (None, code::BAD_ARGUMENTS));
+            let refused =
+                write_txn(&Request::Multi(vec![set(1), req]), 7, &[]).expect_err("refused");
+            assert_eq!(
+                (refused.index, refused.code),
+                (Some(1), code::BAD_ARGUMENTS)
+            );
+        }
+        // Every version a write may carry survives the txn encoding, as followers and
+        // recovery read it.
+        for v in [-1, 0, 5, i32::MAX] {
+            for req in [set(v), check(v), delete(v)] {
+                let op = write_txn(&req, 7, &[]).expect("a txn");
+                let txn = Txn {
+                    zxid: Zxid(1),
+                    time_ms: 1,
+                    origin: Default::default(),
+                    op,
+                };
+                assert_eq!(Txn::from_bytes(&txn.to_bytes()), Ok(txn));
+            }
+        }
+    }
 
     fn tree_with(ops: Vec<TxnOp>) -> ZTree {
         let mut t = ZTree::new();
