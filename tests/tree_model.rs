@@ -14,6 +14,8 @@ struct Node {
     data: Vec<u8>,
     version: i32,
     cversion: i32,
+    /// Children ever created (the sequential counter, as ZooKeeper's).
+    created: i32,
     owner: u64,
     children: BTreeSet<String>,
 }
@@ -60,6 +62,7 @@ impl Model {
             data: vec![],
             version: 0,
             cversion: 0,
+            created: 0,
             owner: 0,
             children: BTreeSet::new(),
         };
@@ -90,7 +93,7 @@ impl Model {
                 let par = parent(path);
                 let p = self.nodes.get(&par).ok_or(err(&ZError::NoNode))?;
                 let full = if *sequential {
-                    format!("{path}{:010}", p.cversion)
+                    format!("{path}{:010}", p.created)
                 } else {
                     path.clone()
                 };
@@ -107,10 +110,12 @@ impl Model {
                 let p = self.nodes.get_mut(&par).unwrap();
                 p.children.insert(name(&full));
                 p.cversion += 1;
+                p.created += 1;
                 let node = Node {
                     data: data.clone(),
                     version: 0,
                     cversion: 0,
+                    created: 0,
                     owner: *ephemeral_owner,
                     children: BTreeSet::new(),
                 };

@@ -310,7 +310,12 @@ impl ZTree {
         let parent = self.nodes.get(parent_path).ok_or(ZError::NoNode)?;
         acl::check(&parent.acl, perms::CREATE, who)?;
         let full = if new.seq {
-            format!("{path}{:010}", parent.stat.cversion)
+            // As ZooKeeper: the counter is how many children the parent has ever had
+            // created. cversion counts creates and deletes, so that is
+            // (cversion + numChildren) / 2.
+            let created =
+                (i64::from(parent.stat.cversion) + i64::from(parent.stat.num_children)) / 2;
+            format!("{path}{created:010}")
         } else {
             probe.clone()
         };
@@ -671,7 +676,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn sequential_names_take_the_parent_cversion_as_ten_digits() {
+    fn sequential_names_count_the_parents_creates_as_ten_digits() {
         let mut t = tree_of(vec![create("/q", b""), create("/q/plain", b"")]);
         let mut names = Vec::new();
         for n in 3..6 {
@@ -689,10 +694,10 @@ pub(crate) mod tests {
             ]
         );
         t.apply(&txn(6, delete("/q/job-0000000003", None))).unwrap();
-        // A delete also bumps cversion, so the next suffix skips one.
+        // A delete bumps cversion but not the counter: it counts creates, as ZooKeeper's.
         let r = t.apply(&txn(7, create_with("/q/", true, 0))).unwrap();
         assert!(
-            matches!(r, OpOk::Created { ref path, .. } if path == "/q/0000000005"),
+            matches!(r, OpOk::Created { ref path, .. } if path == "/q/0000000004"),
             "{r:?}"
         );
         let r = t.apply(&txn(8, create_with("/", true, 0))).unwrap();
