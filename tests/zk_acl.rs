@@ -6,43 +6,15 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Cluster, Options};
+use support::{ensure_kazoo, free_port, Cluster, Options};
 
 /// The digest of `super:test` (ZooKeeper's documented example).
 const SUPER_DIGEST: &str = "super:D/InIHSb7yEEbrWz8b9l71RjZJU=";
-
-fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ensure_kazoo() {
-    let has = |py: &str| {
-        Command::new("python3")
-            .args(["-c", py])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has("import kazoo") {
-        return;
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "kazoo"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok && has("import kazoo"),
-        "kazoo is missing and `python3 -m pip install kazoo` failed"
-    );
-}
 
 /// An HTTP request's status and JSON body, whatever the status.
 fn http(method: &str, url: &str, body: &str) -> (u16, serde_json::Value) {

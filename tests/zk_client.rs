@@ -6,45 +6,16 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Cluster, Options};
+use support::{ensure_kazoo, free_port, Cluster, Options};
 use zooweeper::zk::jute::{
     frame, read_stat, ConnectRequest, ConnectResponse, CreateRequest, MultiHeader, Reader,
     ReplyHeader, Request, RequestHeader, WatcherEvent,
 };
-
-/// A port nothing listens on at `ip` right now.
-fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ensure_kazoo() {
-    let has = |py: &str| {
-        Command::new("python3")
-            .args(["-c", py])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has("import kazoo") {
-        return;
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "kazoo"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok && has("import kazoo"),
-        "kazoo is missing and `python3 -m pip install kazoo` failed"
-    );
-}
 
 /// Sends a ConnectRequest and reads the ConnectResponse.
 fn connect(addr: SocketAddr, session_id: i64, passwd: Vec<u8>) -> (TcpStream, ConnectResponse) {

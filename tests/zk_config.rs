@@ -14,28 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{pace, Cluster, Options, WAIT};
+use support::{ensure_kazoo, pace, Cluster, Options, WAIT};
 use zooweeper::zk::jute::{frame, ConnectRequest, ConnectResponse, RequestHeader};
-
-fn ensure_kazoo() {
-    let has = |py: &str| {
-        Command::new("python3")
-            .args(["-c", py])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has("import kazoo") {
-        return;
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "kazoo"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok && has("import kazoo"),
-        "kazoo is missing and `python3 -m pip install kazoo` failed"
-    );
-}
 
 /// `n` ports nothing listens on at `ip` right now (all held at once, so distinct).
 fn free_ports(ip: Ipv4Addr, n: usize) -> Vec<u16> {

@@ -29,6 +29,37 @@ pub mod cdp;
 pub mod goals;
 pub mod load;
 
+/// A port nothing listens on at `ip` right now.
+pub fn free_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
+        .expect("bind a free port")
+        .local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
+
+/// Installs kazoo (the Python ZooKeeper client the client-port tests drive) with pip when
+/// it is missing; fails the test if that does not work.
+pub fn ensure_kazoo() {
+    let has = |py: &str| {
+        Command::new("python3")
+            .args(["-c", py])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has("import kazoo") {
+        return;
+    }
+    let ok = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "kazoo"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok && has("import kazoo"),
+        "kazoo is missing and `python3 -m pip install kazoo` failed"
+    );
+}
+
 /// First HTTP port; server `id` uses `HTTP_BASE + id - 1`.
 pub const HTTP_BASE: u16 = 8080;
 /// First peer port; server `id` uses `PEER_BASE + id - 1`.
