@@ -57,20 +57,6 @@ zkb=$bin/zk-bench
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/zk-compare.XXXXXX")
 pids=()
-stop_all() {
-    local p
-    ((${#pids[@]})) || return 0
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        local alive=0
-        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    pids=()
-}
 finish() {
     local rc=$?
     stop_all

@@ -10,8 +10,10 @@
 #                           zk_pids. Each pid is also appended to the caller's `pids`
 #                           array so its cleanup can kill them. Extra JVM flags (system
 #                           properties) come from ZK_JAVA_OPTS.
+#   stop_all                stops every pid in the caller's `pids` array: SIGTERM, up to
+#                           5 s for them to exit, then SIGKILL; empties `pids`
 #
-# Both exit the script with a message on failure.
+# zk_install and zk_start exit the script with a message on failure.
 
 zk_jar=/usr/share/java/zookeeper.jar
 
@@ -60,4 +62,19 @@ zk_start() {
         [[ $mode == leader || $mode == standalone ]] && zk_leader=$h
     done
     return 0
+}
+
+stop_all() {
+    local p
+    ((${#pids[@]})) || return 0
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
 }
