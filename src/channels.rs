@@ -82,13 +82,60 @@ impl View {
 /// its outcome.
 pub type WriteReply = (Zxid, Result<OpOk, ClientError>);
 
+/// Where the loop sends a write's answer.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// A thread waiting on the other end of this channel.
+    Wait(Sender<WriteReply>),
+    /// A front that keeps many writes in flight: the answer goes on `to` with the front's
+    /// `tag` for the write; the front picks answers up when the loop rings its doorbell
+    /// (once per turn, after publishing). Dropped unanswered (the loop stopped), it
+    /// answers [`ClientError::Uncertain`].
+    Tagged {
+        to: Option<Sender<(u64, WriteReply)>>,
+        tag: u64,
+    },
+}
+
+impl ReplyTo {
+    /// Sends the answer (ignored when nobody waits for it any more).
+    pub fn send(mut self, reply: WriteReply) {
+        match &mut self {
+            ReplyTo::Wait(to) => {
+                let _ = to.send(reply);
+            }
+            ReplyTo::Tagged { to, tag } => {
+                if let Some(to) = to.take() {
+                    let _ = to.send((*tag, reply));
+                }
+            }
+        }
+    }
+}
+
+impl ReplyTo {
+    /// Drops this without answering anyone.
+    fn disarm(mut self) {
+        if let ReplyTo::Tagged { to, .. } = &mut self {
+            to.take();
+        }
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if let ReplyTo::Tagged { to, tag } = self {
+            if let Some(to) = to.take() {
+                let _ = to.send((*tag, (Zxid::ZERO, Err(ClientError::Uncertain))));
+            }
+        }
+    }
+}
+
 /// A message from another thread to the event loop.
 pub enum LoopMsg {
-    /// A client write; the answer comes back on `reply`.
-    Write {
-        op: TxnOp,
-        reply: Sender<WriteReply>,
-    },
+    /// A client write; the answer goes to `reply`.
+    Write { op: TxnOp, reply: ReplyTo },
     /// A client wants a linearizable read; the answer is the zxid to read at.
     Sync { reply: Sender<WriteReply> },
     /// A client heartbeated this session (no answer: the leader decides expiry).
@@ -201,9 +248,29 @@ impl Handle {
     /// Queues a write; `None` when the loop's queue is full (answer 503).
     pub fn submit(&self, op: TxnOp) -> Option<Receiver<WriteReply>> {
         let (reply, rx) = crossbeam_channel::bounded(1);
+        let reply = ReplyTo::Wait(reply);
         self.tx.try_send(LoopMsg::Write { op, reply }).ok()?;
         let _ = self.waker.wake();
         Some(rx)
+    }
+
+    /// Queues a write whose answer goes to `to` with `tag` (see [`ReplyTo::Tagged`]);
+    /// false when the loop's queue is full (answer 503; nothing is sent to `to`).
+    pub fn submit_tagged(&self, op: TxnOp, to: Sender<(u64, WriteReply)>, tag: u64) -> bool {
+        let reply = ReplyTo::Tagged { to: Some(to), tag };
+        match self.tx.try_send(LoopMsg::Write { op, reply }) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+                true
+            }
+            Err(e) => {
+                if let LoopMsg::Write { reply, .. } = e.into_inner() {
+                    // Refused here and answered by the caller: no Uncertain on drop.
+                    reply.disarm();
+                }
+                false
+            }
+        }
     }
 
     /// Asks the loop for a sync; `None` when its queue is full (answer 503).

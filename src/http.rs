@@ -25,6 +25,7 @@ mod gate;
 pub mod kick;
 pub mod metadata;
 pub mod ops;
+mod pending;
 pub mod prometheus;
 pub mod route;
 mod server;
@@ -45,7 +46,7 @@ pub struct HttpConfig {
     pub threads: usize,
     /// Largest request body accepted, in bytes; a larger one gets 413.
     pub max_body_bytes: usize,
-    /// How long a worker waits for the event loop to answer a write before 504.
+    /// How long a write may wait for the event loop's answer before 504.
     pub write_timeout: Duration,
     /// What clients may not grow past.
     pub limits: Limits,

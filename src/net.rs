@@ -23,19 +23,17 @@ pub use event_loop::{EventLoop, LoopError, LoopSetup, LISTENER, WAKER};
 
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
-
-use crate::channels::WriteReply;
+use crate::channels::ReplyTo;
 use crate::zab::Zxid;
 use crate::zab::{Action, Core, Input, Millis, Status};
 use crate::ztree::{WatchEvent, ZTree};
 
 /// A client write the core holds until it answers: where the answer goes, and since when
 /// (for the latency figures).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PendingWrite {
-    /// The HTTP worker waiting for the answer.
-    pub reply: Sender<WriteReply>,
+    /// Where the answer goes.
+    pub reply: ReplyTo,
     /// When the write reached the loop.
     pub started: Instant,
     /// The op's name, for the latency figures (`create`, `sync`, ...).

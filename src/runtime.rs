@@ -130,6 +130,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     let http = http::start(me.http, handle.clone(), http_cfg)
         .map_err(|e| boxed(format!("cannot serve HTTP on {}: {e}", me.http)))?;
     let http_addr = http.local_addr();
+    let http_doorbell = http.doorbell();
     starting.http = Some(http);
     // Bound before the event loop exists: the loop rings the client port's waker.
     let zk_bound = match config.client_port {
@@ -156,7 +157,11 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         waker: waker.clone(),
         published: published_tx,
         applied,
-        doorbells: zk_bound.iter().map(|b| b.waker()).collect(),
+        doorbells: zk_bound
+            .iter()
+            .map(|b| b.waker())
+            .chain(std::iter::once(http_doorbell))
+            .collect(),
     };
     let event_loop = EventLoop::new(core, setup);
     let event_loop = std::thread::Builder::new()

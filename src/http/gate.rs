@@ -40,6 +40,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tiny_http::{Header, Request};
 
 use super::api::ApiError;
+use super::pending::PendingWrites;
 use super::server::{send, Answer};
 use crate::config::ConnLimits;
 
@@ -79,12 +80,14 @@ enum GateMsg {
 pub(super) struct Gate {
     tx: Sender<GateMsg>,
     waker: Arc<Waker>,
+    pending: Arc<PendingWrites>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Gate {
     /// Starts serving `listener`: complete requests go to `requests`, bodies are capped
-    /// at `max_body_bytes`, connections at `limits`.
+    /// at `max_body_bytes`, connections at `limits`; writes the workers leave in flight
+    /// ([`Gate::pending`]) are answered 504 after `write_timeout`.
     ///
     /// # Errors
     /// The listener cannot be made non-blocking or registered, or the thread not spawned.
@@ -93,6 +96,7 @@ impl Gate {
         limits: ConnLimits,
         max_body_bytes: usize,
         requests: Sender<Request>,
+        write_timeout: Duration,
     ) -> io::Result<Gate> {
         listener.set_nonblocking(true)?;
         // A deeper accept queue than the standard library's, for bursts of connections
@@ -108,6 +112,7 @@ impl Gate {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
+        let pending = Arc::new(PendingWrites::new(write_timeout, waker.clone()));
         let limits = fit_to_open_files(limits);
         let ctx = Ctx {
             limits,
@@ -121,6 +126,7 @@ impl Gate {
             poll,
             listener: Some(listener),
             rx,
+            pending: pending.clone(),
             ctx,
             conns: HashMap::new(),
             per_ip: HashMap::new(),
@@ -136,8 +142,19 @@ impl Gate {
         Ok(Gate {
             tx,
             waker,
+            pending,
             thread: Some(thread),
         })
+    }
+
+    /// Where workers leave the writes they submitted, for this thread to answer.
+    pub(super) fn pending(&self) -> Arc<PendingWrites> {
+        self.pending.clone()
+    }
+
+    /// The waker the event loop rings after each turn that answered writes.
+    pub(super) fn doorbell(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 
     /// Closes the listening socket; requests completing from now on get 503
@@ -249,6 +266,7 @@ struct Loop {
     poll: Poll,
     listener: Option<TcpListener>,
     rx: Receiver<GateMsg>,
+    pending: Arc<PendingWrites>,
     ctx: Ctx,
     conns: HashMap<usize, Conn>,
     per_ip: HashMap<IpAddr, usize>,
@@ -280,27 +298,36 @@ impl Loop {
                     Token(id) => self.drive(id),
                 }
             }
+            let now = Instant::now();
+            self.pending.answer_arrived();
+            self.pending.expire(now);
             while let Ok(msg) = self.rx.try_recv() {
                 match msg {
                     GateMsg::Reply { conn, bytes } => self.on_reply(conn, bytes),
                     GateMsg::StopAccepting => self.stop_accepting(),
                     GateMsg::Exit => {
                         self.stop_accepting();
+                        self.pending.refuse_all();
+                        while let Ok(msg) = self.rx.try_recv() {
+                            if let GateMsg::Reply { conn, bytes } = msg {
+                                self.on_reply(conn, bytes);
+                            }
+                        }
                         self.flush_all();
                         return;
                     }
                 }
             }
-            self.expire(Instant::now());
+            self.expire(now);
         }
     }
 
     fn next_wake(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
-        match (timer, self.accept_retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.accept_retry, self.pending.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn stop_accepting(&mut self) {

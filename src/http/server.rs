@@ -4,8 +4,10 @@
 //! queues each complete request (a [`tiny_http::Request`] with its body in memory) on a
 //! bounded channel. Each worker loops on that channel, checking a stop flag between
 //! requests. For each request it reads the body under the cap, routes it, and answers:
-//! reads from the published view, writes through the event loop's bounded queue. It
-//! always answers explicitly (tiny_http would answer a dropped request with an empty 500).
+//! reads from the published view; writes it submits to the event loop's bounded queue
+//! and leaves in flight ([`super::pending`]), for the gate thread to answer when the loop
+//! does. It always answers explicitly (tiny_http would answer a dropped request with an
+//! empty 500).
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
@@ -24,6 +26,7 @@ use super::api::{
 };
 use super::gate::Gate;
 use super::metadata::{metadata_rows, status_json};
+use super::pending::PendingWrites;
 use super::prometheus;
 use super::route::{check_declared_length, route, Freshness, Route, INDEX_TEXT};
 use super::watch::{self, Notifier, Watch};
@@ -79,6 +82,13 @@ impl HttpServer {
         self.gate.exit();
     }
 
+    /// The waker the event loop must ring after each turn that answered writes (add it
+    /// to the loop's doorbells): HTTP writes are answered by the gate thread when it
+    /// rings.
+    pub fn doorbell(&self) -> Arc<mio::Waker> {
+        self.gate.doorbell()
+    }
+
     /// How many watches are parked, waiting for changes.
     pub fn parked_watches(&self) -> usize {
         self.notifier.parked()
@@ -98,6 +108,13 @@ pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<Ht
     let (queue, requests) = crossbeam_channel::bounded(MAX_QUEUED_REQUESTS);
     let stop = Arc::new(AtomicBool::new(false));
     let notifier = Arc::new(Notifier::start(handle.clone(), cfg.limits.max_watches)?);
+    let gate = Gate::start(
+        listener,
+        cfg.conns,
+        cfg.max_body_bytes,
+        queue,
+        cfg.write_timeout,
+    )?;
     let mut workers = Vec::new();
     for i in 0..cfg.threads.max(1) {
         let worker = Worker {
@@ -107,6 +124,7 @@ pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<Ht
             cfg: cfg.clone(),
             port: addr.port(),
             notifier: notifier.clone(),
+            pending: gate.pending(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("http-{i}"))
@@ -118,20 +136,11 @@ pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<Ht
                 for w in workers {
                     let _ = w.join();
                 }
+                gate.exit();
                 return Err(e);
             }
         }
     }
-    let gate = match Gate::start(listener, cfg.conns, cfg.max_body_bytes, queue) {
-        Ok(g) => g,
-        Err(e) => {
-            stop.store(true, Ordering::SeqCst);
-            for w in workers {
-                let _ = w.join();
-            }
-            return Err(e);
-        }
-    };
     log::info!(
         "HTTP front listening on {addr} with {} workers; at most {} connections, {} per \
          address, closed after {} ms idle or {} ms for a request head",
@@ -154,10 +163,12 @@ pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<Ht
 /// Longest a read waits for this server to apply the zxid it needs.
 pub const FRESH_WAIT: Duration = Duration::from_secs(5);
 
-/// What serving a request came to: an answer now, or a watch to park.
+/// What serving a request came to: an answer now, a watch to park, or a write to
+/// submit (answered by the gate thread when the loop answers it).
 enum Served {
     Now(Answer),
     Park(Watch, Zxid),
+    Submit(TxnOp, String),
 }
 
 /// One answer, ready to send.
@@ -201,6 +212,7 @@ struct Worker {
     cfg: HttpConfig,
     port: u16,
     notifier: Arc<Notifier>,
+    pending: Arc<PendingWrites>,
 }
 
 impl Worker {
@@ -236,6 +248,7 @@ impl Worker {
                     send(request, Answer::error(&e));
                 }
             }
+            Served::Submit(op, path) => self.pending.submit(&self.handle, request, op, path),
         }
     }
 
@@ -265,6 +278,13 @@ impl Worker {
                     None => Served::Park(w, after),
                 }
             }
+            Ok(Route::Write(op)) => match self.prepare_write(op) {
+                Ok(op) => {
+                    let path = op.path().unwrap_or_default().to_string();
+                    Served::Submit(as_requester(op, &http_ids(request)), path)
+                }
+                Err(e) => Served::Now(Answer::error(&e)),
+            },
             Ok(r) => {
                 let ids = http_ids(request);
                 Served::Now(self.execute(r, &ids).unwrap_or_else(|e| Answer::error(&e)))
@@ -317,22 +337,11 @@ impl Worker {
                     )),
                 }
             }
-            Route::Write(mut op) => {
-                self.within_limits(&op)?;
-                if let TxnOp::PutEvent { retain, .. } = &mut op {
-                    *retain = self.cfg.limits.event_retention;
-                }
-                // Any request of a session's counts as its heartbeat, as in ZooKeeper.
-                if let TxnOp::Create {
-                    ephemeral_owner, ..
-                } = &op
-                {
-                    if *ephemeral_owner != 0 {
-                        self.handle.touch(*ephemeral_owner);
-                    }
-                }
-                self.write(as_requester(op, ids))
-            }
+            Route::Write(_) => Err(ApiError::new(
+                500,
+                "internal",
+                "a write reached the plain request path; this is a bug",
+            )),
             Route::Heartbeat { session } => self.heartbeat(session),
             Route::Watch(_) => Err(ApiError::new(
                 500,
@@ -352,6 +361,24 @@ impl Worker {
                 ))
             }
         }
+    }
+
+    /// Checks a write against the limits and completes it from the configuration.
+    fn prepare_write(&self, mut op: TxnOp) -> Result<TxnOp, ApiError> {
+        self.within_limits(&op)?;
+        if let TxnOp::PutEvent { retain, .. } = &mut op {
+            *retain = self.cfg.limits.event_retention;
+        }
+        // Any request of a session's counts as its heartbeat, as in ZooKeeper.
+        if let TxnOp::Create {
+            ephemeral_owner, ..
+        } = &op
+        {
+            if *ephemeral_owner != 0 {
+                self.handle.touch(*ephemeral_owner);
+            }
+        }
+        Ok(op)
     }
 
     /// Refuses a write that would take the tree past a limit (checked against this
@@ -458,25 +485,6 @@ impl Worker {
             },
         ))
     }
-
-    /// Submits a write to the event loop and waits for its answer, which comes once the
-    /// write is committed and applied (or refused).
-    fn write(&self, op: TxnOp) -> Result<Answer, ApiError> {
-        let path = op.path().unwrap_or_default().to_string();
-        let reply = self.handle.submit(op).ok_or_else(ApiError::busy)?;
-        match reply.recv_timeout(self.cfg.write_timeout) {
-            Ok((zxid, Ok(done))) => Ok(written(done, &path, zxid.0)),
-            Ok((_, Err(e))) => Err(ApiError::from_client_error(&e, &path)),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(ApiError::timeout(self.cfg.write_timeout.as_millis()))
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(ApiError::new(
-                503,
-                "uncertain",
-                "the server stopped before answering; the write may or may not have been applied",
-            )),
-        }
-    }
 }
 
 /// An HTTP request's identities: it has no ZooKeeper authentication, so it is
@@ -523,7 +531,7 @@ pub(super) fn send(request: Request, answer: Answer) {
 }
 
 /// The success answer for a write.
-fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
+pub(super) fn written(done: OpOk, requested_path: &str, zxid: u64) -> Answer {
     match done {
         OpOk::Created { path, stat } => Answer::json(
             201,
@@ -730,11 +738,12 @@ mod tests {
                 applied: Default::default(),
                 client_port: Default::default(),
             };
+            let http = start("127.0.0.1:0".parse().unwrap(), handle, cfg).unwrap();
             let loop_thread = apply.then(|| {
                 let rx = rx.clone();
-                thread::spawn(move || apply_loop(rx, view))
+                let doorbell = http.doorbell();
+                thread::spawn(move || apply_loop(rx, view, &doorbell))
             });
-            let http = start("127.0.0.1:0".parse().unwrap(), handle, cfg).unwrap();
             let client = Client::new(&format!("http://{}", http.local_addr()));
             let fixture = Fixture {
                 http: Some(http),
@@ -748,6 +757,11 @@ mod tests {
 
         fn addr(&self) -> SocketAddr {
             self.http.as_ref().unwrap().local_addr()
+        }
+
+        /// What the loop rings after answering writes.
+        fn doorbell(&self) -> Arc<Waker> {
+            self.http.as_ref().unwrap().doorbell()
         }
     }
 
@@ -764,8 +778,8 @@ mod tests {
     }
 
     /// The test's event loop: applies each write to its tree, publishes the new view,
-    /// then answers, as the real loop does.
-    fn apply_loop(rx: Receiver<LoopMsg>, view: Arc<RwLock<Arc<View>>>) {
+    /// then answers and rings the doorbell, as the real loop does.
+    fn apply_loop(rx: Receiver<LoopMsg>, view: Arc<RwLock<Arc<View>>>, doorbell: &Waker) {
         let mut tree = ZTree::default();
         let mut counter = 0;
         while let Ok(LoopMsg::Write { op, reply }) = rx.recv() {
@@ -781,7 +795,8 @@ mod tests {
             next.tree = tree.clone();
             next.status.last_applied = txn.zxid;
             *view.write().unwrap() = Arc::new(next);
-            let _ = reply.send((txn.zxid, result));
+            reply.send((txn.zxid, result));
+            doorbell.wake().unwrap();
         }
     }
 
@@ -983,10 +998,12 @@ mod tests {
             WriteError::Busy,
             WriteError::Uncertain,
         ];
+        let doorbell = f.doorbell();
         let responder = thread::spawn(move || {
             for answer in answers {
                 if let Ok(LoopMsg::Write { reply, .. }) = rx.recv() {
-                    let _ = reply.send((Zxid::ZERO, Err(answer)));
+                    reply.send((Zxid::ZERO, Err(answer)));
+                    doorbell.wake().unwrap();
                 }
             }
         });
@@ -994,6 +1011,58 @@ mod tests {
             assert_eq!(code(f.client.set("/a", b"", None)), (503, want.into()));
         }
         responder.join().unwrap();
+    }
+
+    #[test]
+    fn writes_in_flight_do_not_hold_the_workers() {
+        // One worker, four writers: the loop sees all four writes before it answers any,
+        // so a write in flight does not hold its worker (and the leader gets a batch).
+        let cfg = HttpConfig {
+            threads: 1,
+            ..HttpConfig::default()
+        };
+        let (f, rx) = Fixture::start(16, cfg, false);
+        let writers: Vec<_> = (0..4)
+            .map(|i| {
+                let client = Client::new(&format!("http://{}", f.addr()));
+                thread::spawn(move || client.create(&format!("/w{i}"), b"x"))
+            })
+            .collect();
+        let mut held = Vec::new();
+        while held.len() < 4 {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(LoopMsg::Write { op, reply }) => held.push((op, reply)),
+                Ok(_) => {}
+                Err(e) => panic!("only {} of 4 writes reached the loop: {e}", held.len()),
+            }
+        }
+        let doorbell = f.doorbell();
+        for (n, (op, reply)) in (1u32..).zip(held) {
+            let path = op.path().unwrap().to_string();
+            let stat = crate::ztree::Stat::default();
+            reply.send((Zxid::new(2, n), Ok(OpOk::Created { path, stat })));
+        }
+        doorbell.wake().unwrap();
+        let mut created: Vec<String> = writers
+            .into_iter()
+            .map(|w| w.join().unwrap().expect("created").path)
+            .collect();
+        created.sort();
+        assert_eq!(created, ["/w0", "/w1", "/w2", "/w3"]);
+    }
+
+    #[test]
+    fn a_write_the_loop_drops_unanswered_is_uncertain() {
+        let (f, rx) = Fixture::start(4, HttpConfig::default(), false);
+        let doorbell = f.doorbell();
+        let dropper = thread::spawn(move || {
+            if let Ok(LoopMsg::Write { reply, .. }) = rx.recv() {
+                drop(reply);
+                doorbell.wake().unwrap();
+            }
+        });
+        assert_eq!(code(f.client.create("/a", b"")), (503, "uncertain".into()));
+        dropper.join().unwrap();
     }
 
     /// Reads one whole answer (head, then a `Content-Length` body) from `s`.

@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::conn::{Conn, READ_CHUNK};
 use super::peers::{Dialer, BACKOFF_MIN_MS, HANDSHAKE_TIMEOUT_MS};
 use super::{Machine, PendingWrite};
-use crate::channels::{Applied, LoopMsg, Metrics, View, WriteReply};
+use crate::channels::{Applied, LoopMsg, Metrics, ReplyTo, View, WriteReply};
 use crate::config::Config;
 use crate::histogram::{Histogram, LATENCY_SECONDS};
 use crate::store::{self, StoreCmd, StoreEvent};
@@ -306,7 +306,7 @@ impl<M: Machine> EventLoop<M> {
         }
         self.publish();
         for (req, reply) in self.answers.drain(..) {
-            let _ = req.reply.send(reply);
+            req.reply.send(reply);
         }
         true
     }
@@ -473,7 +473,7 @@ impl<M: Machine> EventLoop<M> {
                 LoopMsg::Touch { session } => self.feed(Input::Touch { session })?,
                 LoopMsg::Sync { reply } => {
                     let req = PendingWrite {
-                        reply,
+                        reply: ReplyTo::Wait(reply),
                         started: Instant::now(),
                         op: "sync",
                     };

@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use zooweeper::os::{own_cpu_s, servers_cpu_s, us_per};
+
 const USAGE: &str = "\
 zw-bench: measure a real ZooWeeper ensemble on this machine
 
@@ -266,6 +268,8 @@ fn mntr(addr: SocketAddr, key: &str) -> Option<String> {
 fn load(servers: usize, clients: usize, seconds: u64) -> Result<(), Box<dyn Error>> {
     let ens = Ensemble::start(servers)?;
     let (leader, before) = leader_status(&ens).ok_or("no leader")?;
+    let pids: Vec<u32> = ens.children.iter().map(Child::id).collect();
+    let (cpu0, srv0) = (own_cpu_s(), servers_cpu_s(&pids));
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut workers = Vec::new();
     for c in 0..clients {
@@ -297,16 +301,18 @@ fn load(servers: usize, clients: usize, seconds: u64) -> Result<(), Box<dyn Erro
         ms.extend(m);
         failed += f;
     }
+    let client_us = us_per(Some(own_cpu_s() - cpu0), ms.len());
+    let server_us = us_per(servers_cpu_s(&pids).zip(srv0).map(|(a, b)| a - b), ms.len());
     let (leader_after, after) = leader_status(&ens).ok_or("no leader after the load")?;
     let per_fsync = mntr(ens.peer[leader], "zw_fsync_txns_per_batch").unwrap_or_default();
     ms.sort_by(|a, b| a.total_cmp(b));
     if ms.is_empty() {
         return Err("no write succeeded".into());
     }
-    println!("| servers | clients | s | writes ok | failed | writes/s | p50 ms | p99 ms | leader txns/fsync | leader/epoch changed |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| servers | clients | s | writes ok | failed | writes/s | p50 ms | p99 ms | leader txns/fsync | client CPU us/write | servers' CPU us/write | leader/epoch changed |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {servers} | {clients} | {seconds} | {} | {failed} | {:.0} | {:.3} | {:.3} | {per_fsync} | {} |",
+        "| {servers} | {clients} | {seconds} | {} | {failed} | {:.0} | {:.3} | {:.3} | {per_fsync} | {client_us} | {server_us} | {} |",
         ms.len(),
         ms.len() as f64 / seconds as f64,
         percentile(&ms, 0.5),
