@@ -9,6 +9,7 @@
 //! It starts its own servers (the `zooweeper` binary beside it) on a private loopback
 //! address with temporary data dirs, and stops them (by pid) when it is done.
 
+mod http1;
 mod plot;
 
 use std::error::Error;
@@ -18,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zooweeper::os::{own_cpu_s, servers_cpu_s, us_per};
+
+use http1::Http1;
 
 const USAGE: &str = "\
 zw-bench: measure a real ZooWeeper ensemble on this machine
@@ -277,17 +280,14 @@ fn load(servers: usize, clients: usize, seconds: u64) -> Result<(), Box<dyn Erro
         workers.push(std::thread::spawn(move || {
             // One keep-alive connection per server for this client, as a real client
             // keeps its session's connection.
-            let agent = keep_alive_agent();
+            let mut conns: Vec<Http1> = http.iter().map(|&a| Http1::new(a)).collect();
             let (mut ms, mut failed) = (Vec::new(), 0u64);
             let mut k = 0usize;
+            let n = conns.len();
             while Instant::now() < until {
                 let t = Instant::now();
-                match create(
-                    &agent,
-                    http[(c + k) % http.len()],
-                    &format!("/load-{c}-{k}"),
-                ) {
-                    Ok(()) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
+                match conns[(c + k) % n].post_ok(&format!("/znodes/load-{c}-{k}"), b"x") {
+                    Ok(_) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
                     Err(_) => failed += 1,
                 }
                 k += 1;
@@ -329,13 +329,12 @@ fn preload(ens: &Ensemble, prefix: &str, count: usize, size: usize) -> Result<()
         .map(|c| {
             let (http, prefix) = (ens.http.clone(), prefix.to_string());
             std::thread::spawn(move || -> Result<(), String> {
-                let agent = keep_alive_agent();
+                let mut conns: Vec<Http1> = http.iter().map(|&a| Http1::new(a)).collect();
                 let body = vec![b'x'; size];
+                let n = conns.len();
                 for k in (c..count).step_by(8) {
-                    let url = format!("http://{}/znodes/{prefix}-{k}", http[k % http.len()]);
-                    agent
-                        .post(&url)
-                        .send_bytes(&body)
+                    conns[k % n]
+                        .post_ok(&format!("/znodes/{prefix}-{k}"), &body)
                         .map_err(|e| format!("create {prefix}-{k}: {e}"))?;
                 }
                 Ok(())
@@ -361,22 +360,18 @@ fn reads(servers: usize, clients: usize, seconds: u64, sync: bool) -> Result<(),
         .map(|c| {
             let addr = ens.http[c % ens.http.len()];
             std::thread::spawn(move || {
-                let agent = keep_alive_agent();
+                let mut conn = Http1::new(addr);
                 let (mut ms, mut failed) = (Vec::new(), 0u64);
                 // A multiplicative step through the znodes: every client reads all of them,
                 // each from a different starting point.
                 let mut k = c * 7919;
                 while Instant::now() < until {
                     k = (k + 7919) % ZNODES;
-                    let url = format!("http://{addr}/znodes/read-{k}{query}");
+                    let target = format!("/znodes/read-{k}{query}");
                     let t = Instant::now();
-                    let body = match agent.get(&url).call() {
-                        Ok(r) => r.into_string().ok(),
-                        Err(_) => None,
-                    };
-                    match body {
-                        Some(_) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
-                        None => failed += 1,
+                    match conn.request("GET", &target, b"") {
+                        Ok(a) if a.status == 200 => ms.push(t.elapsed().as_secs_f64() * 1000.0),
+                        _ => failed += 1,
                     }
                 }
                 (ms, failed)
@@ -416,12 +411,11 @@ fn recovery(servers: usize, txns: usize) -> Result<(), Box<dyn Error>> {
         .map(|c| {
             let http = ens.http.clone();
             std::thread::spawn(move || -> Result<(), String> {
-                let agent = keep_alive_agent();
+                let mut conns: Vec<Http1> = http.iter().map(|&a| Http1::new(a)).collect();
+                let n = conns.len();
                 for k in (c * per)..((c + 1) * per).min(txns) {
-                    let url = format!("http://{}/znodes/r-{k}", http[k % http.len()]);
-                    agent
-                        .post(&url)
-                        .send_bytes(b"x")
+                    conns[k % n]
+                        .post_ok(&format!("/znodes/r-{k}"), b"x")
                         .map_err(|e| format!("create r-{k}: {e}"))?;
                 }
                 Ok(())
@@ -493,12 +487,6 @@ fn keep_alive_agent() -> ureq::Agent {
         .build()
 }
 
-fn create(agent: &ureq::Agent, addr: SocketAddr, path: &str) -> Result<(), Box<dyn Error>> {
-    let url = format!("http://{addr}/znodes{path}");
-    agent.post(&url).send_bytes(b"x")?;
-    Ok(())
-}
-
 fn post_metadata(agent: &ureq::Agent, addr: SocketAddr, k: usize) -> Result<(), Box<dyn Error>> {
     let url = format!("http://{addr}/metadata");
     let body = serde_json::json!({
@@ -523,13 +511,12 @@ fn latency(servers: usize, writes: usize, target: &str) -> Result<(), Box<dyn Er
     let ens = Ensemble::start(servers)?;
     let mut ms = Vec::with_capacity(writes);
     let fixed = ens.pick(target, 0);
-    let agent = keep_alive_agent();
+    let mut conns: Vec<Http1> = ens.http.iter().map(|&a| Http1::new(a)).collect();
     let start = Instant::now();
     for k in 0..writes {
         let i = if target == "random" { k } else { fixed };
-        let addr = ens.http[i % servers];
         let t = Instant::now();
-        create(&agent, addr, &format!("/bench-{k}"))?;
+        conns[i % servers].post_ok(&format!("/znodes/bench-{k}"), b"x")?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let total = start.elapsed().as_secs_f64();
