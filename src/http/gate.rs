@@ -280,11 +280,16 @@ struct Loop {
 
 impl Loop {
     fn run(mut self) {
+        IN_GATE.with(|g| g.set(true));
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self
-                .next_wake()
-                .map(|t| t.saturating_duration_since(Instant::now()) + Duration::from_millis(1));
+            // Answers this thread gave itself (see IN_GATE) are taken without sleeping.
+            let timeout = if self.rx.is_empty() {
+                self.next_wake()
+                    .map(|t| t.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("the HTTP gate cannot poll: {e}");
@@ -840,13 +845,19 @@ impl Write for ReplyWriter {
     }
 }
 
+thread_local! {
+    /// Set in the gate thread: answers it writes itself (writes in flight, refusals)
+    /// are picked up later in the same turn, so it need not wake itself.
+    static IN_GATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Drop for ReplyWriter {
     fn drop(&mut self) {
         let msg = GateMsg::Reply {
             conn: self.conn,
             bytes: std::mem::take(&mut self.bytes),
         };
-        if self.to.send(msg).is_ok() {
+        if self.to.send(msg).is_ok() && !IN_GATE.with(std::cell::Cell::get) {
             let _ = self.waker.wake();
         }
     }
