@@ -41,7 +41,7 @@ use tiny_http::{Header, Request};
 
 use super::api::ApiError;
 use super::pending::PendingWrites;
-use super::server::{send, Answer};
+use super::server::{send, Answer, Service};
 use crate::config::ConnLimits;
 
 mod parse;
@@ -80,14 +80,16 @@ enum GateMsg {
 pub(super) struct Gate {
     tx: Sender<GateMsg>,
     waker: Arc<Waker>,
-    pending: Arc<PendingWrites>,
+    service: Arc<Service>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Gate {
     /// Starts serving `listener`: complete requests go to `requests`, bodies are capped
     /// at `max_body_bytes`, connections at `limits`; writes the workers leave in flight
-    /// ([`Gate::pending`]) are answered 504 after `write_timeout`.
+    /// (through the service) are answered 504 after `write_timeout`. `service` makes what
+    /// answers requests (given the writes in flight): the gate answers requests that
+    /// never wait itself, and gives the rest to the workers.
     ///
     /// # Errors
     /// The listener cannot be made non-blocking or registered, or the thread not spawned.
@@ -97,6 +99,7 @@ impl Gate {
         max_body_bytes: usize,
         requests: Sender<Request>,
         write_timeout: Duration,
+        service: impl FnOnce(Arc<PendingWrites>) -> Arc<Service>,
     ) -> io::Result<Gate> {
         listener.set_nonblocking(true)?;
         // A deeper accept queue than the standard library's, for bursts of connections
@@ -113,10 +116,12 @@ impl Gate {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
         let pending = Arc::new(PendingWrites::new(write_timeout, waker.clone()));
+        let service = service(pending.clone());
         let limits = fit_to_open_files(limits);
         let ctx = Ctx {
             limits,
             max_body_bytes,
+            service: service.clone(),
             requests,
             replies: tx.clone(),
             waker: waker.clone(),
@@ -126,7 +131,7 @@ impl Gate {
             poll,
             listener: Some(listener),
             rx,
-            pending: pending.clone(),
+            pending,
             ctx,
             conns: HashMap::new(),
             per_ip: HashMap::new(),
@@ -142,14 +147,14 @@ impl Gate {
         Ok(Gate {
             tx,
             waker,
-            pending,
+            service,
             thread: Some(thread),
         })
     }
 
-    /// Where workers leave the writes they submitted, for this thread to answer.
-    pub(super) fn pending(&self) -> Arc<PendingWrites> {
-        self.pending.clone()
+    /// What answers requests, for the workers.
+    pub(super) fn service(&self) -> Arc<Service> {
+        self.service.clone()
     }
 
     /// The waker the event loop rings after each turn that answered writes.
@@ -221,6 +226,8 @@ fn fit_to_open_files(mut limits: ConnLimits) -> ConnLimits {
 struct Ctx {
     limits: ConnLimits,
     max_body_bytes: usize,
+    /// Answers requests that never wait, in this thread.
+    service: Arc<Service>,
     requests: Sender<Request>,
     replies: Sender<GateMsg>,
     waker: Arc<Waker>,
@@ -788,6 +795,7 @@ impl Conn {
             to: ctx.replies.clone(),
             waker: ctx.waker.clone(),
         };
+        let here = Service::never_waits(&head.method);
         let request = match Request::from_parts(
             head.method,
             head.target,
@@ -811,6 +819,12 @@ impl Conn {
         if ctx.stopping {
             let e = ApiError::new(503, "shutting_down", "the server is shutting down");
             send(request, Answer::error(&e));
+            return Step::Progress;
+        }
+        if here {
+            // A write is only submitted here: the loop's answer comes back through
+            // `pending` and a later turn of this thread.
+            ctx.service.answer(request);
             return Step::Progress;
         }
         match ctx.requests.try_send(request) {

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use tiny_http::{Header, Request, Response};
+use tiny_http::{Header, Method, Request, Response};
 
 use super::api::{
     session_str, ApiError, MultiJson, OpResultJson, ProcessWrittenJson, SessionJson, WrittenJson,
@@ -108,23 +108,29 @@ pub fn start(addr: SocketAddr, handle: Handle, cfg: HttpConfig) -> io::Result<Ht
     let (queue, requests) = crossbeam_channel::bounded(MAX_QUEUED_REQUESTS);
     let stop = Arc::new(AtomicBool::new(false));
     let notifier = Arc::new(Notifier::start(handle.clone(), cfg.limits.max_watches)?);
+    let service = |pending| {
+        Arc::new(Service {
+            handle: handle.clone(),
+            cfg: cfg.clone(),
+            port: addr.port(),
+            notifier: notifier.clone(),
+            pending,
+        })
+    };
     let gate = Gate::start(
         listener,
         cfg.conns,
         cfg.max_body_bytes,
         queue,
         cfg.write_timeout,
+        service,
     )?;
     let mut workers = Vec::new();
     for i in 0..cfg.threads.max(1) {
         let worker = Worker {
             requests: requests.clone(),
             stop: stop.clone(),
-            handle: handle.clone(),
-            cfg: cfg.clone(),
-            port: addr.port(),
-            notifier: notifier.clone(),
-            pending: gate.pending(),
+            service: gate.service(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("http-{i}"))
@@ -208,6 +214,24 @@ impl Answer {
 struct Worker {
     requests: Receiver<Request>,
     stop: Arc<AtomicBool>,
+    service: Arc<Service>,
+}
+
+impl Worker {
+    fn run(self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            match self.requests.recv_timeout(IDLE_POLL) {
+                Ok(request) => self.service.answer(request),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+/// What answers requests: the workers, and the gate thread itself for every request
+/// that never waits (see [`Service::never_waits`]).
+pub(super) struct Service {
     handle: Handle,
     cfg: HttpConfig,
     port: u16,
@@ -215,18 +239,16 @@ struct Worker {
     pending: Arc<PendingWrites>,
 }
 
-impl Worker {
-    fn run(self) {
-        while !self.stop.load(Ordering::SeqCst) {
-            match self.requests.recv_timeout(IDLE_POLL) {
-                Ok(request) => self.answer(request),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
+impl Service {
+    /// Whether a request with this method is answered without waiting: everything but
+    /// GET and HEAD (reads may wait for a sync or this server to catch up, watches park).
+    /// Writes are submitted and left in flight; heartbeats and errors are immediate.
+    pub(super) fn never_waits(method: &Method) -> bool {
+        !matches!(method, Method::Get | Method::Head)
     }
 
-    fn answer(&self, mut request: Request) {
+    /// Answers `request` (or submits it, or parks it), catching a panic as a 500.
+    pub(super) fn answer(&self, mut request: Request) {
         let served =
             catch_unwind(AssertUnwindSafe(|| self.serve(&mut request))).unwrap_or_else(|_| {
                 log::error!(
@@ -1014,9 +1036,9 @@ mod tests {
     }
 
     #[test]
-    fn writes_in_flight_do_not_hold_the_workers() {
+    fn writes_in_flight_do_not_wait_for_each_other() {
         // One worker, four writers: the loop sees all four writes before it answers any,
-        // so a write in flight does not hold its worker (and the leader gets a batch).
+        // so a write in flight holds no thread (and the leader gets a batch).
         let cfg = HttpConfig {
             threads: 1,
             ..HttpConfig::default()
