@@ -49,7 +49,13 @@ c1=$run/consumer-$((CONSUMER_START_PORT + 1)).timeline
 lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 now() { date +%s.%N; }
 
-printf '%-6s %-8s %-14s %-16s %-14s\n' round goals producer_s all_consumers_s per_goal_ms
+# The original's published seconds for 100 requests, by ensemble size.
+case $servers in
+    3) original=21.3898 ;; 5) original=22.5576 ;; 7) original=23.1910 ;; 9) original=24.3430 ;;
+    *) original= ;;
+esac
+echo "| servers | round | goals | acknowledged s | on both consumers s | per goal ms |"
+echo "|---|---|---|---|---|---|"
 acked=() delivered=()
 for r in $(seq 1 "$rounds"); do
     want=$((r * goals))
@@ -68,12 +74,15 @@ for r in $(seq 1 "$rounds"); do
     a=$(awk -v x="$t1" -v y="$t0" 'BEGIN {print x - y}')
     d=$(awk -v x="$t2" -v y="$t0" 'BEGIN {print x - y}')
     acked+=("$a") delivered+=("$d")
-    printf '%-6s %-8s %-14.3f %-16.3f %-14.2f\n' "$r" "$goals" "$a" "$d" "$(awk -v d="$d" -v g="$goals" 'BEGIN {print d * 1000 / g}')"
+    printf '| %s | %s | %s | %.3f | %.3f | %.2f |\n' "$servers" "$r" "$goals" "$a" "$d" \
+        "$(awk -v d="$d" -v g="$goals" 'BEGIN {print d * 1000 / g}')"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ma=$(median "${acked[@]}") md=$(median "${delivered[@]}")
+printf '| %s | median | %s | %.3f | %.3f | %.2f |\n' "$servers" "$goals" "$ma" "$md" \
+    "$(awk -v d="$md" -v g="$goals" 'BEGIN {print d * 1000 / g}')"
 echo
-printf 'median of %s rounds, %s servers: %s goals acknowledged in %.3f s, on both consumers in %.3f s\n' \
-    "$rounds" "$servers" "$goals" "$ma" "$md"
-printf "the original's published figure for 100 requests on 3 servers: 21.3898 s (ratio %.0fx)\n" \
-    "$(awk -v m="$md" -v g="$goals" 'BEGIN {print 21.3898 / (m * 100 / g)}')"
+if [[ -n $original ]]; then
+    printf "the original's published figure for 100 requests on %s servers: %s s (%.0fx the median here, per goal)\n" \
+        "$servers" "$original" "$(awk -v o="$original" -v m="$md" -v g="$goals" 'BEGIN {print o / (m * 100 / g)}')"
+fi

@@ -14,7 +14,7 @@ usage: bench/run.sh [--quick]
             (full: 3/5/7/9 servers, 10,000 sequential writes, 1/8/64/256 clients,
             SIGKILL failover 20 runs each on 3 and 5 servers, SIGSTOP failover 10 runs
             on 3, 100,000 znodes for memory, and Apache ZooKeeper beside
-            ZooWeeper on 3 and 9 servers; --quick skips that unless ZK_QUICK=1)
+            ZooWeeper on 3/5/7/9 servers; --quick skips that unless ZK_QUICK=1)
 Writes bench/RESULTS.md, bench/results/machine.json and one CSV per table (--quick:
 the same under bench/results/quick/, leaving the full run's record alone).
 USAGE
@@ -31,10 +31,10 @@ done
 
 if [[ $quick == 1 ]]; then
     sizes=3 writes=1000 clients="8 64" seconds=3 fo_runs=3 fo_sizes=3 stop_runs=2 znodes=10000
-    read_clients="8" txns=20000
+    read_clients="8" txns=20000 curl_goals=20 curl_rounds=1
 else
     sizes=3,5,7,9 writes=10000 clients="1 8 64 256" seconds=8 fo_runs=20 fo_sizes=3,5 stop_runs=10 znodes=100000
-    read_clients="1 8 64" txns=1000000
+    read_clients="1 8 64" txns=1000000 curl_goals=100 curl_rounds=3
 fi
 
 echo "== building (release)" >&2
@@ -69,12 +69,22 @@ section() {
 echo "== machine" >&2
 $bench machine --dir "${TMPDIR:-/tmp}" >"$out/machine.json"
 
-section seed_table "The original's table, straight to ZooWeeper (POST /metadata)" \
+section seed_table "The original's table, straight to ZooWeeper (POST /metadata), spread over the servers" \
     $bench seed-table --sizes "$sizes"
 section goals_follower "The original's table through the whole goal path, via a follower" \
     $bench goals --sizes "$sizes" --target follower
 section goals_leader "The original's table through the whole goal path, via the leader" \
     $bench goals --sizes "$sizes" --target leader
+for target in follower leader; do
+    section "seed_table_$target" "The original's table, straight to ZooWeeper (POST /metadata), via the $target" \
+        $bench seed-table --sizes "$sizes" --target "$target"
+done
+# The original's own method: a curl process per goal (scripts/send_requests.sh) into the
+# brokers, timed until both consumers printed every goal, on bin/deployment.sh's stack.
+for n in ${sizes//,/ }; do
+    section "goals_curl_$n" "The original's method, curl per goal (scripts/send_requests.sh): $n servers" \
+        bench/goals.sh --servers "$n" --goals "$curl_goals" --rounds "$curl_rounds"
+done
 for target in follower leader; do
     section "latency_$target" "Sequential write latency, 3 servers, via the $target" \
         $bench latency --servers 3 --writes "$writes" --target "$target"
@@ -101,7 +111,7 @@ section recovery "Recovery: $txns txns, every server SIGKILLed and restarted" \
 # missing, so the quick run skips it unless ZK_QUICK=1).
 if [[ $quick == 0 || ${ZK_QUICK:-0} == 1 ]]; then
     echo "== Apache ZooKeeper beside ZooWeeper (bench/zookeeper.sh)" >&2
-    if [[ $quick == 1 ]]; then zk_args=(--quick); else zk_args=(--sizes 3,9); fi
+    if [[ $quick == 1 ]]; then zk_args=(--quick); else zk_args=(--sizes "$sizes"); fi
     zk_args+=(--out "$out")
     zk_log=$(mktemp)
     if bench/zookeeper.sh "${zk_args[@]}" >"$zk_log" 2>&1; then

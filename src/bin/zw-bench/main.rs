@@ -27,7 +27,7 @@ zw-bench: measure a real ZooWeeper ensemble on this machine
 
 USAGE:
     zw-bench latency [--servers N] [--writes N] [--target leader|follower|random]
-    zw-bench seed-table [--sizes 3,5,7,9]
+    zw-bench seed-table [--sizes 3,5,7,9] [--target leader|follower]
     zw-bench goals [--sizes 3,5,7,9] [--target leader|follower]
     zw-bench load [--servers N] [--clients N] [--seconds N]
     zw-bench reads [--servers N] [--clients N] [--seconds N] [--sync]
@@ -37,11 +37,12 @@ USAGE:
     zw-bench plot [--results DIR]
 
 latency      N sequential znode creates (each waits for its 201) against a fresh ensemble;
-             prints p50, p90, p99, max and throughput. Default: 3 servers, 1000 writes,
+             prints p50, p90, p99, p99.9, max and throughput. Default: 3 servers, 1000 writes,
              sent to a follower (the path that forwards to the leader).
 seed-table   The original ZooWeeper's table: total time for 1, 10 and 100 sequential
              POST /metadata writes on 3, 5, 7 and 9 servers, beside the original's
-             published seconds and the ratio.
+             published seconds and the ratio; spread over the servers in turn, or all to
+             the --target.
 goals        The same table through the original's whole path: a keep-alive producer
              POSTs goals to 3 mimic-queue brokers' /addScore (in turn), each written
              through ZooWeeper server --target (default follower); the time until every
@@ -521,39 +522,46 @@ fn latency(servers: usize, writes: usize, target: &str) -> Result<(), Box<dyn Er
     }
     let total = start.elapsed().as_secs_f64();
     ms.sort_by(|a, b| a.total_cmp(b));
-    println!("| servers | writes | target | p50 ms | p90 ms | p99 ms | max ms | writes/s |");
+    println!(
+        "| servers | writes | target | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | writes/s |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| {servers} | {writes} | {target} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} |",
+        "| {servers} | {writes} | {target} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} |",
         percentile(&ms, 0.5),
         percentile(&ms, 0.9),
         percentile(&ms, 0.99),
+        percentile(&ms, 0.999),
         ms[ms.len() - 1],
         writes as f64 / total
     );
     Ok(())
 }
 
-fn seed_table(sizes: &[usize]) -> Result<(), Box<dyn Error>> {
-    println!("| servers | requests | original s | ZooWeeper s | speed-up |");
-    println!("|---|---|---|---|---|");
+/// The original's table straight to ZooWeeper: to the servers in turn, or all to
+/// `target` (leader or follower).
+fn seed_table(sizes: &[usize], target: Option<&str>) -> Result<(), Box<dyn Error>> {
+    println!("| servers | to | requests | original s | ZooWeeper s | speed-up |");
+    println!("|---|---|---|---|---|---|");
     for &n in sizes {
         let ens = Ensemble::start(n)?;
         let original = SEED_TABLE.iter().find(|(s, _)| *s == n).map(|(_, t)| *t);
         let agent = keep_alive_agent();
+        let fixed = target.map(|t| ens.pick(t, 0));
+        let to = target.unwrap_or("each in turn");
         for (j, count) in [1usize, 10, 100].into_iter().enumerate() {
             let t = Instant::now();
             for k in 0..count {
-                post_metadata(&agent, ens.http[k % n], k)?;
+                post_metadata(&agent, ens.http[fixed.unwrap_or(k % n)], k)?;
             }
             let ours = t.elapsed().as_secs_f64();
             match original {
                 Some(o) => println!(
-                    "| {n} | {count} | {:.6} | {ours:.6} | {:.0}x |",
+                    "| {n} | {to} | {count} | {:.6} | {ours:.6} | {:.0}x |",
                     o[j],
                     o[j] / ours
                 ),
-                None => println!("| {n} | {count} | - | {ours:.6} | - |"),
+                None => println!("| {n} | {to} | {count} | - | {ours:.6} | - |"),
             }
         }
     }
@@ -808,6 +816,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut parser = lexopt::Parser::from_env();
     let mut mode = None;
     let (mut servers, mut writes, mut target) = (3usize, 1000usize, String::from("follower"));
+    let mut target_given = false;
     let (mut clients, mut seconds) = (32usize, 10u64);
     let mut sizes = vec![3, 5, 7, 9];
     let mut dir = std::env::temp_dir();
@@ -822,7 +831,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
             Long("servers") => servers = parser.value()?.parse()?,
             Long("writes") => writes = parser.value()?.parse()?,
-            Long("target") => target = parser.value()?.string()?,
+            Long("target") => {
+                target = parser.value()?.string()?;
+                target_given = true;
+            }
             Long("clients") => clients = parser.value()?.parse()?,
             Long("dir") => dir = parser.value()?.into(),
             Long("znodes") => znodes = parser.value()?.parse()?,
@@ -848,7 +860,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     match mode.as_deref() {
         Some("latency") if servers > 0 && writes > 0 => latency(servers, writes, &target),
         Some("latency") => Err("--servers and --writes must be at least 1".into()),
-        Some("seed-table") => seed_table(&sizes),
+        Some("seed-table") if target != "random" => {
+            seed_table(&sizes, target_given.then_some(target.as_str()))
+        }
+        Some("seed-table") => Err("seed-table takes --target leader or follower".into()),
         Some("machine") => machine(&dir),
         Some("rss") if servers > 0 && znodes > 0 => rss(servers, znodes),
         Some("rss") => Err("--servers and --znodes must be at least 1".into()),

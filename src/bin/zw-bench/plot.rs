@@ -241,7 +241,8 @@ impl Chart<'_> {
     }
 }
 
-/// The latency CDF from `zookeeper_cdf.csv` (system, servers, quantile, ms).
+/// The latency CDF from `zookeeper_cdf.csv` (system, servers, quantile, ms), for the
+/// smallest and the largest ensemble in it.
 pub fn latency_cdf(dir: &Path) -> Result<String, Box<dyn Error>> {
     let path = dir.join("zookeeper_cdf.csv");
     let (h, rows) = read_csv(&path)?;
@@ -251,8 +252,14 @@ pub fn latency_cdf(dir: &Path) -> Result<String, Box<dyn Error>> {
         column(&h, "quantile", &path)?,
         column(&h, "ms", &path)?,
     );
+    // The smallest and the largest ensemble measured (3 and 9 in a full run).
+    let sizes: Vec<u32> = rows.iter().filter_map(|r| r[n].parse().ok()).collect();
+    let ends = [sizes.iter().min(), sizes.iter().max()];
     let mut series: Vec<Series> = Vec::new();
     for r in &rows {
+        if !ends.contains(&r[n].parse::<u32>().ok().as_ref()) {
+            continue;
+        }
         let key = format!("{} {} servers", r[sys], r[n]);
         let (Ok(q), Ok(ms)) = (r[q].parse::<f64>(), r[ms].parse::<f64>()) else {
             return Err(format!("{}: bad row {r:?}", path.display()).into());
