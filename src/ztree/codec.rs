@@ -44,7 +44,7 @@ use imbl::OrdMap;
 
 use super::acl::{self, AclEntry, Id};
 use super::digest::session_hash;
-use super::path::{name_of, parent_of, validate_path};
+use super::path::{parent_of, validate_path};
 use super::session::NodeKind;
 use super::tree::Node;
 use super::{Stat, ZTree};
@@ -153,9 +153,9 @@ impl ZTree {
                 let acl = decode_acl(&mut r)?;
                 node.acl = acl.and_then(|a| tree.acls.intern(&a));
             }
+            let path: Arc<str> = Arc::from(path);
             tree.link(last.as_deref(), &path)?;
             tree.digest = tree.digest.wrapping_add(node.hash(&path));
-            let path: Arc<str> = Arc::from(path);
             tree.index_add(&path, node.stat.ephemeral_owner);
             tree.nodes.insert(path.clone(), Arc::new(node));
             last = Some(path);
@@ -212,24 +212,22 @@ impl ZTree {
 
     /// Checks that `path` may follow `last` in a snapshot and records it as a child of
     /// its parent (already read, since a parent sorts before its children).
-    fn link(&mut self, last: Option<&str>, path: &str) -> Result<(), DecodeError> {
+    fn link(&mut self, last: Option<&str>, path: &Arc<str>) -> Result<(), DecodeError> {
         let Some(last) = last else {
-            return if path == "/" {
+            return if &**path == "/" {
                 Ok(())
             } else {
                 Err(DecodeError::Malformed)
             };
         };
-        if validate_path(path).is_err() || path <= last {
+        if validate_path(path).is_err() || &**path <= last {
             return Err(DecodeError::Malformed);
         }
         let parent = self
             .nodes
             .get_mut(parent_of(path))
             .ok_or(DecodeError::Malformed)?;
-        Arc::make_mut(parent)
-            .children
-            .insert(Arc::from(name_of(path)));
+        Arc::make_mut(parent).children.insert(path.clone());
         Ok(())
     }
 }

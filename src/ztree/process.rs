@@ -113,9 +113,9 @@ impl ZTree {
         };
         let mut out: Vec<Process> = dir
             .children
-            .iter()
-            .filter_map(|name| {
-                let node = self.nodes.get(join(PROCESSES_PATH, name).as_str())?;
+            .paths()
+            .filter_map(|path| {
+                let node = self.nodes.get(path)?;
                 let record = parse(&node.data)?;
                 Some(Process {
                     sender: record.sender,

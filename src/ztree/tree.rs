@@ -26,7 +26,62 @@ pub(crate) struct Node {
     pub(crate) stat: Stat,
     /// `None`: world:anyone:cdrwa; else a list shared with every znode that has it.
     pub(crate) acl: StoredAcl,
-    pub(crate) children: OrdSet<Arc<str>>,
+    pub(crate) children: Children,
+}
+
+/// The children of one znode, held as their full paths: the very `Arc`s that key them in
+/// the tree, so a child's name costs no allocation of its own. The full paths of one
+/// parent's children share the prefix `parent/`, so they sort as their names do. Most
+/// znodes have no children: the set is boxed so that they pay one pointer, not a set.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub(crate) struct Children(Option<Box<OrdSet<Arc<str>>>>);
+
+impl Children {
+    /// How many children there are.
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+
+    /// True if there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds the child whose full path (the tree's key for it) is `path`.
+    pub(crate) fn insert(&mut self, path: Arc<str>) {
+        self.0.get_or_insert_with(Default::default).insert(path);
+    }
+
+    /// Removes the child at the full path `path`.
+    pub(crate) fn remove(&mut self, path: &str) {
+        if let Some(set) = &mut self.0 {
+            set.remove(path);
+            if set.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// Whether the child at the full path `path` is one of these.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.0.as_ref().is_some_and(|s| s.contains(path))
+    }
+
+    /// The children's full paths, sorted.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().flat_map(|s| s.iter()).map(|p| &**p)
+    }
+
+    /// The children's names (last segments), sorted.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.paths().map(name_of)
+    }
+
+    /// The full path of the first child in order, if any.
+    pub(crate) fn first(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|s| s.get_min()).map(|p| &**p)
+    }
 }
 
 impl Node {
@@ -37,7 +92,7 @@ impl Node {
             data_hash: data_hash(data),
             stat,
             acl: None,
-            children: OrdSet::new(),
+            children: Children::default(),
         }
     }
 
@@ -255,7 +310,7 @@ impl ZTree {
         self.nodes.get(path).map(|n| NodeView {
             data: n.data.to_vec(),
             stat: n.stat.clone(),
-            children: n.children.iter().map(|c| c.to_string()).collect(),
+            children: n.children.names().map(str::to_string).collect(),
             acl: acl::entries(&n.acl),
         })
     }
@@ -284,6 +339,15 @@ impl ZTree {
     /// Whether a znode exists at `path`.
     pub fn exists(&self, path: &str) -> bool {
         self.nodes.contains_key(path)
+    }
+
+    /// `path` as an `Arc`: the tree's own key when a znode exists at `path` (no new
+    /// allocation), else a new one.
+    pub fn shared_path(&self, path: &str) -> Arc<str> {
+        match self.nodes.get_key_value(path) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(path),
+        }
     }
 
     fn create(
@@ -435,9 +499,8 @@ impl ZTree {
         }
         self.digest = self.digest.wrapping_add(hash);
         self.index_add(&key, owner);
-        let name: Arc<str> = Arc::from(name_of(path));
         self.modify(parent_of(path), |p| {
-            p.children.insert(name);
+            p.children.insert(key);
             p.stat.cversion = p.stat.cversion.wrapping_add(1);
             p.stat.pzxid = zxid;
             p.stat.num_children = p.children.len() as u32;
@@ -549,15 +612,14 @@ pub(crate) mod tests {
                 node.children.len(),
                 "{path}"
             );
-            for name in node.children.iter() {
-                assert!(
-                    t.exists(&super::super::path::join(path, name)),
-                    "{path}/{name}"
-                );
+            for (child, name) in node.children.paths().zip(node.children.names()) {
+                assert!(t.exists(child), "{child}");
+                assert_eq!(super::super::path::join(path, name), child);
+                assert_eq!(parent_of(child), path, "{child}");
             }
             if path != "/" {
                 let parent = &t.nodes[parent_of(path)];
-                assert!(parent.children.contains(name_of(path)), "{path}");
+                assert!(parent.children.contains(path), "{path}");
             }
         }
         for (id, timeout) in t.sessions() {
@@ -859,6 +921,42 @@ pub(crate) mod tests {
             create("/p/c", b""),
         ]);
         assert_eq!(t.get("/p").unwrap().children, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn children_sort_by_name_where_full_paths_would_not() {
+        // '-' sorts before '/', so "/p-x" < "/p/a" as keys; names under one parent
+        // still sort as names: "a" < "a-b" < "b".
+        let t = tree_of(vec![
+            create("/p", b""),
+            create("/p/b", b""),
+            create("/p/a-b", b""),
+            create("/p/a", b""),
+            create("/p-x", b""),
+        ]);
+        assert_eq!(t.get("/p").unwrap().children, ["a", "a-b", "b"]);
+        assert_eq!(t.get("/").unwrap().children, ["p", "p-x"]);
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn a_child_is_listed_by_the_key_that_holds_it_and_no_second_copy() {
+        let mut t = tree_of(vec![create("/p", b""), create("/p/a", b"")]);
+        let (key, _) = t.nodes.get_key_value("/p/a").unwrap();
+        let listed = t.nodes["/p"]
+            .children
+            .0
+            .as_ref()
+            .unwrap()
+            .get_min()
+            .unwrap();
+        assert!(Arc::ptr_eq(key, listed));
+        // A node without children holds no set at all, also once its last child is gone.
+        assert!(t.nodes["/p/a"].children.0.is_none());
+        t.apply(&txn(3, delete("/p/a", None))).unwrap();
+        assert!(t.nodes["/p"].children.0.is_none());
+        assert_eq!(t.stat("/p").unwrap().num_children, 0);
+        check_invariants(&t);
     }
 
     #[test]
