@@ -43,7 +43,7 @@ use byteorder::{BigEndian, WriteBytesExt};
 use imbl::OrdMap;
 
 use super::acl::{self, AclEntry, Id};
-use super::digest::session_hash;
+use super::digest::{node_hash, session_hash};
 use super::path::{parent_of, validate_path};
 use super::session::NodeKind;
 use super::tree::Node;
@@ -146,16 +146,22 @@ impl ZTree {
             acls: Default::default(),
         };
         let mut last: Option<Arc<str>> = None;
+        // Each node's numChildren as the snapshot says, in path order, checked below
+        // against the children linked (a node stores no count of its own).
+        let mut num_children = Vec::new();
         for _ in 0..count {
-            let (path, mut node) = decode_node(&mut r)?;
+            let (path, mut node, mut stat) = decode_node(&mut r)?;
             if version >= 3 {
-                node.stat.aversion = r.i32()?;
+                stat.aversion = r.i32()?;
+                node.stat.aversion = stat.aversion;
                 let acl = decode_acl(&mut r)?;
                 node.acl = acl.and_then(|a| tree.acls.intern(&a));
             }
             let path: Arc<str> = Arc::from(path);
             tree.link(last.as_deref(), &path)?;
-            tree.digest = tree.digest.wrapping_add(node.hash(&path));
+            let hash = node_hash(&path, node.data_hash, &stat, acl::slice(&node.acl));
+            tree.digest = tree.digest.wrapping_add(hash);
+            num_children.push(stat.num_children);
             tree.index_add(&path, node.stat.ephemeral_owner);
             tree.nodes.insert(path.clone(), Arc::new(node));
             last = Some(path);
@@ -165,13 +171,12 @@ impl ZTree {
         }
         let stored = r.u64()?;
         r.finish()?;
-        let consistent = tree.nodes.values().all(|n| {
+        let consistent = tree.nodes.values().zip(&num_children).all(|(n, &stated)| {
             let ephemeral = matches!(
                 NodeKind::of(n.stat.ephemeral_owner),
                 NodeKind::Ephemeral { .. }
             );
-            n.stat.num_children as usize == n.children.len()
-                && (n.children.is_empty() || !ephemeral)
+            stated as usize == n.children.len() && (n.children.is_empty() || !ephemeral)
         });
         if !consistent {
             return Err(DecodeError::Malformed);
@@ -236,7 +241,7 @@ impl ZTree {
 fn encode_node(path: &str, node: &Node, out: &mut Vec<u8>) {
     put_str(out, path);
     put_bytes(out, &node.data);
-    encode_stat(&node.stat, out);
+    encode_stat(&node.stat(), out);
     out.write_i32::<BigEndian>(node.stat.aversion).unwrap();
     let acl = acl::slice(&node.acl).unwrap_or_default();
     out.write_u16::<BigEndian>(acl.len() as u16).unwrap();
@@ -284,7 +289,8 @@ fn encode_stat(s: &Stat, out: &mut Vec<u8>) {
     out.write_u32::<BigEndian>(s.num_children).unwrap();
 }
 
-fn decode_node(r: &mut Reader<'_>) -> Result<(String, Node), DecodeError> {
+/// A node's path, the node, and its stat as the snapshot has it (numChildren included).
+fn decode_node(r: &mut Reader<'_>) -> Result<(String, Node, Stat), DecodeError> {
     let path = r.str(MAX_PATH_BYTES)?;
     let data = r.bytes(MAX_DATA_BYTES)?;
     let stat = Stat {
@@ -303,7 +309,7 @@ fn decode_node(r: &mut Reader<'_>) -> Result<(String, Node), DecodeError> {
     if stat.data_length as usize != data.len() {
         return Err(DecodeError::Malformed);
     }
-    Ok((path, Node::new(&data, stat)))
+    Ok((path, Node::new(&data, &stat), stat))
 }
 
 #[cfg(test)]
@@ -403,7 +409,7 @@ mod tests {
         for (path, node) in t.nodes.iter() {
             put_str(&mut out, path);
             put_bytes(&mut out, &node.data);
-            encode_stat(&node.stat, &mut out);
+            encode_stat(&node.stat(), &mut out);
         }
         if version == 2 {
             out.extend_from_slice(&(t.session_count() as u64).to_be_bytes());

@@ -142,9 +142,9 @@ impl ZTree {
         if !self.nodes.contains_key(EVENTS_PATH) {
             // put_process made sure /zooweeper exists and is not ephemeral.
             let stat = new_stat(zxid, time, 0, 0);
-            self.add_node(EVENTS_PATH, Node::new(&[], stat), zxid)?;
+            self.add_node(EVENTS_PATH, Node::new(&[], &stat), zxid)?;
         }
-        let node = Node::new(&data, new_stat(zxid, time, data.len(), 0));
+        let node = Node::new(&data, &new_stat(zxid, time, data.len(), 0));
         self.add_node(&path, node, zxid)?;
         let mut next = EventCounter {
             next: offset + 1,

@@ -97,10 +97,10 @@ impl ZTree {
         for dir in [ZOOWEEPER_PATH, PROCESSES_PATH] {
             if !self.nodes.contains_key(dir) {
                 let stat = new_stat(zxid, time, 0, 0);
-                self.add_node(dir, Node::new(&[], stat), zxid)?;
+                self.add_node(dir, Node::new(&[], &stat), zxid)?;
             }
         }
-        let node = Node::new(&data, new_stat(zxid, time, data.len(), 0));
+        let node = Node::new(&data, &new_stat(zxid, time, data.len(), 0));
         self.add_node(&path, node, zxid)?;
         Ok(OpOk::Process { path, version: 0 })
     }

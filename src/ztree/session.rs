@@ -306,7 +306,6 @@ impl ZTree {
             p.children.remove(path);
             p.stat.cversion = p.stat.cversion.wrapping_add(1);
             p.stat.pzxid = zxid;
-            p.stat.num_children = p.children.len() as u32;
         });
     }
 }
