@@ -551,7 +551,7 @@ impl<R> Core<R> {
 
     /// Keeps the watch history bounded: dropping events moves the floor past them.
     fn record_changes(&mut self, txn: &Txn, result: &ApplyResult) {
-        for e in events_of(txn, result) {
+        for e in events_of(txn, result, &self.tree) {
             self.changes.push_back(e);
         }
         while self.changes.len() > self.cfg.max_watch_events {

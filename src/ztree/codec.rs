@@ -43,8 +43,8 @@ use byteorder::{BigEndian, WriteBytesExt};
 use imbl::OrdMap;
 
 use super::acl::{self, AclEntry, Id};
-use super::digest::session_hash;
-use super::path::{name_of, parent_of, validate_path};
+use super::digest::{node_hash, session_hash};
+use super::path::{parent_of, validate_path};
 use super::session::NodeKind;
 use super::tree::Node;
 use super::{Stat, ZTree};
@@ -146,16 +146,22 @@ impl ZTree {
             acls: Default::default(),
         };
         let mut last: Option<Arc<str>> = None;
+        // Each node's numChildren as the snapshot says, in path order, checked below
+        // against the children linked (a node stores no count of its own).
+        let mut num_children = Vec::new();
         for _ in 0..count {
-            let (path, mut node) = decode_node(&mut r)?;
+            let (path, mut node, mut stat) = decode_node(&mut r)?;
             if version >= 3 {
-                node.stat.aversion = r.i32()?;
+                stat.aversion = r.i32()?;
+                node.stat.aversion = stat.aversion;
                 let acl = decode_acl(&mut r)?;
                 node.acl = acl.and_then(|a| tree.acls.intern(&a));
             }
-            tree.link(last.as_deref(), &path)?;
-            tree.digest = tree.digest.wrapping_add(node.hash(&path));
             let path: Arc<str> = Arc::from(path);
+            tree.link(last.as_deref(), &path)?;
+            let hash = node_hash(&path, node.data_hash, &stat, acl::slice(&node.acl));
+            tree.digest = tree.digest.wrapping_add(hash);
+            num_children.push(stat.num_children);
             tree.index_add(&path, node.stat.ephemeral_owner);
             tree.nodes.insert(path.clone(), Arc::new(node));
             last = Some(path);
@@ -165,13 +171,12 @@ impl ZTree {
         }
         let stored = r.u64()?;
         r.finish()?;
-        let consistent = tree.nodes.values().all(|n| {
+        let consistent = tree.nodes.values().zip(&num_children).all(|(n, &stated)| {
             let ephemeral = matches!(
                 NodeKind::of(n.stat.ephemeral_owner),
                 NodeKind::Ephemeral { .. }
             );
-            n.stat.num_children as usize == n.children.len()
-                && (n.children.is_empty() || !ephemeral)
+            stated as usize == n.children.len() && (n.children.is_empty() || !ephemeral)
         });
         if !consistent {
             return Err(DecodeError::Malformed);
@@ -212,24 +217,22 @@ impl ZTree {
 
     /// Checks that `path` may follow `last` in a snapshot and records it as a child of
     /// its parent (already read, since a parent sorts before its children).
-    fn link(&mut self, last: Option<&str>, path: &str) -> Result<(), DecodeError> {
+    fn link(&mut self, last: Option<&str>, path: &Arc<str>) -> Result<(), DecodeError> {
         let Some(last) = last else {
-            return if path == "/" {
+            return if &**path == "/" {
                 Ok(())
             } else {
                 Err(DecodeError::Malformed)
             };
         };
-        if validate_path(path).is_err() || path <= last {
+        if validate_path(path).is_err() || &**path <= last {
             return Err(DecodeError::Malformed);
         }
         let parent = self
             .nodes
             .get_mut(parent_of(path))
             .ok_or(DecodeError::Malformed)?;
-        Arc::make_mut(parent)
-            .children
-            .insert(Arc::from(name_of(path)));
+        Arc::make_mut(parent).children.insert(path.clone());
         Ok(())
     }
 }
@@ -238,7 +241,7 @@ impl ZTree {
 fn encode_node(path: &str, node: &Node, out: &mut Vec<u8>) {
     put_str(out, path);
     put_bytes(out, &node.data);
-    encode_stat(&node.stat, out);
+    encode_stat(&node.stat(), out);
     out.write_i32::<BigEndian>(node.stat.aversion).unwrap();
     let acl = acl::slice(&node.acl).unwrap_or_default();
     out.write_u16::<BigEndian>(acl.len() as u16).unwrap();
@@ -286,7 +289,8 @@ fn encode_stat(s: &Stat, out: &mut Vec<u8>) {
     out.write_u32::<BigEndian>(s.num_children).unwrap();
 }
 
-fn decode_node(r: &mut Reader<'_>) -> Result<(String, Node), DecodeError> {
+/// A node's path, the node, and its stat as the snapshot has it (numChildren included).
+fn decode_node(r: &mut Reader<'_>) -> Result<(String, Node, Stat), DecodeError> {
     let path = r.str(MAX_PATH_BYTES)?;
     let data = r.bytes(MAX_DATA_BYTES)?;
     let stat = Stat {
@@ -305,7 +309,7 @@ fn decode_node(r: &mut Reader<'_>) -> Result<(String, Node), DecodeError> {
     if stat.data_length as usize != data.len() {
         return Err(DecodeError::Malformed);
     }
-    Ok((path, Node::new(&data, stat)))
+    Ok((path, Node::new(&data, &stat), stat))
 }
 
 #[cfg(test)]
@@ -405,7 +409,7 @@ mod tests {
         for (path, node) in t.nodes.iter() {
             put_str(&mut out, path);
             put_bytes(&mut out, &node.data);
-            encode_stat(&node.stat, &mut out);
+            encode_stat(&node.stat(), &mut out);
         }
         if version == 2 {
             out.extend_from_slice(&(t.session_count() as u64).to_be_bytes());

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::path::join;
+use super::path::{join, name_of};
 use super::process::{ProcessData, EVENTS_PATH};
 use super::tree::{check_data, new_stat, Node};
 use super::{ApplyResult, OpOk, ZError, ZTree};
@@ -142,9 +142,9 @@ impl ZTree {
         if !self.nodes.contains_key(EVENTS_PATH) {
             // put_process made sure /zooweeper exists and is not ephemeral.
             let stat = new_stat(zxid, time, 0, 0);
-            self.add_node(EVENTS_PATH, Node::new(&[], stat), zxid)?;
+            self.add_node(EVENTS_PATH, Node::new(&[], &stat), zxid)?;
         }
-        let node = Node::new(&data, new_stat(zxid, time, data.len(), 0));
+        let node = Node::new(&data, &new_stat(zxid, time, data.len(), 0));
         self.add_node(&path, node, zxid)?;
         let mut next = EventCounter {
             next: offset + 1,
@@ -156,13 +156,12 @@ impl ZTree {
             if dir.children.len() <= retain as usize {
                 break;
             }
-            let Some(first) = dir.children.get_min().cloned() else {
+            let Some(old_path) = dir.children.first().map(str::to_string) else {
                 break;
             };
-            let Some(old) = offset_of(&first) else {
+            let Some(old) = offset_of(name_of(&old_path)) else {
                 break;
             };
-            let old_path = join(EVENTS_PATH, &first);
             if !self.nodes[old_path.as_str()].children.is_empty() {
                 break;
             }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::path::parent_of;
-use super::{ApplyResult, OpOk};
+use super::{ApplyResult, OpOk, ZTree};
 use crate::types::Zxid;
 use crate::wire::{Txn, TxnOp};
 
@@ -46,22 +46,24 @@ pub struct WatchEvent {
 }
 
 /// The events of `txn`, whose outcome was `result`, in the order they happened. A failed
-/// txn changed nothing and has none.
-pub fn events_of(txn: &Txn, result: &ApplyResult) -> Vec<WatchEvent> {
+/// txn changed nothing and has none. `tree` is the tree after `txn`: the path of an event
+/// on a znode that exists there shares the tree's own copy of it (kept watch histories
+/// then cost no second copy of each path).
+pub fn events_of(txn: &Txn, result: &ApplyResult, tree: &ZTree) -> Vec<WatchEvent> {
     let mut out = Vec::new();
     if let Ok(done) = result {
-        collect(txn.zxid, &txn.op, done, &mut out);
+        collect(txn.zxid, &txn.op, done, tree, &mut out);
     }
     out
 }
 
-fn collect(zxid: Zxid, op: &TxnOp, done: &OpOk, out: &mut Vec<WatchEvent>) {
+fn collect(zxid: Zxid, op: &TxnOp, done: &OpOk, tree: &ZTree, out: &mut Vec<WatchEvent>) {
     // What the op did, whoever made it and with whatever ACL.
     let op = op.inner();
     let mut push = |path: &str, kind| {
         out.push(WatchEvent {
             zxid,
-            path: Arc::from(path),
+            path: tree.shared_path(path),
             kind,
         })
     };
@@ -108,7 +110,7 @@ fn collect(zxid: Zxid, op: &TxnOp, done: &OpOk, out: &mut Vec<WatchEvent>) {
         }
         (TxnOp::Multi { ops }, OpOk::Multi(results)) => {
             for (op, done) in ops.iter().zip(results) {
-                collect(zxid, op, done, out);
+                collect(zxid, op, done, tree, out);
             }
         }
         _ => {}
@@ -155,10 +157,34 @@ mod tests {
     fn run(t: &mut ZTree, n: u32, op: TxnOp) -> Vec<(String, EventKind)> {
         let x = txn(n, op);
         let r = t.apply(&x);
-        events_of(&x, &r)
+        events_of(&x, &r, t)
             .into_iter()
             .map(|e| (e.path.to_string(), e.kind))
             .collect()
+    }
+
+    #[test]
+    fn an_event_on_a_live_znode_shares_the_trees_copy_of_its_path() {
+        let mut t = ZTree::new();
+        let x = txn(1, create("/a", b""));
+        let r = t.apply(&x);
+        let events = events_of(&x, &r, &t);
+        let (key, _) = t.nodes.get_key_value("/a").unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(Arc::ptr_eq(&events[0].path, key));
+        assert_eq!(&*events[1].path, "/");
+        // A deleted znode's path is no longer in the tree: the event has its own copy.
+        let x = txn(
+            2,
+            TxnOp::Delete {
+                path: "/a".into(),
+                expected_version: None,
+            },
+        );
+        let r = t.apply(&x);
+        let events = events_of(&x, &r, &t);
+        assert_eq!(&*events[0].path, "/a");
+        assert_eq!(events[0].kind, EventKind::Deleted);
     }
 
     #[test]

@@ -97,10 +97,10 @@ impl ZTree {
         for dir in [ZOOWEEPER_PATH, PROCESSES_PATH] {
             if !self.nodes.contains_key(dir) {
                 let stat = new_stat(zxid, time, 0, 0);
-                self.add_node(dir, Node::new(&[], stat), zxid)?;
+                self.add_node(dir, Node::new(&[], &stat), zxid)?;
             }
         }
-        let node = Node::new(&data, new_stat(zxid, time, data.len(), 0));
+        let node = Node::new(&data, &new_stat(zxid, time, data.len(), 0));
         self.add_node(&path, node, zxid)?;
         Ok(OpOk::Process { path, version: 0 })
     }
@@ -113,9 +113,9 @@ impl ZTree {
         };
         let mut out: Vec<Process> = dir
             .children
-            .iter()
-            .filter_map(|name| {
-                let node = self.nodes.get(join(PROCESSES_PATH, name).as_str())?;
+            .paths()
+            .filter_map(|path| {
+                let node = self.nodes.get(path)?;
                 let record = parse(&node.data)?;
                 Some(Process {
                     sender: record.sender,

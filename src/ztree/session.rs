@@ -12,7 +12,7 @@ use imbl::{OrdMap, OrdSet};
 
 use super::acl::{self, perms};
 use super::digest::session_hash;
-use super::path::{name_of, parent_of, validate_path};
+use super::path::{parent_of, validate_path};
 use super::tree::Who;
 use super::{ApplyResult, OpOk, ZError, ZTree};
 use crate::wire::txn::MAX_TTL_MS;
@@ -303,10 +303,9 @@ impl ZTree {
         self.digest = self.digest.wrapping_sub(old.hash(path));
         self.index_remove(path, old.stat.ephemeral_owner);
         self.modify(parent_of(path), |p| {
-            p.children.remove(name_of(path));
+            p.children.remove(path);
             p.stat.cversion = p.stat.cversion.wrapping_add(1);
             p.stat.pzxid = zxid;
-            p.stat.num_children = p.children.len() as u32;
         });
     }
 }

@@ -23,27 +23,134 @@ pub(crate) type Who<'a> = Option<&'a [Id]>;
 pub(crate) struct Node {
     pub(crate) data: Arc<[u8]>,
     pub(crate) data_hash: u64,
-    pub(crate) stat: Stat,
+    /// The stat but for the two fields [`Node::stat`] derives.
+    pub(crate) stat: NodeStat,
     /// `None`: world:anyone:cdrwa; else a list shared with every znode that has it.
     pub(crate) acl: StoredAcl,
-    pub(crate) children: OrdSet<Arc<str>>,
+    pub(crate) children: Children,
+}
+
+/// The children of one znode, held as their full paths: the very `Arc`s that key them in
+/// the tree, so a child's name costs no allocation of its own. The full paths of one
+/// parent's children share the prefix `parent/`, so they sort as their names do. Most
+/// znodes have no children: the set is boxed so that they pay one pointer, not a set.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub(crate) struct Children(Option<Box<OrdSet<Arc<str>>>>);
+
+impl Children {
+    /// How many children there are.
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+
+    /// True if there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds the child whose full path (the tree's key for it) is `path`.
+    pub(crate) fn insert(&mut self, path: Arc<str>) {
+        self.0.get_or_insert_with(Default::default).insert(path);
+    }
+
+    /// Removes the child at the full path `path`.
+    pub(crate) fn remove(&mut self, path: &str) {
+        if let Some(set) = &mut self.0 {
+            set.remove(path);
+            if set.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// Whether the child at the full path `path` is one of these.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.0.as_ref().is_some_and(|s| s.contains(path))
+    }
+
+    /// The children's full paths, sorted.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().flat_map(|s| s.iter()).map(|p| &**p)
+    }
+
+    /// The children's names (last segments), sorted.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.paths().map(name_of)
+    }
+
+    /// The full path of the first child in order, if any.
+    pub(crate) fn first(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|s| s.get_min()).map(|p| &**p)
+    }
+}
+
+/// A znode's [`Stat`] as stored: without dataLength and numChildren, which are its
+/// data's length and its children's count (64 bytes instead of 72, which keeps a node
+/// in a smaller malloc size class).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub(crate) struct NodeStat {
+    pub(crate) czxid: u64,
+    pub(crate) mzxid: u64,
+    pub(crate) pzxid: u64,
+    pub(crate) ctime: u64,
+    pub(crate) mtime: u64,
+    pub(crate) ephemeral_owner: u64,
+    pub(crate) version: i32,
+    pub(crate) cversion: i32,
+    pub(crate) aversion: i32,
+}
+
+impl From<&Stat> for NodeStat {
+    fn from(s: &Stat) -> NodeStat {
+        NodeStat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            pzxid: s.pzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            ephemeral_owner: s.ephemeral_owner,
+            version: s.version,
+            cversion: s.cversion,
+            aversion: s.aversion,
+        }
+    }
 }
 
 impl Node {
-    /// A childless node holding `data`, open to everyone (world:anyone:cdrwa).
-    pub(crate) fn new(data: &[u8], stat: Stat) -> Node {
+    /// A childless node holding `data`, open to everyone (world:anyone:cdrwa), with
+    /// `stat` but for dataLength and numChildren (always the data's length and 0).
+    pub(crate) fn new(data: &[u8], stat: &Stat) -> Node {
         Node {
             data: Arc::from(data),
             data_hash: data_hash(data),
-            stat,
+            stat: NodeStat::from(stat),
             acl: None,
-            children: OrdSet::new(),
+            children: Children::default(),
+        }
+    }
+
+    /// The full stat: the stored one, with the data's length and the children's count.
+    pub(crate) fn stat(&self) -> Stat {
+        let s = &self.stat;
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            pzxid: s.pzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion,
+            aversion: s.aversion,
+            ephemeral_owner: s.ephemeral_owner,
+            data_length: self.data.len() as u32,
+            num_children: self.children.len() as u32,
         }
     }
 
     /// This node's share of the tree digest when it lives at `path`.
     pub(crate) fn hash(&self, path: &str) -> u64 {
-        node_hash(path, self.data_hash, &self.stat, acl::slice(&self.acl))
+        node_hash(path, self.data_hash, &self.stat(), acl::slice(&self.acl))
     }
 }
 
@@ -99,7 +206,7 @@ pub(crate) struct NewNode<'a> {
     acl: Option<&'a [AclEntry]>,
 }
 
-fn check_version(stat: &Stat, expected: Option<i32>) -> Result<(), ZError> {
+fn check_version(stat: &NodeStat, expected: Option<i32>) -> Result<(), ZError> {
     match expected {
         Some(v) if v != stat.version => Err(ZError::BadVersion),
         _ => Ok(()),
@@ -109,7 +216,7 @@ fn check_version(stat: &Stat, expected: Option<i32>) -> Result<(), ZError> {
 impl ZTree {
     /// A tree holding just the root `/` (empty data, zero stat).
     pub fn new() -> ZTree {
-        let root = Node::new(&[], Stat::default());
+        let root = Node::new(&[], &Stat::default());
         let digest = root.hash("/");
         ZTree {
             nodes: OrdMap::unit(Arc::from("/"), Arc::new(root)),
@@ -254,8 +361,8 @@ impl ZTree {
     pub fn get(&self, path: &str) -> Option<NodeView> {
         self.nodes.get(path).map(|n| NodeView {
             data: n.data.to_vec(),
-            stat: n.stat.clone(),
-            children: n.children.iter().map(|c| c.to_string()).collect(),
+            stat: n.stat(),
+            children: n.children.names().map(str::to_string).collect(),
             acl: acl::entries(&n.acl),
         })
     }
@@ -264,7 +371,7 @@ impl ZTree {
     pub fn acl(&self, path: &str) -> Option<(Vec<AclEntry>, Stat)> {
         self.nodes
             .get(path)
-            .map(|n| (acl::entries(&n.acl), n.stat.clone()))
+            .map(|n| (acl::entries(&n.acl), n.stat()))
     }
 
     /// Whether `ids` may do `perm` (any one of its bits) to the znode at `path`; true
@@ -278,12 +385,21 @@ impl ZTree {
 
     /// The stat of the znode at `path` (cheaper than [`ZTree::get`]).
     pub fn stat(&self, path: &str) -> Option<Stat> {
-        self.nodes.get(path).map(|n| n.stat.clone())
+        self.nodes.get(path).map(|n| n.stat())
     }
 
     /// Whether a znode exists at `path`.
     pub fn exists(&self, path: &str) -> bool {
         self.nodes.contains_key(path)
+    }
+
+    /// `path` as an `Arc`: the tree's own key when a znode exists at `path` (no new
+    /// allocation), else a new one.
+    pub fn shared_path(&self, path: &str) -> Arc<str> {
+        match self.nodes.get_key_value(path) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(path),
+        }
     }
 
     fn create(
@@ -313,8 +429,7 @@ impl ZTree {
             // As ZooKeeper: the counter is how many children the parent has ever had
             // created. cversion counts creates and deletes, so that is
             // (cversion + numChildren) / 2.
-            let created =
-                (i64::from(parent.stat.cversion) + i64::from(parent.stat.num_children)) / 2;
+            let created = (i64::from(parent.stat.cversion) + parent.children.len() as i64) / 2;
             format!("{path}{created:010}")
         } else {
             probe.clone()
@@ -328,7 +443,7 @@ impl ZTree {
             });
         }
         let stat = new_stat(txn.zxid.0, txn.time_ms, data.len(), new.owner);
-        let mut node = Node::new(data, stat.clone());
+        let mut node = Node::new(data, &stat);
         if let Some(acl) = new.acl {
             node.acl = self.acls.intern(acl);
         }
@@ -398,7 +513,7 @@ impl ZTree {
         self.modify(path, |n| {
             n.acl = stored;
             n.stat.aversion = n.stat.aversion.wrapping_add(1);
-            stat = n.stat.clone();
+            stat = n.stat();
         });
         Ok(OpOk::AclSet { stat })
     }
@@ -413,8 +528,7 @@ impl ZTree {
             n.stat.version = n.stat.version.wrapping_add(1);
             n.stat.mzxid = txn.zxid.0;
             n.stat.mtime = txn.time_ms;
-            n.stat.data_length = data.len() as u32;
-            stat = n.stat.clone();
+            stat = n.stat();
         });
         stat
     }
@@ -435,12 +549,10 @@ impl ZTree {
         }
         self.digest = self.digest.wrapping_add(hash);
         self.index_add(&key, owner);
-        let name: Arc<str> = Arc::from(name_of(path));
         self.modify(parent_of(path), |p| {
-            p.children.insert(name);
+            p.children.insert(key);
             p.stat.cversion = p.stat.cversion.wrapping_add(1);
             p.stat.pzxid = zxid;
-            p.stat.num_children = p.children.len() as u32;
         });
         Ok(())
     }
@@ -540,24 +652,18 @@ pub(crate) mod tests {
             digest = digest.wrapping_add(node_hash(
                 path,
                 data_hash(&node.data),
-                &node.stat,
+                &node.stat(),
                 acl::slice(&node.acl),
             ));
-            assert_eq!(node.stat.data_length as usize, node.data.len(), "{path}");
-            assert_eq!(
-                node.stat.num_children as usize,
-                node.children.len(),
-                "{path}"
-            );
-            for name in node.children.iter() {
-                assert!(
-                    t.exists(&super::super::path::join(path, name)),
-                    "{path}/{name}"
-                );
+            assert_eq!(node.data_hash, data_hash(&node.data), "{path}");
+            for (child, name) in node.children.paths().zip(node.children.names()) {
+                assert!(t.exists(child), "{child}");
+                assert_eq!(super::super::path::join(path, name), child);
+                assert_eq!(parent_of(child), path, "{child}");
             }
             if path != "/" {
                 let parent = &t.nodes[parent_of(path)];
-                assert!(parent.children.contains(name_of(path)), "{path}");
+                assert!(parent.children.contains(path), "{path}");
             }
         }
         for (id, timeout) in t.sessions() {
@@ -859,6 +965,54 @@ pub(crate) mod tests {
             create("/p/c", b""),
         ]);
         assert_eq!(t.get("/p").unwrap().children, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn children_sort_by_name_where_full_paths_would_not() {
+        // '-' sorts before '/', so "/p-x" < "/p/a" as keys; names under one parent
+        // still sort as names: "a" < "a-b" < "b".
+        let t = tree_of(vec![
+            create("/p", b""),
+            create("/p/b", b""),
+            create("/p/a-b", b""),
+            create("/p/a", b""),
+            create("/p-x", b""),
+        ]);
+        assert_eq!(t.get("/p").unwrap().children, ["a", "a-b", "b"]);
+        assert_eq!(t.get("/").unwrap().children, ["p", "p-x"]);
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn a_node_fits_the_128_byte_malloc_class_with_its_arc_counts() {
+        // Arc<Node> is two counts (16 bytes) and the node; glibc's chunk for 120 bytes
+        // is 128. Beside it: the data (a shared slice), the ACL and the children.
+        assert!(
+            std::mem::size_of::<Node>() <= 104,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
+        assert_eq!(std::mem::size_of::<Children>(), 8);
+    }
+
+    #[test]
+    fn a_child_is_listed_by_the_key_that_holds_it_and_no_second_copy() {
+        let mut t = tree_of(vec![create("/p", b""), create("/p/a", b"")]);
+        let (key, _) = t.nodes.get_key_value("/p/a").unwrap();
+        let listed = t.nodes["/p"]
+            .children
+            .0
+            .as_ref()
+            .unwrap()
+            .get_min()
+            .unwrap();
+        assert!(Arc::ptr_eq(key, listed));
+        // A node without children holds no set at all, also once its last child is gone.
+        assert!(t.nodes["/p/a"].children.0.is_none());
+        t.apply(&txn(3, delete("/p/a", None))).unwrap();
+        assert!(t.nodes["/p"].children.0.is_none());
+        assert_eq!(t.stat("/p").unwrap().num_children, 0);
+        check_invariants(&t);
     }
 
     #[test]
