@@ -29,7 +29,9 @@ pub fn read_range(
     };
     let mut found_after = false;
     for (_, path) in &segments[start..] {
-        let buf = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let buf = segment::read_written(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .buf;
         let scan = segment::scan(&buf)
             .map_err(|(off, why)| format!("{} at offset {off}: {why}", path.display()))?;
         for rec in &scan.records {
