@@ -204,6 +204,9 @@ fn replay(
             continue;
         }
         if newest {
+            if seg.read_zero_tail {
+                segment::uncache_zero_tail(&path, seg.written_end);
+            }
             let seg = ActiveSegment::reopen(&path, end, hl, opts.segment_bytes, opts.fsync)?;
             out.active = Some(seg);
         }

@@ -256,6 +256,9 @@ pub struct SegmentBytes {
     pub written_end: u64,
     /// The file's length.
     pub file_len: u64,
+    /// Whether zeros had to be read after the written end (the file system reported them
+    /// as data): see [`uncache_zero_tail`].
+    pub read_zero_tail: bool,
 }
 
 /// Bytes read at a time while looking for the last non-zero byte.
@@ -269,8 +272,7 @@ const READ_CHUNK: usize = 1 << 20;
 /// `lseek` `SEEK_DATA`/`SEEK_HOLE` hole, which reads as zeros by definition, as ext4 and
 /// XFS report fallocated blocks nothing was written to), it is skipped unread. Any other
 /// range is read in chunks of [`READ_CHUNK`] and only the chunks up to the last non-zero
-/// byte are kept; chunks found all zero are dropped from the page cache so that the next
-/// start sees them as holes again. Nothing is assumed about where records end: a stray
+/// byte are kept. Nothing is assumed about where records end: a stray
 /// non-zero byte anywhere in the file is found, so a torn tail is still told from a
 /// damaged record followed by valid ones exactly as when the whole file was scanned.
 ///
@@ -281,6 +283,7 @@ pub fn read_written(path: &Path) -> io::Result<SegmentBytes> {
     let file_len = file.metadata()?.len();
     let mut data: Vec<u8> = Vec::new();
     let mut chunk: Vec<u8> = Vec::new();
+    let mut read_end = 0;
     let mut pos = 0;
     while pos < file_len {
         let Some((start, end)) = next_data(&file, pos, file_len)? else {
@@ -291,18 +294,18 @@ pub fn read_written(path: &Path) -> io::Result<SegmentBytes> {
             let n = (end - at).min(READ_CHUNK as u64) as usize;
             chunk.resize(n, 0);
             std::os::unix::fs::FileExt::read_exact_at(&file, &mut chunk, at)?;
-            match written_end(&chunk) {
-                0 => drop_cached(&file, at, n as u64),
-                last => {
-                    data.resize(at as usize, 0);
-                    data.extend_from_slice(&chunk[..last]);
-                }
+            let last = written_end(&chunk);
+            if last > 0 {
+                data.resize(at as usize, 0);
+                data.extend_from_slice(&chunk[..last]);
             }
             at += n as u64;
+            read_end = at;
         }
         pos = end;
     }
     let written = data.len() as u64;
+    let read_zero_tail = read_end > written.next_multiple_of(PAGE_BYTES);
     let reach = written
         .saturating_add((RECORD_HEADER_BYTES + MAX_RECORD_BYTES) as u64)
         .min(file_len);
@@ -313,6 +316,7 @@ pub fn read_written(path: &Path) -> io::Result<SegmentBytes> {
         buf,
         written_end: written,
         file_len,
+        read_zero_tail,
     })
 }
 
@@ -354,27 +358,30 @@ fn next_data(_file: &File, pos: u64, len: u64) -> io::Result<Option<(u64, u64)>>
     Ok(Some((pos, len)))
 }
 
-/// Asks the kernel to drop its cached copy of a range read as zeros: a cached page counts
-/// as data for `SEEK_DATA` even over a fallocated block, so dropping it lets the next
-/// recovery skip the range unread. Only a hint: failure changes nothing.
-#[cfg(target_os = "linux")]
-fn drop_cached(file: &File, offset: u64, len: u64) {
-    use std::os::unix::io::AsRawFd;
-    let advice = libc::POSIX_FADV_DONTNEED;
-    // SAFETY: posix_fadvise on an open fd; it reads only its arguments.
-    let _ = unsafe {
-        libc::posix_fadvise(
-            file.as_raw_fd(),
-            offset as libc::off_t,
-            len as libc::off_t,
-            advice,
-        )
-    };
-}
+/// The page size the cache is dropped in.
+const PAGE_BYTES: u64 = 4096;
 
-/// Without `posix_fadvise`, nothing to drop.
-#[cfg(not(target_os = "linux"))]
-fn drop_cached(_file: &File, _offset: u64, _len: u64) {}
+/// Asks the kernel to drop its cached copy of the zeros after `written_end` of the
+/// segment at `path`, which [`read_written`] had to read (`read_zero_tail`). A cached page
+/// counts as data for `SEEK_DATA` even over a fallocated block nothing was written to, so
+/// this lets the next recovery skip them unread. Only for a segment nothing is appending
+/// to: a page being written is not dropped, but one written back meanwhile would have to
+/// be read in again. A hint: failure changes nothing.
+pub fn uncache_zero_tail(path: &Path, written_end: u64) {
+    #[cfg(target_os = "linux")]
+    if let Ok(file) = File::open(path) {
+        use std::os::unix::io::AsRawFd;
+        let from = written_end.next_multiple_of(PAGE_BYTES) as libc::off_t;
+        // SAFETY: posix_fadvise on an open fd; it reads only its arguments. Length 0
+        // means to the end of the file.
+        let rc =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), from, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            log::debug!("{}: posix_fadvise: error {rc}", path.display());
+        }
+    }
+    let _ = (path, written_end);
+}
 
 /// The segment being appended to.
 pub struct ActiveSegment {
