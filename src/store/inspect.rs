@@ -160,7 +160,7 @@ fn inspect_segment(path: PathBuf, seg: &SegmentBytes, prev: &mut Zxid) -> Segmen
         zxids: None,
         problem: None,
     };
-    let scan = match segment::scan(buf) {
+    let scan = match seg.scan() {
         Ok(s) => s,
         Err((offset, reason)) => {
             info.problem = corrupt(offset, reason);
@@ -217,10 +217,11 @@ pub fn dump(
     let mut n = 0;
     let stdout = Path::new("<output>");
     for (_, path) in list_files(dir, "log")? {
-        let buf = segment::read_written(&path)
-            .map_err(|e| StoreError::io(&path, e))?
-            .buf;
-        let scan = segment::scan(&buf).map_err(|(o, r)| StoreError::corrupt(&path, o, r))?;
+        let seg = segment::read_written(&path).map_err(|e| StoreError::io(&path, e))?;
+        let buf = &seg.buf;
+        let scan = seg
+            .scan()
+            .map_err(|(o, r)| StoreError::corrupt(&path, o, r))?;
         for r in scan.records.iter().filter(|r| r.zxid >= from) {
             if limit.is_some_and(|l| n >= l) {
                 return Ok(n);

@@ -227,7 +227,7 @@ fn scan_segment(
     opts: &StoreOptions,
     name_zxid: Zxid,
 ) -> Result<Option<Scan>, StoreError> {
-    let scan = match segment::scan(&seg.buf) {
+    let scan = match seg.scan() {
         Ok(s) => s,
         Err((offset, reason)) => {
             if newest && seg.written_end <= MAX_HEADER_BYTES {

@@ -96,7 +96,7 @@ pub fn encode_record(txn: &Txn, out: &mut Vec<u8>) {
     BigEndian::write_u32(&mut out[start + 4..start + 8], crc);
 }
 
-/// A record found by [`scan`]: where it is and its zxid.
+/// A record found by [`SegmentBytes::scan`]: where it is and its zxid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordRef {
     /// Offset of the record (its length field) in the file.
@@ -183,15 +183,21 @@ fn find_valid_record(buf: &[u8], from: usize, limit: usize, after: Zxid) -> Opti
     })
 }
 
-/// Reads every record of a segment image `buf`. Records must have strictly increasing
-/// zxids. Decoding the bodies is left to the caller (a body that fails to decode despite
-/// a good checksum is corruption).
+/// Reads every record of a whole segment image `buf` (files are read with
+/// [`read_written`] and scanned with [`SegmentBytes::scan`]).
+#[cfg(test)]
+pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
+    scan_to(buf, written_end(buf))
+}
+
+/// Reads every record of a segment image `buf` whose last non-zero byte is at
+/// `written - 1`. Records must have strictly increasing zxids. Decoding the bodies is left
+/// to the caller (a body that fails to decode despite a good checksum is corruption).
 ///
 /// # Errors
 /// The offset and reason when the header is invalid.
-pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
+fn scan_to(buf: &[u8], written: usize) -> Result<Scan, (u64, String)> {
     let (header, header_len) = SegmentHeader::decode(buf)?;
-    let written = written_end(buf);
     let mut records = Vec::with_capacity(buf.len().min(written) / 64);
     let mut off = header_len;
     let mut last: Option<Zxid> = None;
@@ -249,8 +255,8 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, StoreError> {
 pub struct SegmentBytes {
     /// The file's first bytes: everything up to its last non-zero byte, then zeros as far
     /// as a record that starts before that byte could reach (or to the end of the file).
-    /// Every byte of the file after these is zero, so [`scan`] of them gives exactly what
-    /// it gives for the whole file.
+    /// Every byte of the file after these is zero, so scanning them finds exactly what
+    /// scanning the whole file finds.
     pub buf: Vec<u8>,
     /// One past the file's last non-zero byte (0 if it is all zeros).
     pub written_end: u64,
@@ -259,6 +265,17 @@ pub struct SegmentBytes {
     /// Whether zeros had to be read after the written end (the file system reported them
     /// as data): see [`uncache_zero_tail`].
     pub read_zero_tail: bool,
+}
+
+impl SegmentBytes {
+    /// Every record of the segment and how they end, exactly as a scan of the whole file
+    /// finds them.
+    ///
+    /// # Errors
+    /// The offset and reason when the header is invalid.
+    pub fn scan(&self) -> Result<Scan, (u64, String)> {
+        scan_to(&self.buf, self.written_end as usize)
+    }
 }
 
 /// Bytes read at a time while looking for the last non-zero byte.
@@ -676,7 +693,12 @@ mod tests {
             assert_eq!(read.file_len, len);
             assert_eq!(read.written_end, written_end(&whole) as u64);
             assert_eq!(&read.buf[..], &whole[..read.buf.len()]);
-            let (a, b) = (scan(&whole).unwrap(), scan(&read.buf).unwrap());
+            let (a, b) = (scan(&whole).unwrap(), read.scan().unwrap());
+            let c = scan(&read.buf).unwrap();
+            assert_eq!(
+                (&b.records, &b.end, b.written_end),
+                (&c.records, &c.end, c.written_end)
+            );
             assert_eq!(a.records, b.records, "fallocated {fallocated}");
             assert_eq!(a.end, b.end, "fallocated {fallocated}");
             assert_eq!(a.written_end, b.written_end, "fallocated {fallocated}");
@@ -798,7 +820,7 @@ mod tests {
             assert_eq!((read.written_end, read.file_len), (0, len));
             assert!(read.buf.iter().all(|&b| b == 0));
             assert_eq!(
-                scan(&read.buf).is_err(),
+                read.scan().is_err(),
                 scan(&std::fs::read(&path).unwrap()).is_err()
             );
         }

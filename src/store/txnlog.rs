@@ -190,7 +190,9 @@ impl TxnLog {
     /// Zeroes the records of `path` after `after` and makes it the active segment.
     fn cut_segment_after(&mut self, path: &Path, after: Zxid) -> Result<(), StoreError> {
         let seg = segment::read_written(path).map_err(|e| StoreError::io(path, e))?;
-        let scan = segment::scan(&seg.buf).map_err(|(o, r)| StoreError::corrupt(path, o, r))?;
+        let scan = seg
+            .scan()
+            .map_err(|(o, r)| StoreError::corrupt(path, o, r))?;
         if let ScanEnd::Corrupt { offset, reason } = &scan.end {
             return Err(StoreError::corrupt(path, *offset, reason.clone()));
         }
