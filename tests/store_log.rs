@@ -184,6 +184,50 @@ fn a_flipped_byte_in_a_middle_record_is_refused_with_its_file_and_offset() {
     assert_eq!(std::fs::read(&seg).unwrap(), bytes);
 }
 
+/// Recovery reads a young preallocated segment only as far as something was written to
+/// it; a record zeroed in place with a valid later record megabytes into the zero tail is
+/// still found, and refused as corruption rather than cut as a torn tail.
+#[test]
+fn a_zeroed_record_with_a_valid_one_megabytes_later_is_refused_not_cut() {
+    use std::os::unix::fs::FileExt;
+    const SEGMENT: u64 = 16 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let txns: Vec<Txn> = (1..=4).map(|i| txn(1, i, 30)).collect();
+    write_log(dir.path(), &txns, SEGMENT);
+    let seg = segments(dir.path())[0].clone();
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), SEGMENT);
+    let (third, end) = (record_offset(&txns, 2), record_offset(&txns, 4));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut tail = vec![0u8; (end - third) as usize];
+    file.read_exact_at(&mut tail, third).unwrap();
+    let far = 9 << 20;
+    file.write_all_at(&tail, far).unwrap();
+    file.write_all_at(&vec![0u8; tail.len()], third).unwrap();
+    let before = std::fs::read(&seg).unwrap();
+    match store::open(dir.path(), opts(SEGMENT)) {
+        Err(StoreError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            assert_eq!((file, offset), (seg.clone(), third));
+            assert!(reason.contains(&far.to_string()), "{reason}");
+        }
+        Err(e) => panic!("expected Corrupt, got {e}"),
+        Ok((_, rec)) => panic!("recovered {} txns over a damaged record", rec.log.len()),
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), before, "nothing was cut");
+    // Put back as written, the same file recovers every txn.
+    file.write_all_at(&vec![0u8; tail.len()], far).unwrap();
+    file.write_all_at(&tail, third).unwrap();
+    let (_, rec) = store::open(dir.path(), opts(SEGMENT)).unwrap();
+    assert_eq!(rec.log, txns);
+}
+
 #[test]
 fn corruption_in_an_older_segment_is_refused_even_at_its_end() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::segment::{self, ScanEnd};
+use super::segment::{self, ScanEnd, SegmentBytes};
 use super::{epochs, list_files, snapshot, StoreError};
 use crate::wire::Txn;
 use crate::zab::Zxid;
@@ -137,8 +137,8 @@ pub fn inspect(dir: &Path) -> Result<DirInfo, StoreError> {
     let mut segments = Vec::new();
     let mut prev = Zxid::ZERO;
     for (_, path) in list_files(dir, "log")? {
-        let buf = segment::read_file(&path)?;
-        let info = inspect_segment(path, &buf, &mut prev);
+        let seg = segment::read_written(&path).map_err(|e| StoreError::io(&path, e))?;
+        let info = inspect_segment(path, &seg, &mut prev);
         segments.push(info);
     }
     Ok(DirInfo {
@@ -148,10 +148,11 @@ pub fn inspect(dir: &Path) -> Result<DirInfo, StoreError> {
     })
 }
 
-fn inspect_segment(path: PathBuf, buf: &[u8], prev: &mut Zxid) -> SegmentInfo {
+fn inspect_segment(path: PathBuf, seg: &SegmentBytes, prev: &mut Zxid) -> SegmentInfo {
+    let buf = &seg.buf[..];
     let mut info = SegmentInfo {
         path,
-        file_bytes: buf.len() as u64,
+        file_bytes: seg.file_len,
         used_bytes: 0,
         cluster: None,
         generation: None,
@@ -159,7 +160,7 @@ fn inspect_segment(path: PathBuf, buf: &[u8], prev: &mut Zxid) -> SegmentInfo {
         zxids: None,
         problem: None,
     };
-    let scan = match segment::scan(buf) {
+    let scan = match seg.scan() {
         Ok(s) => s,
         Err((offset, reason)) => {
             info.problem = corrupt(offset, reason);
@@ -216,8 +217,11 @@ pub fn dump(
     let mut n = 0;
     let stdout = Path::new("<output>");
     for (_, path) in list_files(dir, "log")? {
-        let buf = segment::read_file(&path)?;
-        let scan = segment::scan(&buf).map_err(|(o, r)| StoreError::corrupt(&path, o, r))?;
+        let seg = segment::read_written(&path).map_err(|e| StoreError::io(&path, e))?;
+        let buf = &seg.buf;
+        let scan = seg
+            .scan()
+            .map_err(|(o, r)| StoreError::corrupt(&path, o, r))?;
         for r in scan.records.iter().filter(|r| r.zxid >= from) {
             if limit.is_some_and(|l| n >= l) {
                 return Ok(n);

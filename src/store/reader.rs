@@ -29,8 +29,10 @@ pub fn read_range(
     };
     let mut found_after = false;
     for (_, path) in &segments[start..] {
-        let buf = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let scan = segment::scan(&buf)
+        let seg = segment::read_written(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let buf = &seg.buf;
+        let scan = seg
+            .scan()
             .map_err(|(off, why)| format!("{} at offset {off}: {why}", path.display()))?;
         for rec in &scan.records {
             if rec.zxid <= after {

@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 
 use super::header;
-use super::segment::{self, ActiveSegment, Scan, ScanEnd};
+use super::segment::{self, ActiveSegment, Scan, ScanEnd, SegmentBytes};
 use super::txnlog::{SegMeta, TxnLog};
 use super::{
     epochs, incarnation, list_files, remove_file, snapshot, sync_dir, Store, StoreError,
@@ -146,8 +146,8 @@ fn replay(
     let count = files.len();
     for (i, (name_zxid, path)) in files.into_iter().enumerate() {
         let newest = i + 1 == count;
-        let buf = segment::read_file(&path)?;
-        let Some(scan) = scan_segment(&path, &buf, newest, opts, name_zxid)? else {
+        let seg = segment::read_written(&path).map_err(|e| StoreError::io(&path, e))?;
+        let Some(scan) = scan_segment(&path, &seg, newest, opts, name_zxid)? else {
             continue;
         };
         if scan.header.generation < generation {
@@ -169,7 +169,14 @@ fn replay(
                 ),
             ));
         }
-        let end = decode_records(&path, &buf, &scan, snapshot_zxid, &mut prev, &mut out.log)?;
+        let end = decode_records(
+            &path,
+            &seg.buf,
+            &scan,
+            snapshot_zxid,
+            &mut prev,
+            &mut out.log,
+        )?;
         let end = match &scan.end {
             ScanEnd::Clean { .. } => end,
             ScanEnd::Torn { offset, reason } if newest => {
@@ -197,6 +204,9 @@ fn replay(
             continue;
         }
         if newest {
+            if seg.read_zero_tail {
+                segment::uncache_zero_tail(&path, seg.written_end);
+            }
             let seg = ActiveSegment::reopen(&path, end, hl, opts.segment_bytes, opts.fsync)?;
             out.active = Some(seg);
         }
@@ -212,19 +222,15 @@ fn replay(
 /// being created (it is then removed).
 fn scan_segment(
     path: &Path,
-    buf: &[u8],
+    seg: &SegmentBytes,
     newest: bool,
     opts: &StoreOptions,
     name_zxid: Zxid,
 ) -> Result<Option<Scan>, StoreError> {
-    let scan = match segment::scan(buf) {
+    let scan = match seg.scan() {
         Ok(s) => s,
         Err((offset, reason)) => {
-            let written = buf
-                .iter()
-                .rposition(|&b| b != 0)
-                .map_or(0, |p| p as u64 + 1);
-            if newest && written <= MAX_HEADER_BYTES {
+            if newest && seg.written_end <= MAX_HEADER_BYTES {
                 log::warn!(
                     "removing {}: its header was torn while it was created ({reason})",
                     path.display()

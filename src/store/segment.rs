@@ -96,7 +96,7 @@ pub fn encode_record(txn: &Txn, out: &mut Vec<u8>) {
     BigEndian::write_u32(&mut out[start + 4..start + 8], crc);
 }
 
-/// A record found by [`scan`]: where it is and its zxid.
+/// A record found by [`SegmentBytes::scan`]: where it is and its zxid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordRef {
     /// Offset of the record (its length field) in the file.
@@ -183,15 +183,21 @@ fn find_valid_record(buf: &[u8], from: usize, limit: usize, after: Zxid) -> Opti
     })
 }
 
-/// Reads every record of a segment image `buf`. Records must have strictly increasing
-/// zxids. Decoding the bodies is left to the caller (a body that fails to decode despite
-/// a good checksum is corruption).
+/// Reads every record of a whole segment image `buf` (files are read with
+/// [`read_written`] and scanned with [`SegmentBytes::scan`]).
+#[cfg(test)]
+pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
+    scan_to(buf, written_end(buf))
+}
+
+/// Reads every record of a segment image `buf` whose last non-zero byte is at
+/// `written - 1`. Records must have strictly increasing zxids. Decoding the bodies is left
+/// to the caller (a body that fails to decode despite a good checksum is corruption).
 ///
 /// # Errors
 /// The offset and reason when the header is invalid.
-pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
+fn scan_to(buf: &[u8], written: usize) -> Result<Scan, (u64, String)> {
     let (header, header_len) = SegmentHeader::decode(buf)?;
-    let written = written_end(buf);
     let mut records = Vec::with_capacity(buf.len().min(written) / 64);
     let mut off = header_len;
     let mut last: Option<Zxid> = None;
@@ -242,6 +248,161 @@ pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
 /// Reads a whole file.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, StoreError> {
     std::fs::read(path).map_err(|e| StoreError::io(path, e))
+}
+
+/// A segment file read without its zero tail (see [`read_written`]).
+#[derive(Debug)]
+pub struct SegmentBytes {
+    /// The file's first bytes: everything up to its last non-zero byte, then zeros as far
+    /// as a record that starts before that byte could reach (or to the end of the file).
+    /// Every byte of the file after these is zero, so scanning them finds exactly what
+    /// scanning the whole file finds.
+    pub buf: Vec<u8>,
+    /// One past the file's last non-zero byte (0 if it is all zeros).
+    pub written_end: u64,
+    /// The file's length.
+    pub file_len: u64,
+    /// Whether zeros had to be read after the written end (the file system reported them
+    /// as data): see [`uncache_zero_tail`].
+    pub read_zero_tail: bool,
+}
+
+impl SegmentBytes {
+    /// Every record of the segment and how they end, exactly as a scan of the whole file
+    /// finds them.
+    ///
+    /// # Errors
+    /// The offset and reason when the header is invalid.
+    pub fn scan(&self) -> Result<Scan, (u64, String)> {
+        scan_to(&self.buf, self.written_end as usize)
+    }
+}
+
+/// Bytes read at a time while looking for the last non-zero byte.
+const READ_CHUNK: usize = 1 << 20;
+
+/// Reads the segment at `path` as far as anything was ever written to it, so that
+/// recovering a small log costs what its data costs, not what was preallocated for it.
+///
+/// A segment is preallocated (64 MiB by default) and then written from the front, so
+/// most of a young one is zeros. Where the file system reports a range as a hole (an
+/// `lseek` `SEEK_DATA`/`SEEK_HOLE` hole, which reads as zeros by definition, as ext4 and
+/// XFS report fallocated blocks nothing was written to), it is skipped unread. Any other
+/// range is read in chunks of [`READ_CHUNK`] and only the chunks up to the last non-zero
+/// byte are kept. Nothing is assumed about where records end: a stray
+/// non-zero byte anywhere in the file is found, so a torn tail is still told from a
+/// damaged record followed by valid ones exactly as when the whole file was scanned.
+///
+/// Trusting holes trusts the file system only for bytes nothing acknowledged: fdatasync
+/// turns the blocks it made durable into written extents, which `SEEK_DATA` always
+/// reports as data; a fallocated block can only hold a write not yet synced, and the
+/// kernel reports a cached (dirty or read) page over it as data too.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn read_written(path: &Path) -> io::Result<SegmentBytes> {
+    let file = File::open(path)?;
+    let file_len = file.metadata()?.len();
+    let mut data: Vec<u8> = Vec::new();
+    let mut chunk: Vec<u8> = Vec::new();
+    let mut read_end = 0;
+    let mut pos = 0;
+    while pos < file_len {
+        let Some((start, end)) = next_data(&file, pos, file_len)? else {
+            break;
+        };
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(READ_CHUNK as u64) as usize;
+            chunk.resize(n, 0);
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut chunk, at)?;
+            let last = written_end(&chunk);
+            if last > 0 {
+                data.resize(at as usize, 0);
+                data.extend_from_slice(&chunk[..last]);
+            }
+            at += n as u64;
+            read_end = at;
+        }
+        pos = end;
+    }
+    let written = data.len() as u64;
+    let read_zero_tail = read_end > written.next_multiple_of(PAGE_BYTES);
+    let reach = written
+        .saturating_add((RECORD_HEADER_BYTES + MAX_RECORD_BYTES) as u64)
+        .min(file_len);
+    // Zeroed memory the scan touches only where a record reaches into it.
+    let mut buf = vec![0u8; reach as usize];
+    buf[..data.len()].copy_from_slice(&data);
+    Ok(SegmentBytes {
+        buf,
+        written_end: written,
+        file_len,
+        read_zero_tail,
+    })
+}
+
+/// The next range at or after `pos` (before `len`) that the file system says may hold
+/// data; `None` when only a hole follows. Where it cannot tell, all of the rest is data.
+#[cfg(target_os = "linux")]
+fn next_data(file: &File, pos: u64, len: u64) -> io::Result<Option<(u64, u64)>> {
+    use std::os::unix::io::AsRawFd;
+    let seek = |at: u64, whence| {
+        // SAFETY: lseek on an open fd; it only moves the fd's offset, which nothing here
+        // uses (every read gives its own offset).
+        let r = unsafe { libc::lseek(file.as_raw_fd(), at as libc::off_t, whence) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as u64)
+        }
+    };
+    let unsupported =
+        |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP));
+    let start = match seek(pos, libc::SEEK_DATA) {
+        Ok(s) if s < len => s,
+        Ok(_) => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Ok(None),
+        Err(e) if unsupported(&e) => return Ok(Some((pos, len))),
+        Err(e) => return Err(e),
+    };
+    let end = match seek(start, libc::SEEK_HOLE) {
+        Ok(h) => h.clamp(start + 1, len),
+        Err(e) if unsupported(&e) => len,
+        Err(e) => return Err(e),
+    };
+    Ok(Some((start, end)))
+}
+
+/// Without `SEEK_DATA`, all of the file is data.
+#[cfg(not(target_os = "linux"))]
+fn next_data(_file: &File, pos: u64, len: u64) -> io::Result<Option<(u64, u64)>> {
+    Ok(Some((pos, len)))
+}
+
+/// The page size the cache is dropped in.
+const PAGE_BYTES: u64 = 4096;
+
+/// Asks the kernel to drop its cached copy of the zeros after `written_end` of the
+/// segment at `path`, which [`read_written`] had to read (`read_zero_tail`). A cached page
+/// counts as data for `SEEK_DATA` even over a fallocated block nothing was written to, so
+/// this lets the next recovery skip them unread. Only for a segment nothing is appending
+/// to: a page being written is not dropped, but one written back meanwhile would have to
+/// be read in again. A hint: failure changes nothing.
+pub fn uncache_zero_tail(path: &Path, written_end: u64) {
+    #[cfg(target_os = "linux")]
+    if let Ok(file) = File::open(path) {
+        use std::os::unix::io::AsRawFd;
+        let from = written_end.next_multiple_of(PAGE_BYTES) as libc::off_t;
+        // SAFETY: posix_fadvise on an open fd; it reads only its arguments. Length 0
+        // means to the end of the file.
+        let rc =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), from, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            log::debug!("{}: posix_fadvise: error {rc}", path.display());
+        }
+    }
+    let _ = (path, written_end);
 }
 
 /// The segment being appended to.
@@ -502,6 +663,224 @@ mod tests {
         encode_record(&txn(Zxid(2), b""), &mut buf);
         encode_record(&txn(Zxid(2), b""), &mut buf);
         assert!(matches!(scan(&buf).unwrap().end, ScanEnd::Corrupt { .. }));
+    }
+
+    /// A segment file `len` bytes long holding `image`: preallocated like a live one (its
+    /// tail fallocated, never written), or with its tail written as zeros.
+    fn segment_file(dir: &Path, image: &[u8], len: u64, fallocated: bool) -> PathBuf {
+        let path = dir.join(format!("log.{len}.{fallocated}"));
+        let file = File::create(&path).unwrap();
+        if fallocated {
+            preallocate(&file, 0, len).unwrap();
+        } else {
+            let zeros = vec![0u8; len as usize];
+            std::os::unix::fs::FileExt::write_all_at(&file, &zeros, 0).unwrap();
+        }
+        let part = &image[..image.len().min(len as usize)];
+        std::os::unix::fs::FileExt::write_all_at(&file, part, 0).unwrap();
+        path
+    }
+
+    /// Scans `image` as the front of a `len`-byte segment file read both ways, checks that
+    /// the two agree in every detail, and returns the scan.
+    fn scan_both_ways(image: &[u8], len: u64) -> Scan {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first: Option<Scan> = None;
+        for fallocated in [true, false] {
+            let path = segment_file(dir.path(), image, len, fallocated);
+            let whole = std::fs::read(&path).unwrap();
+            let read = read_written(&path).unwrap();
+            assert_eq!(read.file_len, len);
+            assert_eq!(read.written_end, written_end(&whole) as u64);
+            assert_eq!(&read.buf[..], &whole[..read.buf.len()]);
+            let (a, b) = (scan(&whole).unwrap(), read.scan().unwrap());
+            let c = scan(&read.buf).unwrap();
+            assert_eq!(
+                (&b.records, &b.end, b.written_end),
+                (&c.records, &c.end, c.written_end)
+            );
+            assert_eq!(a.records, b.records, "fallocated {fallocated}");
+            assert_eq!(a.end, b.end, "fallocated {fallocated}");
+            assert_eq!(a.written_end, b.written_end, "fallocated {fallocated}");
+            assert_eq!(a.header_len, b.header_len);
+            if let Some(f) = &first {
+                assert_eq!((&f.records, &f.end), (&b.records, &b.end));
+            }
+            first = Some(b);
+        }
+        first.unwrap()
+    }
+
+    const FILE_LEN: u64 = 12 << 20;
+
+    #[test]
+    fn a_young_segment_read_without_its_zero_tail_is_clean() {
+        let image = image(20, 0);
+        let s = scan_both_ways(&image, FILE_LEN);
+        assert_eq!(s.records.len(), 20);
+        assert_eq!(
+            s.end,
+            ScanEnd::Clean {
+                offset: image.len() as u64
+            }
+        );
+        let read = read_written(&segment_file(
+            tempfile::tempdir().unwrap().path(),
+            &image,
+            FILE_LEN,
+            true,
+        ));
+        let read = read.unwrap();
+        assert_eq!(read.written_end, image.len() as u64);
+        assert!(read.buf.len() as u64 <= image.len() as u64 + 16 + MAX_RECORD_BYTES as u64);
+    }
+
+    #[test]
+    fn a_last_record_ending_in_zeros_is_kept_though_its_zeros_look_like_the_tail() {
+        let mut buf = image(2, 0);
+        let mut last = txn(Zxid::new(1, 3), &[0; 3000]);
+        if let TxnOp::SetData {
+            expected_version, ..
+        } = &mut last.op
+        {
+            *expected_version = Some(0);
+        }
+        encode_record(&last, &mut buf);
+        assert!(
+            written_end(&buf) + 3000 < buf.len(),
+            "the record must end in zeros"
+        );
+        let s = scan_both_ways(&buf, FILE_LEN);
+        assert_eq!(s.records.len(), 3);
+        assert_eq!(
+            s.end,
+            ScanEnd::Clean {
+                offset: buf.len() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn a_valid_record_far_past_a_zeroed_one_is_still_corruption() {
+        // Record 3's length zeroed (it looks like the end of the log), then nothing but
+        // zeros for megabytes, then a valid later record: not a torn tail.
+        let mut buf = image(3, 0);
+        let third = scan(&buf).unwrap().records[2].offset as usize;
+        buf[third..third + 4].fill(0);
+        let far = 5 << 20;
+        buf.resize(far, 0);
+        encode_record(&txn(Zxid::new(1, 9), b"late"), &mut buf);
+        let s = scan_both_ways(&buf, FILE_LEN);
+        assert_eq!(s.records.len(), 2);
+        assert!(
+            matches!(&s.end, ScanEnd::Corrupt { offset, reason }
+                if *offset as usize == third && reason.contains(&far.to_string())),
+            "{:?}",
+            s.end
+        );
+    }
+
+    #[test]
+    fn a_damaged_record_then_one_ending_in_zeros_at_the_written_end_is_corruption() {
+        // The only valid record after the damaged one ends in zeros past the last
+        // non-zero byte of the file.
+        let mut buf = image(3, 0);
+        let third = scan(&buf).unwrap().records[2].offset as usize;
+        let mut last = txn(Zxid::new(1, 4), &[0; 100]);
+        if let TxnOp::SetData {
+            expected_version, ..
+        } = &mut last.op
+        {
+            *expected_version = Some(0);
+        }
+        encode_record(&last, &mut buf);
+        buf[third + 20] ^= 0x40;
+        let s = scan_both_ways(&buf, FILE_LEN);
+        assert!(matches!(s.end, ScanEnd::Corrupt { offset, .. } if offset as usize == third));
+    }
+
+    #[test]
+    fn a_stray_byte_at_the_very_end_of_the_file_makes_the_tail_torn() {
+        let mut buf = image(4, 0);
+        let end = buf.len();
+        buf.resize(FILE_LEN as usize, 0);
+        buf[FILE_LEN as usize - 1] = 0x5A;
+        let s = scan_both_ways(&buf, FILE_LEN);
+        assert_eq!(s.records.len(), 4);
+        assert_eq!(s.written_end, FILE_LEN);
+        assert!(matches!(s.end, ScanEnd::Torn { offset, .. } if offset as usize == end));
+    }
+
+    #[test]
+    fn a_file_of_zeros_or_shorter_than_a_header_reads_as_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 10, 4096, FILE_LEN] {
+            let path = segment_file(dir.path(), &[], len, len > 0);
+            let read = read_written(&path).unwrap();
+            assert_eq!((read.written_end, read.file_len), (0, len));
+            assert!(read.buf.iter().all(|&b| b == 0));
+            assert_eq!(
+                read.scan().is_err(),
+                scan(&std::fs::read(&path).unwrap()).is_err()
+            );
+        }
+    }
+
+    /// A segment image: `n` records (the last one ending in `zeros` zero bytes), then
+    /// `stray` bytes written anywhere (damage, or a valid record put far into the tail).
+    fn damaged_image(n: u32, zeros: usize, stray: &[(usize, Vec<u8>)], len: usize) -> Vec<u8> {
+        let mut buf = image(n, 0);
+        let mut last = txn(Zxid::new(1, n + 1), &vec![0; zeros]);
+        if let TxnOp::SetData {
+            expected_version, ..
+        } = &mut last.op
+        {
+            *expected_version = Some(0);
+        }
+        encode_record(&last, &mut buf);
+        for (at, bytes) in stray {
+            let at = at % len;
+            let end = (at + bytes.len()).min(len);
+            if buf.len() < end {
+                buf.resize(end, 0);
+            }
+            buf[at..end].copy_from_slice(&bytes[..end - at]);
+        }
+        buf
+    }
+
+    /// The proptest's files: big enough for zero chunks and holes, small enough for a
+    /// debug build (the fixed tests above cover files longer than a record can reach).
+    const LEN: usize = 5 << 19;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+
+        /// Whatever a segment holds and wherever, reading it without its zero tail scans
+        /// exactly as reading all of it: the same records, the same clean, torn or corrupt
+        /// end at the same offset, the same written end.
+        #[test]
+        fn reading_without_the_zero_tail_scans_like_the_whole_file(
+            n in 0u32..6,
+            zeros in 0usize..5000,
+            stray in proptest::collection::vec(
+                (0usize..LEN, proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40)),
+                0..3,
+            ),
+            far_record in proptest::option::of(0usize..LEN),
+        ) {
+            let len = LEN;
+            let mut stray = stray;
+            if let Some(at) = far_record {
+                let mut rec = Vec::new();
+                encode_record(&txn(Zxid::new(1, 50), b"far"), &mut rec);
+                stray.push((at.max(200), rec));
+            }
+            // Keep the header whole: its damage is another test's business.
+            let stray: Vec<_> = stray.into_iter().map(|(at, b)| (at.max(40), b)).collect();
+            let buf = damaged_image(n, zeros, &stray, len);
+            scan_both_ways(&buf, len as u64);
+        }
     }
 
     #[test]

@@ -189,8 +189,10 @@ impl TxnLog {
 
     /// Zeroes the records of `path` after `after` and makes it the active segment.
     fn cut_segment_after(&mut self, path: &Path, after: Zxid) -> Result<(), StoreError> {
-        let buf = segment::read_file(path)?;
-        let scan = segment::scan(&buf).map_err(|(o, r)| StoreError::corrupt(path, o, r))?;
+        let seg = segment::read_written(path).map_err(|e| StoreError::io(path, e))?;
+        let scan = seg
+            .scan()
+            .map_err(|(o, r)| StoreError::corrupt(path, o, r))?;
         if let ScanEnd::Corrupt { offset, reason } = &scan.end {
             return Err(StoreError::corrupt(path, *offset, reason.clone()));
         }
