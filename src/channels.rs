@@ -5,7 +5,7 @@
 //! use it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -153,6 +153,9 @@ pub struct Handle {
     pub tx: Sender<LoopMsg>,
     /// Wakes the loop after sending on `tx`.
     pub waker: Arc<mio::Waker>,
+    /// Set when a wake-up for `tx` is pending; the loop clears it each time it wakes,
+    /// before it drains `tx`, so a burst of sends rings the waker once.
+    pub rung: Arc<AtomicBool>,
     /// Rung by the loop after every publish (a bounded(1) doorbell: rings coalesce); the
     /// HTTP front's watch notifier waits on it.
     pub published: Receiver<()>,
@@ -213,7 +216,8 @@ impl ClientPortStats {
 /// point (a read with `min_zxid`, or after a sync).
 #[derive(Debug, Default)]
 pub struct Applied {
-    zxid: Mutex<Zxid>,
+    /// The applied zxid, and how many threads wait for it to move.
+    zxid: Mutex<(Zxid, usize)>,
     moved: Condvar,
 }
 
@@ -221,21 +225,30 @@ impl Applied {
     /// The loop published a view applied up to `zxid`.
     pub fn set(&self, zxid: Zxid) {
         let mut z = self.zxid.lock().unwrap_or_else(|e| e.into_inner());
-        if zxid > *z {
-            *z = zxid;
-            self.moved.notify_all();
+        if zxid > z.0 {
+            z.0 = zxid;
+            // A notify is a system call even with nobody waiting: the loop publishes
+            // after every busy turn, and readers rarely wait.
+            if z.1 > 0 {
+                self.moved.notify_all();
+            }
         }
     }
 
     /// Waits until the published view has applied `zxid`, at most `limit`; returns
     /// whether it has.
     pub fn wait_for(&self, zxid: Zxid, limit: Duration) -> bool {
-        let z = self.zxid.lock().unwrap_or_else(|e| e.into_inner());
-        let (z, _) = self
+        let mut z = self.zxid.lock().unwrap_or_else(|e| e.into_inner());
+        if z.0 >= zxid {
+            return true;
+        }
+        z.1 += 1;
+        let (mut z, _) = self
             .moved
-            .wait_timeout_while(z, limit, |z| *z < zxid)
+            .wait_timeout_while(z, limit, |z| z.0 < zxid)
             .unwrap_or_else(|e| e.into_inner());
-        *z >= zxid
+        z.1 -= 1;
+        z.0 >= zxid
     }
 }
 
@@ -245,12 +258,19 @@ impl Handle {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Wakes the loop unless a wake-up it has not yet taken is pending.
+    fn wake_loop(&self) {
+        if !self.rung.swap(true, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+
     /// Queues a write; `None` when the loop's queue is full (answer 503).
     pub fn submit(&self, op: TxnOp) -> Option<Receiver<WriteReply>> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         let reply = ReplyTo::Wait(reply);
         self.tx.try_send(LoopMsg::Write { op, reply }).ok()?;
-        let _ = self.waker.wake();
+        self.wake_loop();
         Some(rx)
     }
 
@@ -260,7 +280,7 @@ impl Handle {
         let reply = ReplyTo::Tagged { to: Some(to), tag };
         match self.tx.try_send(LoopMsg::Write { op, reply }) {
             Ok(()) => {
-                let _ = self.waker.wake();
+                self.wake_loop();
                 true
             }
             Err(e) => {
@@ -277,7 +297,7 @@ impl Handle {
     pub fn sync(&self) -> Option<Receiver<WriteReply>> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.tx.try_send(LoopMsg::Sync { reply }).ok()?;
-        let _ = self.waker.wake();
+        self.wake_loop();
         Some(rx)
     }
 
@@ -285,7 +305,7 @@ impl Handle {
     pub fn touch(&self, session: u64) -> bool {
         let queued = self.tx.try_send(LoopMsg::Touch { session }).is_ok();
         if queued {
-            let _ = self.waker.wake();
+            self.wake_loop();
         }
         queued
     }

@@ -108,10 +108,12 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
     let (published_tx, published) = crossbeam_channel::bounded(1);
     let applied = Arc::new(Applied::default());
     applied.set(core.status().last_applied);
+    let rung = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handle = Handle {
         view: view.clone(),
         tx,
         waker: waker.clone(),
+        rung: rung.clone(),
         published,
         applied: applied.clone(),
         client_port: Default::default(),
@@ -155,6 +157,7 @@ pub fn start(config: Config) -> Result<Server, Box<dyn Error>> {
         store_events,
         view,
         waker: waker.clone(),
+        rung,
         published: published_tx,
         applied,
         doorbells: zk_bound

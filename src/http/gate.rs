@@ -307,7 +307,14 @@ impl Loop {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
-                    Token(id) => self.drive(id),
+                    Token(id) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conns.get_mut(&id) {
+                                conn.readable = true;
+                            }
+                        }
+                        self.drive(id);
+                    }
                 }
             }
             let now = Instant::now();
@@ -445,6 +452,7 @@ impl Loop {
             wpos: 0,
             wpos_at_deadline: 0,
             writable: false,
+            readable: true,
         };
         self.conns.insert(id, conn);
         self.drive(id);
@@ -584,6 +592,10 @@ struct Conn {
     /// `wpos` when the write deadline was last set: progress past it renews the deadline.
     wpos_at_deadline: usize,
     writable: bool,
+    /// False once a read found the socket empty (WouldBlock, or fewer bytes than asked
+    /// for: TCP returns all it holds), until the next readable event: a client waiting
+    /// for its answer costs no read that can only find nothing.
+    readable: bool,
 }
 
 /// What scanning or parsing came to.
@@ -633,21 +645,29 @@ impl Conn {
                 continue;
             }
             let want = self.want().min(scratch.len());
-            if want == 0 {
+            if want == 0 || !self.readable {
                 return true;
             }
             match self.stream.read(&mut scratch[..want]) {
                 Ok(0) => return false,
-                Ok(n) => match &mut self.state {
-                    State::Linger { discarded } => {
-                        *discarded += n;
-                        if *discarded > LINGER_BYTES {
-                            return false;
-                        }
+                Ok(n) => {
+                    if n < want {
+                        self.readable = false;
                     }
-                    _ => self.rbuf.extend_from_slice(&scratch[..n]),
-                },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    match &mut self.state {
+                        State::Linger { discarded } => {
+                            *discarded += n;
+                            if *discarded > LINGER_BYTES {
+                                return false;
+                            }
+                        }
+                        _ => self.rbuf.extend_from_slice(&scratch[..n]),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
             }

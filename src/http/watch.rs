@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use tiny_http::Request;
 
 use super::api::ApiError;
@@ -198,13 +198,23 @@ fn run(handle: &Handle, rx: &Receiver<Parked>, count: &AtomicUsize, stop: &Atomi
             .min()
             .unwrap_or(Duration::from_secs(1));
         let mut closed = false;
-        select! {
-            recv(rx) -> p => match p {
+        if parked.is_empty() {
+            // Nothing to check on a publish: wait for a watch only (the loop publishes
+            // after every busy turn, and a wake-up each time would cost for nothing).
+            match rx.recv_timeout(wait) {
                 Ok(p) => parked.push(p),
-                Err(_) => closed = true,
-            },
-            recv(handle.published) -> _ => {}
-            default(wait) => {}
+                Err(RecvTimeoutError::Disconnected) => closed = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        } else {
+            select! {
+                recv(rx) -> p => match p {
+                    Ok(p) => parked.push(p),
+                    Err(_) => closed = true,
+                },
+                recv(handle.published) -> _ => {}
+                default(wait) => {}
+            }
         }
         while let Ok(p) = rx.try_recv() {
             parked.push(p);

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -72,6 +73,8 @@ pub struct LoopSetup {
     pub view: Arc<RwLock<Arc<View>>>,
     /// Wakes this loop's poll (registered with [`WAKER`]); snapshot senders use it.
     pub waker: Arc<Waker>,
+    /// The handles' pending-wake flag (see [`crate::channels::Handle::rung`]).
+    pub rung: Arc<AtomicBool>,
     /// Rung after every publish (see [`crate::channels::Handle::published`]).
     pub published: Sender<()>,
     /// Set to the applied zxid of every published view.
@@ -92,6 +95,7 @@ pub struct EventLoop<M: Machine> {
     store_events: Receiver<StoreEvent>,
     view: Arc<RwLock<Arc<View>>>,
     pub(super) waker: Arc<Waker>,
+    rung: Arc<AtomicBool>,
     published: Sender<()>,
     applied: Arc<Applied>,
     doorbells: Vec<Arc<Waker>>,
@@ -156,6 +160,7 @@ impl<M: Machine> EventLoop<M> {
             store_events: setup.store_events,
             view: setup.view,
             waker: setup.waker,
+            rung: setup.rung,
             published: setup.published,
             applied: setup.applied,
             doorbells: setup.doorbells,
@@ -217,6 +222,8 @@ impl<M: Machine> EventLoop<M> {
                 }
                 return Err(LoopError::Io(e));
             }
+            // Before draining the channels: a send from now on rings the waker again.
+            self.rung.store(false, Ordering::SeqCst);
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),

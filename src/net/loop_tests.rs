@@ -135,6 +135,7 @@ impl Node {
         ))));
         let (published_tx, published) = crossbeam_channel::bounded(1);
         let applied = Arc::new(crate::channels::Applied::default());
+        let rung = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let setup = LoopSetup {
             config,
             poll,
@@ -144,6 +145,7 @@ impl Node {
             store_events,
             view: view.clone(),
             waker: waker.clone(),
+            rung: rung.clone(),
             published: published_tx,
             doorbells: Vec::new(),
             applied: applied.clone(),
@@ -158,6 +160,7 @@ impl Node {
                 view,
                 tx,
                 waker,
+                rung,
                 published,
                 applied,
                 client_port: Default::default(),
