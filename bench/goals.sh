@@ -54,8 +54,8 @@ case $servers in
     3) original=21.3898 ;; 5) original=22.5576 ;; 7) original=23.1910 ;; 9) original=24.3430 ;;
     *) original= ;;
 esac
-echo "| servers | round | goals | acknowledged s | on both consumers s | per goal ms |"
-echo "|---|---|---|---|---|---|"
+echo "| servers | round | goals | acknowledged s | on both consumers s | per goal ms | original s (100 requests) | speed-up per goal |"
+echo "|---|---|---|---|---|---|---|---|"
 acked=() delivered=()
 for r in $(seq 1 "$rounds"); do
     want=$((r * goals))
@@ -74,15 +74,15 @@ for r in $(seq 1 "$rounds"); do
     a=$(awk -v x="$t1" -v y="$t0" 'BEGIN {print x - y}')
     d=$(awk -v x="$t2" -v y="$t0" 'BEGIN {print x - y}')
     acked+=("$a") delivered+=("$d")
-    printf '| %s | %s | %s | %.3f | %.3f | %.2f |\n' "$servers" "$r" "$goals" "$a" "$d" \
+    printf '| %s | %s | %s | %.3f | %.3f | %.2f | - | - |\n' "$servers" "$r" "$goals" "$a" "$d" \
         "$(awk -v d="$d" -v g="$goals" 'BEGIN {print d * 1000 / g}')"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ma=$(median "${acked[@]}") md=$(median "${delivered[@]}")
-printf '| %s | median | %s | %.3f | %.3f | %.2f |\n' "$servers" "$goals" "$ma" "$md" \
-    "$(awk -v d="$md" -v g="$goals" 'BEGIN {print d * 1000 / g}')"
-echo
 if [[ -n $original ]]; then
-    printf "the original's published figure for 100 requests on %s servers: %s s (%.0fx the median here, per goal)\n" \
-        "$servers" "$original" "$(awk -v o="$original" -v m="$md" -v g="$goals" 'BEGIN {print o / (m * 100 / g)}')"
+    speedup=$(awk -v o="$original" -v m="$md" -v g="$goals" 'BEGIN {printf "%.0fx", o / (m * 100 / g)}')
+else
+    original=- speedup=-
 fi
+printf '| %s | median | %s | %.3f | %.3f | %.2f | %s | %s |\n' "$servers" "$goals" "$ma" "$md" \
+    "$(awk -v d="$md" -v g="$goals" 'BEGIN {print d * 1000 / g}')" "$original" "$speedup"

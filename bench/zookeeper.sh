@@ -57,11 +57,15 @@ zkb=$bin/zk-bench
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/zk-compare.XXXXXX")
 pids=()
+# Runs that failed: reported beside the tables (a failure is a finding), logs kept.
+failures=()
 finish() {
     local rc=$?
     stop_all
     if ((rc)); then
         echo "bench/zookeeper.sh failed; the servers' logs are kept in $work" >&2
+    elif ((${#failures[@]})); then
+        echo "some runs failed; the servers' logs are kept in $work" >&2
     else
         rm -rf "$work"
     fi
@@ -115,6 +119,19 @@ start_zooweeper() {
     return 0
 }
 
+# run_or_note WHAT COMMAND...: runs COMMAND (its output to stderr); when it fails, notes
+# WHAT with the command's last line, and goes on with the next run.
+run_or_note() {
+    local what=$1 log
+    shift
+    log=$(mktemp)
+    if ! "$@" 1>&2 2>"$log"; then
+        failures+=("$what: $(tail -n 1 "$log")")
+    fi
+    cat "$log" >&2
+    rm -f "$log"
+}
+
 # measure SYSTEM N: latency via the follower, load on 3 servers, then RSS; stops the
 # ensemble.
 measure() {
@@ -123,14 +140,16 @@ measure() {
     local pidlist
     pidlist=$(IFS=,; echo "${ens_pids[*]}")
     echo "== $sys, $n servers: $writes sequential creates via follower $follower" >&2
-    "$zkb" zk-latency --label "$sys" --servers "$n" --connect "$follower" \
+    run_or_note "$sys, $n servers, $writes sequential creates" \
+        "$zkb" zk-latency --label "$sys" --servers "$n" --connect "$follower" \
         --writes "$writes" --warmup "$warmup" --pids "$pidlist" --append-csv "$lat_csv" \
-        --cdf-csv "$cdf_csv" >&2
+        --cdf-csv "$cdf_csv"
     if [[ $n == 3 ]]; then
         for c in $clients; do
             echo "== $sys, $n servers: $c sessions for $seconds s" >&2
-            "$zkb" zk-load --label "$sys" --servers "$n" --connect "$all" --clients "$c" \
-                --seconds "$seconds" --pids "$pidlist" --append-csv "$load_csv" >&2
+            run_or_note "$sys, $n servers, $c sessions" \
+                "$zkb" zk-load --label "$sys" --servers "$n" --connect "$all" --clients "$c" \
+                --seconds "$seconds" --pids "$pidlist" --append-csv "$load_csv"
         done
     fi
     for k in "${!ens_pids[@]}"; do
@@ -173,6 +192,12 @@ java_version=$(java -version 2>&1 | head -1)
     echo "memory, worse for writes/s."
     echo
     "$zkb" report --latency "$lat_csv" --load "$load_csv" --rss "$rss_csv"
+    if ((${#failures[@]})); then
+        echo "### Runs that failed (their rows show \"-\")"
+        echo
+        printf -- '- %s\n' "${failures[@]}"
+        echo
+    fi
 } >"$out/zookeeper.md"
 cp "$lat_csv" "$out/zookeeper_latency.csv"
 [[ -f $load_csv ]] && cp "$load_csv" "$out/zookeeper_load.csv"

@@ -525,7 +525,7 @@ fn latency(servers: usize, writes: usize, target: &str) -> Result<(), Box<dyn Er
     println!(
         "| servers | writes | target | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | writes/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     println!(
         "| {servers} | {writes} | {target} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} |",
         percentile(&ms, 0.5),
