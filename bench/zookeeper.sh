@@ -96,7 +96,7 @@ start_zooweeper() {
     done
     for ((i = 0; i < n; i++)); do
         "$bin/zooweeper" --id $((i + 1)) "${members[@]}" --data-dir "$dir/data-$((i + 1))" \
-            --client-port "${ports[3 * i + 2]}" --log warn \
+            --client-port "${ports[3 * i + 2]}" --max-client-cnxns 0 --log warn \
             >/dev/null 2>"$dir/zw-$((i + 1)).log" </dev/null &
         pids+=($!) ens_pids+=($!)
         hosts+=("127.0.0.1:${ports[3 * i + 2]}")
@@ -181,7 +181,8 @@ java_version=$(java -version 2>&1 | head -1)
     echo "on $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, Linux $(uname -r), loopback."
     echo "Apache ZooKeeper: Debian package $zk_version ($java_version, default heap),"
     echo "forceSync=yes, one dataDir per server. ZooWeeper: \`$(git rev-parse --short HEAD)\`,"
-    echo "fsync on, ZooKeeper's protocol on \`--client-port\`. Both on the same temp"
+    echo "fsync on, ZooKeeper's protocol on \`--client-port\`. Neither limits connections per"
+    echo "address (maxClientCnxns=0, \`--max-client-cnxns 0\`). Both on the same temp"
     echo "filesystem, one system at a time. The client is \`zk-bench\` for both: blocking"
     echo "sockets, one thread per session, 100-byte persistent znodes."
     echo "Latency: $writes sequential creates through one session on a follower, after"
