@@ -73,8 +73,9 @@ machine      This machine's facts as JSON: cores, memory, kernel, date, the late
              a 4 KiB write + fdatasync in DIR (default the temp dir, where the servers'
              data goes) and a loopback TCP round trip.
 
-Servers run from the `zooweeper` binary next to this one, with fsync on, on 127.0.0.1
-ports chosen free at start, data in a temporary directory removed afterwards
+Servers run from the `zooweeper` binary next to this one, with fsync on, each ensemble
+on a loopback address of its own (127.X.Y.Z, ports 8080.. and 18080..; brokers on free
+ports of 127.0.0.1), data in a temporary directory removed afterwards
 (ZW_BENCH_KEEP=1 keeps it; ZW_BENCH_LOG=info sets the servers' log level).
 ";
 
@@ -109,6 +110,32 @@ impl Drop for Ensemble {
     }
 }
 
+/// First HTTP port of an ensemble on its own address; server `i` (0-based) adds `i`.
+const HTTP_BASE: u16 = 8080;
+/// First peer port, likewise.
+const PEER_BASE: u16 = 18080;
+
+/// A loopback address 127.X.Y.Z whose ports for `n` servers are free now: X.Y from this
+/// process's id, Z counting up, so ensembles alive at once never share an address.
+fn private_ip(n: usize) -> Result<std::net::Ipv4Addr, Box<dyn Error>> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    let (x, y) = (1 + (pid / 254 % 254) as u8, 1 + (pid % 254) as u8);
+    for _ in 0..254 {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ip = std::net::Ipv4Addr::new(127, x, y, 1 + (k % 254) as u8);
+        let free = (0..n as u16).all(|i| {
+            std::net::TcpListener::bind((ip, HTTP_BASE + i)).is_ok()
+                && std::net::TcpListener::bind((ip, PEER_BASE + i)).is_ok()
+        });
+        if free {
+            return Ok(ip);
+        }
+    }
+    Err(format!("no loopback address 127.{x}.{y}.* has ports {HTTP_BASE}.. free").into())
+}
+
 fn free_port() -> Result<u16, Box<dyn Error>> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -137,9 +164,14 @@ impl Ensemble {
     fn start_with(n: usize, extra: &[&str]) -> Result<Ensemble, Box<dyn Error>> {
         let dir = std::env::temp_dir().join(format!("zw-bench-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
+        // A loopback address of the ensemble's own, with fixed ports: ports picked free on
+        // 127.0.0.1 and released could be taken by another server's outgoing connection
+        // before the server they were picked for binds them (seen once in ~40 starts).
+        let ip = private_ip(n)?;
         let mut members = Vec::new();
-        for id in 1..=n {
-            members.push((id, free_port()?, free_port()?));
+        for (i, id) in (1..=n).enumerate() {
+            let i = u16::try_from(i)?;
+            members.push((id, HTTP_BASE + i, PEER_BASE + i));
         }
         let level = std::env::var("ZW_BENCH_LOG").unwrap_or_else(|_| "warn".into());
         let commands: Vec<Vec<String>> = members
@@ -148,7 +180,7 @@ impl Ensemble {
                 let mut args = vec!["--id".to_string(), id.to_string()];
                 for &(mid, http, peer) in &members {
                     args.push("--server".into());
-                    args.push(format!("{mid}=127.0.0.1:{http}:{peer}"));
+                    args.push(format!("{mid}={ip}:{http}:{peer}"));
                 }
                 let data = dir.join(format!("data-{id}"));
                 args.extend(["--data-dir".into(), data.display().to_string()]);
@@ -159,11 +191,11 @@ impl Ensemble {
             .collect();
         let http = members
             .iter()
-            .map(|&(_, h, _)| SocketAddr::from(([127, 0, 0, 1], h)))
+            .map(|&(_, h, _)| SocketAddr::from((ip, h)))
             .collect();
         let peer = members
             .iter()
-            .map(|&(_, _, p)| SocketAddr::from(([127, 0, 0, 1], p)))
+            .map(|&(_, _, p)| SocketAddr::from((ip, p)))
             .collect();
         let mut ens = Ensemble {
             children: Vec::new(),
@@ -226,11 +258,23 @@ impl Ensemble {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!(
+                let mut why = format!(
                     "only {serving} of {} servers serving after {limit:?}",
                     self.http.len()
-                )
-                .into());
+                );
+                for i in 0..self.http.len() {
+                    if self.status(i).is_some_and(|s| s["serving"] == true) {
+                        continue;
+                    }
+                    let log = std::fs::read_to_string(self.dir.join(format!("zw-{}.log", i + 1)))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                    why.push_str(&format!("\nserver {} is not serving; its log ends:", i + 1));
+                    for line in tail.into_iter().rev() {
+                        why.push_str(&format!("\n  {line}"));
+                    }
+                }
+                return Err(why.into());
             }
             // Polling another process's HTTP status: pause briefly between polls.
             std::thread::sleep(Duration::from_millis(50));
