@@ -3,11 +3,12 @@
 //! The gate thread ([`super::gate`]) accepts and reads connections under limits and
 //! queues each complete request (a [`tiny_http::Request`] with its body in memory) on a
 //! bounded channel. Each worker loops on that channel, checking a stop flag between
-//! requests. For each request it reads the body under the cap, routes it, and answers:
-//! reads from the published view; writes it submits to the event loop's bounded queue
-//! and leaves in flight ([`super::pending`]), for the gate thread to answer when the loop
-//! does. It always answers explicitly (tiny_http would answer a dropped request with an
-//! empty 500).
+//! requests. For each request it reads the body under the cap, routes it, and answers
+//! from the published view. Requests that never wait (every method but GET and HEAD)
+//! skip the workers: the gate thread answers them itself with the same [`Service`], and
+//! a write is submitted to the event loop's bounded queue and left in flight
+//! ([`super::pending`]) until the loop answers it. Every request is answered explicitly
+//! (tiny_http would answer a dropped request with an empty 500).
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
