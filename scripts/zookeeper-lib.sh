@@ -31,6 +31,11 @@ zk_install() {
     fi
     zk_cp=$zk_jar
     [[ -d /etc/zookeeper/conf ]] && zk_cp=/etc/zookeeper/conf:$zk_cp
+    # Debian's package has no slf4j binding, so ZooKeeper logs nothing at all; the simple
+    # one (in libslf4j-java, installed with it) writes warnings to server.log.
+    if [[ -f /usr/share/java/slf4j-simple.jar ]]; then
+        zk_cp=$zk_cp:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar
+    fi
     return 0
 }
 
@@ -42,6 +47,8 @@ zk_start() {
     mkdir -p "$dir"
     while read -r id port; do
         java -Dzookeeper.log.dir="$dir/zk-$id" -Dzookeeper.root.logger=WARN,CONSOLE \
+            -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+            -Dorg.slf4j.simpleLogger.showDateTime=true \
             "${jopts[@]}" -cp "$zk_cp" org.apache.zookeeper.server.quorum.QuorumPeerMain \
             "$dir/zk-$id/zoo.cfg" >"$dir/zk-$id/server.log" 2>&1 </dev/null &
         pids+=($!) zk_pids+=($!)
