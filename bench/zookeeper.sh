@@ -192,7 +192,10 @@ java_version=$(java -version 2>&1 | head -1)
     echo "A ratio below 1 means ZooWeeper's figure is lower: better for latency, CPU and"
     echo "memory, worse for writes/s."
     echo
-    "$zkb" report --latency "$lat_csv" --load "$load_csv" --rss "$rss_csv"
+    report=(--latency "$lat_csv" --rss "$rss_csv")
+    # Load runs happen only on 3 servers.
+    [[ -f $load_csv ]] && report+=(--load "$load_csv")
+    "$zkb" report "${report[@]}"
     if ((${#failures[@]})); then
         echo "### Runs that failed (their rows show \"-\")"
         echo
